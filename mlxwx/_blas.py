@@ -1,0 +1,80 @@
+"""Fast matmuls on Linux CPUs: load an optimised BLAS before MLX's CPU backend.
+
+The `mlx-cpu` wheel bundles the reference (netlib) BLAS, 15-40x slower than OpenBLAS. `libmlx.so`
+resolves `cblas_sgemm` at load time through the global symbol scope, so loading OpenBLAS with
+RTLD_GLOBAL before `mlx.core` is first imported makes every matmul and conv use it (results
+unchanged). This runs on `import mlxwx`; `MLXWX_BLAS=/path/libblas.so` picks another library and
+`MLXWX_BLAS=none` turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3",  # Debian/Ubuntu libopenblas0-pthread
+    "/usr/lib/aarch64-linux-gnu/openblas-pthread/libblas.so.3",
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/usr/lib64/libopenblas.so.0",  # Fedora/RHEL openblas
+    "/usr/lib/libopenblas.so.0",  # Arch
+)
+INSTALL_HINT = "apt install libopenblas0-pthread (Debian/Ubuntu) or dnf install openblas (Fedora)"
+
+status = "not needed"  # what happened, for `mlxwx doctor`-style reporting and tests
+
+
+def _needed() -> bool:
+    return sys.platform.startswith("linux") and os.environ.get("MLXWX_BLAS", "") != "none"
+
+
+def _already_fast() -> bool:
+    preload = os.environ.get("LD_PRELOAD", "")
+    return "blas" in preload.lower()
+
+
+def preload() -> str:
+    """Load an optimised BLAS globally if MLX's CPU backend is not imported yet."""
+    global status
+    if not _needed() or _already_fast():
+        status = "not needed" if not _needed() else "LD_PRELOAD"
+        return status
+    if "mlx.core" in sys.modules:
+        status = "too late: mlx.core was imported before mlxwx"
+        return status
+    override = os.environ.get("MLXWX_BLAS")
+    for path in (override,) if override else CANDIDATES:
+        if path and Path(path).exists():
+            try:
+                ctypes.CDLL(path, mode=os.RTLD_GLOBAL)
+            except OSError as err:
+                logger.debug("could not load %s: %s", path, err)
+                continue
+            status = path
+            return status
+    status = "missing"
+    return status
+
+
+def warn_if_slow() -> None:
+    """Log once how to get fast matmuls when no optimised BLAS could be loaded."""
+    import mlx.core as mx
+
+    if not sys.platform.startswith("linux") or mx.default_device() != mx.cpu:
+        return
+    if status == "missing":
+        logger.warning(
+            "MLX on this CPU uses the slow reference BLAS (15-40x slower); install OpenBLAS: %s",
+            INSTALL_HINT,
+        )
+    elif status.startswith("too late"):
+        logger.warning(
+            "import mlxwx before mlx.core (or set LD_PRELOAD to OpenBLAS) for "
+            "fast matmuls on Linux CPUs"
+        )

@@ -1,0 +1,237 @@
+"""Audio front end: decode any file to 16 kHz mono, and Whisper's log-mel spectrogram in MLX."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import av
+import mlx.core as mx
+import numpy as np
+
+from .errors import MlxwxError
+
+# Whisper's fixed audio hyperparameters.
+SAMPLE_RATE = 16000  # Hz
+N_FFT = 400  # 25 ms analysis window
+HOP_LENGTH = 160  # 10 ms between frames
+CHUNK_LENGTH = 30  # seconds in one encoder window
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30 s window
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a 30 s window
+N_SAMPLES_PER_TOKEN = HOP_LENGTH * 2  # 320: the encoder's conv stem has stride 2
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100: 10 ms per mel frame
+TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50: 20 ms per audio token
+
+_BLOCK = 1 << 16  # samples per frame handed to the resampler for array input
+
+AudioSource = str | os.PathLike | np.ndarray | mx.array
+
+
+class AudioError(MlxwxError, ValueError):
+    """Audio that cannot be loaded; the message is one line naming the file (or the array)."""
+
+
+def _one_line(message: object, limit: int = 200) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_audio(source: AudioSource, sample_rate: int | None = None) -> mx.array:
+    """Load audio as a 1-D float32 mono waveform at SAMPLE_RATE (16 kHz), nominally in [-1, 1].
+
+    Args:
+        source: a file path (any container/codec FFmpeg reads: wav, flac, ogg, mp3, m4a, mp4,
+            webm, ...; decoded in-process with PyAV, first audio stream), or samples as a numpy
+            or mx array: shape (samples,), (channels, samples) or (samples, channels); channels
+            (the smaller axis) are averaged. Float samples are taken as is, signed integers
+            are scaled to [-1, 1).
+        sample_rate: rate of array input in Hz (default SAMPLE_RATE); resampled with an
+            anti-aliasing filter when it differs. Files carry their own rate: leave it None.
+
+    Returns:
+        (n_samples,) float32 at 16 kHz.
+
+    Raises:
+        AudioError: a missing, unreadable, corrupt, empty (zero samples) or audio-less
+            file, or a malformed array; the message is one line.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        if sample_rate is not None:
+            raise ValueError("sample_rate applies to array input only; files carry their own rate")
+        samples = _decode_file(Path(source))
+    else:
+        samples = _from_array(source, SAMPLE_RATE if sample_rate is None else sample_rate)
+    return mx.array(samples)
+
+
+def _decode_file(path: Path) -> np.ndarray:
+    """Decode the first audio stream of `path` to (n,) float32 mono at 16 kHz."""
+    if not path.exists():
+        raise AudioError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise AudioError(f"audio path is a directory, not a file: {path}")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file is empty (0 bytes): {path}")
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(f"no audio stream in file: {path}")
+            samples = _resample(container.decode(container.streams.audio[0]))
+    except (av.FFmpegError, OSError) as err:
+        reason = _one_line(getattr(err, "strerror", None) or err)  # drop PyAV's errno and path
+        raise AudioError(f"cannot decode audio file {path}: {reason}") from err
+    if samples.size == 0:
+        raise AudioError(f"no audio samples in file: {path}")
+    return samples
+
+
+def _resample(frames: Iterable[av.AudioFrame]) -> np.ndarray:
+    """Resample decoded frames to 16 kHz with swresample and average channels: (n,) float32.
+
+    Channels are averaged here, not by swresample: its float downmix sums stereo with
+    1/sqrt(2) gains (3 dB louder than ffmpeg's s16 `-ac 1`, which openai-whisper uses).
+    """
+    resampler = av.AudioResampler(format="fltp", layout=None, rate=SAMPLE_RATE)  # keep channels
+
+    def mono(frame: av.AudioFrame | None) -> list[np.ndarray]:
+        return [
+            out.to_ndarray().mean(axis=0, dtype=np.float32) for out in resampler.resample(frame)
+        ]
+
+    chunks = [chunk for frame in frames for chunk in mono(frame)]  # keeps only mono float32
+    chunks += mono(None)  # flush the filter's tail
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _array_frames(samples: np.ndarray, rate: int) -> Iterator[av.AudioFrame]:
+    """Wrap (n,) float32 mono samples as PyAV frames of at most _BLOCK samples."""
+    for start in range(0, samples.size, _BLOCK):
+        frame = av.AudioFrame.from_ndarray(
+            samples[None, start : start + _BLOCK], format="flt", layout="mono"
+        )
+        frame.sample_rate = rate
+        yield frame
+
+
+def _from_array(source: np.ndarray | mx.array, rate: int) -> np.ndarray:
+    """Validate, scale, downmix and resample array input to (n,) float32 mono at 16 kHz."""
+    if isinstance(source, mx.array) and mx.issubdtype(source.dtype, mx.floating):
+        source = source.astype(mx.float32)  # numpy cannot take bfloat16
+    try:
+        array = np.asarray(source)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise AudioError(f"audio array: cannot convert to numpy: {_one_line(err)}") from err
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32, copy=False)
+    elif np.issubdtype(array.dtype, np.signedinteger):
+        array = array.astype(np.float32) / np.float32(2 ** (8 * array.dtype.itemsize - 1))
+    else:
+        raise AudioError(f"audio array must hold float or signed-int samples, got {array.dtype}")
+    if array.ndim not in (1, 2):
+        raise AudioError(f"audio array must be 1-D or 2-D (channels), got shape {array.shape}")
+    if array.size == 0:
+        raise AudioError(f"audio array is empty (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise AudioError("audio array holds NaN or infinite values")
+    if not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise AudioError(f"sample_rate must be a positive integer, got {rate!r}")
+    if array.ndim == 2:
+        array = array.mean(axis=int(np.argmin(array.shape)), dtype=np.float32)
+    array = np.ascontiguousarray(array)
+    return array if rate == SAMPLE_RATE else _resample(_array_frames(array, int(rate)))
+
+
+@functools.cache
+def mel_filters(n_mels: int) -> mx.array:
+    """Slaney mel filterbank, (n_mels, N_FFT // 2 + 1) float32; treat the result as read-only.
+
+    Equals librosa.filters.mel(sr=16000, n_fft=400, n_mels=n_mels) (htk=False, norm="slaney"),
+    which is what openai-whisper's mel_filters.npz stores for 80 and 128 mels.
+    """
+    if n_mels <= 0:
+        raise ValueError(f"n_mels must be positive, got {n_mels}")
+    fft_hz = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges_hz = _mel_to_hz(np.linspace(0.0, _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # Slaney: equal area per band
+    return mx.array(weights.astype(np.float32))
+
+
+# Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+_HZ_PER_MEL, _BREAK_HZ, _LOG_STEP = 200.0 / 3.0, 1000.0, np.log(6.4) / 27.0
+_BREAK_MEL = _BREAK_HZ / _HZ_PER_MEL
+
+
+def _hz_to_mel(hz: float) -> float:
+    if hz < _BREAK_HZ:
+        return hz / _HZ_PER_MEL
+    return float(_BREAK_MEL + np.log(hz / _BREAK_HZ) / _LOG_STEP)
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    log_part = _BREAK_HZ * np.exp(_LOG_STEP * (mels - _BREAK_MEL))
+    return np.where(mels >= _BREAK_MEL, log_part, mels * _HZ_PER_MEL)
+
+
+@functools.cache
+def _hann_window(size: int) -> mx.array:
+    """Periodic Hann window (torch.hann_window's default), (size,) float32."""
+    return mx.array(np.hanning(size + 1)[:-1].astype(np.float32))
+
+
+def _power_spectrum(audio: mx.array) -> mx.array:
+    """|STFT|^2 as torch.stft(center=True, pad_mode="reflect") minus the last frame.
+
+    (n,) float32 -> (n // HOP_LENGTH, N_FFT // 2 + 1) float32.
+    """
+    n_frames = audio.size // HOP_LENGTH  # torch gives 1 + n // hop frames; Whisper drops the last
+    padded = mx.pad(audio, N_FFT // 2, mode="reflect")
+    frames = mx.as_strided(padded, shape=(n_frames, N_FFT), strides=(HOP_LENGTH, 1))
+    spectrum = mx.fft.rfft(frames * _hann_window(N_FFT))
+    return mx.square(spectrum.real) + mx.square(spectrum.imag)
+
+
+def log_mel_spectrogram(audio: mx.array, n_mels: int = 80, padding: int = 0) -> mx.array:
+    """Whisper's log-mel spectrogram (same numbers as openai-whisper's), computed in MLX.
+
+    Args:
+        audio: (n_samples,) waveform at 16 kHz (mx or numpy array; cast to float32).
+        n_mels: mel bands, 80 (most Whisper models) or 128 (large-v3).
+        padding: zero samples appended on the right before the STFT.
+
+    Returns:
+        ((n_samples + padding) // HOP_LENGTH, n_mels) float32, roughly in [-1, 1.5]; N_SAMPLES
+        samples give N_FRAMES (3000) frames. Clamped to 8 decades (80 dB) below its own maximum.
+    """
+    audio = mx.array(audio) if not isinstance(audio, mx.array) else audio
+    if audio.ndim != 1:
+        raise AudioError(f"log_mel_spectrogram takes 1-D audio, got shape {audio.shape}")
+    audio = audio.astype(mx.float32)
+    if padding > 0:
+        audio = mx.pad(audio, (0, padding))
+    if audio.size <= N_FFT // 2:
+        raise AudioError(f"audio too short for a spectrogram: {audio.size} samples")
+    mel = _power_spectrum(audio) @ mel_filters(n_mels).T
+    log_spec = mx.log10(mx.maximum(mel, 1e-10))
+    log_spec = mx.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
+def pad_or_trim(array: mx.array, length: int = N_SAMPLES, axis: int = -1) -> mx.array:
+    """Zero-pad on the right or cut `array` along `axis` to `length` (default N_SAMPLES)."""
+    size = array.shape[axis]
+    if size > length:
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(0, length)
+        return array[tuple(index)]
+    if size < length:
+        widths = [(0, 0)] * array.ndim
+        widths[axis] = (0, length - size)
+        return mx.pad(array, widths)
+    return array

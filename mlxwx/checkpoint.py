@@ -1,0 +1,128 @@
+"""The MLX Whisper folder: what converters write and `mlxwx.load` reads.
+
+A folder holds
+- `config.json`: the `ModelDimensions` fields, `"model_type": "whisper"` and, when quantized,
+  `"quantization": {"group_size", "bits"}`. Nothing else: mlx-whisper passes every other key to its
+  dimensions dataclass, so extra keys would break loading there.
+- `weights.safetensors`: parameters under mlx-whisper's names (convs channels-last `(out, k, in)`),
+  plus `alignment_heads` (N, 2) int32, as mlx-whisper stores them.
+- `tokenizer.json`: the Hugging Face `tokenizers` file for the vocabulary.
+- `mlxwx.json`: decoding metadata the checkpoint came with (`suppress_tokens`,
+  `begin_suppress_tokens`, `source`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from .models.whisper import ModelDimensions, Whisper
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+META_FILE = "mlxwx.json"
+DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
+
+
+def quantize_predicate(group_size: int):
+    """Linear and Embedding layers whose input width divides into groups; convs stay dense."""
+
+    def predicate(_path: str, module: nn.Module) -> bool:
+        if not isinstance(module, (nn.Linear, nn.Embedding)):
+            return False
+        return module.weight.shape[-1] % group_size == 0
+
+    return predicate
+
+
+def check_weights(dims: ModelDimensions, weights: Mapping[str, Any]) -> None:
+    """Raise ValueError unless `weights` has exactly the model's parameter names and shapes."""
+    expected = {k: v.shape for k, v in tree_flatten(Whisper(dims).parameters())}
+    expected.pop("alignment_heads")
+    got = {k: tuple(v.shape) for k, v in weights.items() if k != "alignment_heads"}
+    missing, unexpected = expected.keys() - got.keys(), got.keys() - expected.keys()
+    if missing or unexpected:
+        raise ValueError(
+            f"weights do not match the model: missing {sorted(missing)[:5]}"
+            f" ({len(missing)}), unexpected {sorted(unexpected)[:5]} ({len(unexpected)})"
+        )
+    bad = [f"{k}: {got[k]} != {tuple(s)}" for k, s in expected.items() if got[k] != tuple(s)]
+    if bad:
+        raise ValueError(f"weight shapes do not match the model: {bad[:5]}")
+
+
+def save_model(
+    dst: str | Path,
+    dims: ModelDimensions,
+    weights: Mapping[str, Any],
+    *,
+    tokenizer_json: str | Path | None,
+    alignment_heads: Any = None,
+    meta: Mapping[str, Any] | None = None,
+    dtype: str = "float16",
+    quantize: tuple[int, int] | None = None,
+) -> Path:
+    """Write an MLX Whisper folder at `dst` (which must not exist), atomically.
+
+    weights: mlx-whisper names -> numpy or MLX arrays, checked against the model's names and
+    shapes. alignment_heads: (N, 2) [layer, head] pairs. quantize: (group_size, bits).
+    """
+    dst = Path(dst)
+    if dst.exists():
+        raise FileExistsError(f"refusing to overwrite {dst}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    check_weights(dims, weights)
+    model = Whisper(dims)
+    cast = DTYPES[dtype]
+    model.load_weights(
+        [
+            (k, mx.array(np.asarray(v)).astype(cast))
+            for k, v in weights.items()
+            if k != "alignment_heads"
+        ],
+        strict=True,
+    )
+    if alignment_heads is None and "alignment_heads" in weights:
+        alignment_heads = weights["alignment_heads"]
+    if alignment_heads is not None:
+        model.alignment_heads = mx.array(np.asarray(alignment_heads, dtype=np.int32).reshape(-1, 2))
+    config: dict[str, Any] = {**dims.to_dict(), "model_type": "whisper"}
+    if quantize is not None:
+        group_size, bits = quantize
+        nn.quantize(model, group_size, bits, class_predicate=quantize_predicate(group_size))
+        config["quantization"] = {"group_size": group_size, "bits": bits}
+    return _write_folder(dst, config, model, tokenizer_json, dict(meta or {}))
+
+
+def _write_folder(
+    dst: Path,
+    config: dict[str, Any],
+    model: Whisper,
+    tokenizer_json: str | Path | None,
+    meta: dict[str, Any],
+) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(tree_flatten(model.parameters())))
+        if tokenizer_json is not None:
+            shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst

@@ -1,0 +1,241 @@
+"""Whisper encoder-decoder in MLX: architecture only.
+
+Parameter names follow mlx-whisper (and so the mlx-community repos), so checkpoints move both ways.
+Decoding state lives outside the modules: cross-attention keys/values are computed once per window
+in the head-split layout (`TextDecoder.cross_kv`), and the self-attention cache is preallocated to
+the text context (448 tokens) and written by slice assignment (`KVCache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+@dataclass(frozen=True)
+class ModelDimensions:
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> ModelDimensions:
+        """Build from a config dict, ignoring keys that are not dimensions (model_type, ...)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - params.keys()
+        if missing:
+            raise ValueError(f"config is missing Whisper dimensions: {sorted(missing)}")
+        return cls(**{k: int(v) for k, v in params.items() if k in names})
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.n_vocab >= 51865
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> mx.array:
+    """(length, channels) sinusoidal table used as the encoder's positional embedding."""
+    half = channels // 2
+    inv_timescales = mx.exp(-math.log(max_timescale) / (half - 1) * mx.arange(half))
+    scaled = mx.arange(length)[:, None] * inv_timescales[None, :]
+    return mx.concatenate([mx.sin(scaled), mx.cos(scaled)], axis=1)
+
+
+def split_heads(x: mx.array, n_head: int) -> mx.array:
+    """(B, T, D) -> (B, H, T, D/H)."""
+    b, t, d = x.shape
+    return x.reshape(b, t, n_head, d // n_head).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x: mx.array) -> mx.array:
+    """(B, H, T, Dh) -> (B, T, H*Dh)."""
+    b, h, t, dh = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, t, h * dh)
+
+
+class KVCache:
+    """Self-attention keys/values of one decoder layer, preallocated to `max_len` positions.
+
+    keys/values: (B, H, max_len, Dh). `update` writes T new positions at `offset` and returns the
+    view of positions [0, offset + T).
+    """
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, dtype: mx.Dtype):
+        shape = (batch, n_head, max_len, head_dim)
+        self.keys = mx.zeros(shape, dtype=dtype)
+        self.values = mx.zeros(shape, dtype=dtype)
+
+    def update(self, k: mx.array, v: mx.array, offset: int) -> tuple[mx.array, mx.array]:
+        end = offset + k.shape[2]
+        self.keys[:, :, offset:end] = k
+        self.values[:, :, offset:end] = v
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def take(self, rows: mx.array) -> None:
+        """Keep only the batch rows `rows` (beam reordering, dropping finished rows)."""
+        self.keys = self.keys[rows]
+        self.values = self.values[rows]
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.query = nn.Linear(n_state, n_state)
+        self.key = nn.Linear(n_state, n_state, bias=False)
+        self.value = nn.Linear(n_state, n_state)
+        self.out = nn.Linear(n_state, n_state)
+
+    def kv(self, x: mx.array) -> tuple[mx.array, mx.array]:
+        """Head-split keys and values (B, H, T, Dh) of `x` (B, T, D)."""
+        return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
+
+    def attend(self, x: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
+        q = split_heads(self.query(x), self.n_head)
+        scale = q.shape[-1] ** -0.5
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+        return self.out(merge_heads(o))
+
+    def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
+        k, v = self.kv(x)
+        return self.attend(x, k, v, mask)
+
+
+class ResidualAttentionBlock(nn.Module):
+    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False):
+        super().__init__()
+        self.attn = MultiHeadAttention(n_state, n_head)
+        self.attn_ln = nn.LayerNorm(n_state)
+        if cross_attention:
+            self.cross_attn = MultiHeadAttention(n_state, n_head)
+            self.cross_attn_ln = nn.LayerNorm(n_state)
+        self.mlp1 = nn.Linear(n_state, 4 * n_state)
+        self.mlp2 = nn.Linear(4 * n_state, n_state)
+        self.mlp_ln = nn.LayerNorm(n_state)
+
+    def mlp(self, x: mx.array) -> mx.array:
+        return x + self.mlp2(nn.gelu(self.mlp1(self.mlp_ln(x))))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """Encoder block: full self-attention, no cache."""
+        x = x + self.attn(self.attn_ln(x))
+        return self.mlp(x)
+
+    def decode(
+        self,
+        x: mx.array,
+        cross_kv: tuple[mx.array, mx.array],
+        cache: KVCache,
+        offset: int,
+        mask: mx.array | None,
+    ) -> mx.array:
+        h = self.attn_ln(x)
+        k, v = self.attn.kv(h)
+        k, v = cache.update(k, v, offset)
+        x = x + self.attn.attend(h, k, v, mask)
+        x = x + self.cross_attn.attend(self.cross_attn_ln(x), *cross_kv, None)
+        return self.mlp(x)
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, n_mels: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, n_state, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
+        self._positional_embedding = sinusoids(n_ctx, n_state)
+        self.blocks = [ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)]
+        self.ln_post = nn.LayerNorm(n_state)
+
+    def __call__(self, mel: mx.array) -> mx.array:
+        """mel: (B, 2*n_audio_ctx, n_mels) log-mel -> (B, n_audio_ctx, n_audio_state)."""
+        x = nn.gelu(self.conv1(mel))
+        x = nn.gelu(self.conv2(x))
+        pos = self._positional_embedding
+        if x.shape[1] != pos.shape[0]:
+            raise ValueError(f"encoder expects {2 * pos.shape[0]} mel frames, got {mel.shape[1]}")
+        x = x + pos.astype(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_post(x)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.n_head = n_head
+        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.positional_embedding = mx.zeros((n_ctx, n_state))
+        self.blocks = [ResidualAttentionBlock(n_state, n_head, True) for _ in range(n_layer)]
+        self.ln = nn.LayerNorm(n_state)
+
+    def cross_kv(self, audio: mx.array) -> list[tuple[mx.array, mx.array]]:
+        """Per-layer cross-attention keys/values (B, H, n_audio_ctx, Dh), computed once a window."""
+        return [block.cross_attn.kv(audio) for block in self.blocks]
+
+    def new_cache(self, batch: int, dtype: mx.Dtype) -> list[KVCache]:
+        n_ctx, n_state = self.positional_embedding.shape
+        head_dim = n_state // self.n_head
+        return [KVCache(batch, self.n_head, n_ctx, head_dim, dtype) for _ in self.blocks]
+
+    def __call__(
+        self,
+        tokens: mx.array,
+        cross_kv: list[tuple[mx.array, mx.array]],
+        cache: list[KVCache],
+        offset: int,
+        positions: mx.array | None = None,
+        mask: mx.array | None = None,
+    ) -> mx.array:
+        """Logits (B, T, n_vocab) for `tokens` (B, T) written at cache slots [offset, offset+T).
+
+        positions: (B, T) indices into the learned positional table (default offset + arange(T));
+        mask: additive attention mask broadcastable to (B, H, T, offset+T); default causal.
+        """
+        t = tokens.shape[1]
+        if positions is None:
+            positions = mx.arange(offset, offset + t)[None]
+        if mask is None and t > 1:
+            q = mx.arange(offset, offset + t)[:, None]
+            k = mx.arange(offset + t)[None, :]
+            mask = mx.where(k <= q, 0.0, -mx.inf)
+        x = self.token_embedding(tokens) + self.positional_embedding[positions]
+        if mask is not None:
+            mask = mask.astype(x.dtype)
+        for block, kv, c in zip(self.blocks, cross_kv, cache, strict=True):
+            x = block.decode(x, kv, c, offset, mask)
+        return self.token_embedding.as_linear(self.ln(x))
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: ModelDimensions):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(
+            dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer
+        )
+        self.decoder = TextDecoder(
+            dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer
+        )
+        # (N, 2) [layer, head] pairs whose cross-attention tracks time; stored in the weights file
+        # as mlx-whisper does. Default: every head of the last half of the layers (openai-whisper).
+        layers, heads = dims.n_text_layer, dims.n_text_head
+        pairs = [(i, h) for i in range(layers // 2, layers) for h in range(heads)]
+        self.alignment_heads = mx.array(pairs, dtype=mx.int32)
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        return self.decoder.ln.weight.dtype

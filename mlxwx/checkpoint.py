@@ -46,9 +46,13 @@ def quantize_predicate(group_size: int):
     return predicate
 
 
+def _flat(model: nn.Module) -> list[tuple[str, mx.array]]:
+    return tree_flatten(model.parameters())  # type: ignore[return-value]
+
+
 def check_weights(dims: ModelDimensions, weights: Mapping[str, Any]) -> None:
     """Raise ValueError unless `weights` has exactly the model's parameter names and shapes."""
-    expected = {k: v.shape for k, v in tree_flatten(Whisper(dims).parameters())}
+    expected = {k: v.shape for k, v in _flat(Whisper(dims))}
     expected.pop("alignment_heads")
     got = {k: tuple(v.shape) for k, v in weights.items() if k != "alignment_heads"}
     missing, unexpected = expected.keys() - got.keys(), got.keys() - expected.keys()
@@ -85,19 +89,16 @@ def save_model(
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     check_weights(dims, weights)
     model = Whisper(dims)
+    if alignment_heads is None:
+        alignment_heads = weights.get("alignment_heads", model.alignment_heads)
+    model.alignment_heads = mx.array(np.asarray(alignment_heads, dtype=np.int32).reshape(-1, 2))
     cast = DTYPES[dtype]
-    model.load_weights(
-        [
-            (k, mx.array(np.asarray(v)).astype(cast))
-            for k, v in weights.items()
-            if k != "alignment_heads"
-        ],
-        strict=True,
-    )
-    if alignment_heads is None and "alignment_heads" in weights:
-        alignment_heads = weights["alignment_heads"]
-    if alignment_heads is not None:
-        model.alignment_heads = mx.array(np.asarray(alignment_heads, dtype=np.int32).reshape(-1, 2))
+    dense = [
+        (k, mx.array(np.asarray(v)).astype(cast))
+        for k, v in weights.items()
+        if k != "alignment_heads"
+    ]
+    model.load_weights([*dense, ("alignment_heads", model.alignment_heads)], strict=True)
     config: dict[str, Any] = {**dims.to_dict(), "model_type": "whisper"}
     if quantize is not None:
         group_size, bits = quantize
@@ -117,7 +118,7 @@ def _write_folder(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(tree_flatten(model.parameters())))
+        mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(_flat(model)))
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -28,12 +28,12 @@ logger = logging.getLogger("mlxwx")
 
 
 class Task(str, Enum):
-    transcribe = "transcribe"
-    translate = "translate"
+    TRANSCRIBE = "transcribe"
+    TRANSLATE = "translate"
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
     return typer.Exit(code)
 
 
@@ -75,7 +75,7 @@ def run(
     ] = None,
     task: Annotated[
         Task, typer.Option(help="Transcribe, or translate to English.")
-    ] = Task.transcribe,
+    ] = Task.TRANSCRIBE,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to write.")] = Path(
         "."
     ),

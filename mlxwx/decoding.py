@@ -177,7 +177,7 @@ def decode(
     audio = model.encoder(mel.astype(model.dtype))
     cross_kv = model.decoder.cross_kv(audio)
     batch = mel.shape[0]
-    languages: list[str | None] = [options.language] * batch
+    languages: list[str | None] = [options.language if tok.multilingual else "en"] * batch
     if tok.multilingual and options.language is None:
         languages = list(detect_language(wm, cross_kv))
     prompt = mx.array(

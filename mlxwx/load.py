@@ -9,10 +9,9 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten
 
 from . import hub, packs
-from .checkpoint import CONFIG_FILE, META_FILE, TOKENIZER_FILE, quantize_predicate
+from .checkpoint import CONFIG_FILE, META_FILE, TOKENIZER_FILE, _flat, quantize_predicate
 from .errors import ModelError
 from .models.whisper import ModelDimensions, Whisper
 from .tokenizer import Tokenizer
@@ -66,10 +65,10 @@ def load_folder(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
             q["bits"],
             class_predicate=lambda p, m: predicate(p, m) and f"{p}.scales" in weights,
         )
-    heads = weights.pop("alignment_heads", None)
+    # Alignment heads vary in number per checkpoint: take the file's (or keep the default).
+    model.alignment_heads = weights.pop("alignment_heads", model.alignment_heads).astype(mx.int32)
+    weights["alignment_heads"] = model.alignment_heads
     model.load_weights(list(weights.items()), strict=True)
-    if heads is not None:
-        model.alignment_heads = heads.astype(mx.int32).reshape(-1, 2)
     dtype = dtype or default_dtype()
     model.set_dtype(dtype, lambda x: mx.issubdtype(x, mx.floating))
     mx.eval(model.parameters())
@@ -104,9 +103,7 @@ def load_model(name_or_path: str, dtype: mx.Dtype | None = None) -> WhisperModel
     meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
     base = meta.get("suppress_tokens")
     begin = meta.get("begin_suppress_tokens") or [tokenizer.encode(" ")[0], tokenizer.eot]
-    logger.info(
-        "loaded %s (%d parameters)", path, sum(v.size for _, v in tree_flatten(model.parameters()))
-    )
+    logger.info("loaded %s (%d parameters)", path, sum(v.size for _, v in _flat(model)))
     return WhisperModel(
         model=model,
         tokenizer=tokenizer,

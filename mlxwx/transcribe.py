@@ -132,7 +132,7 @@ def transcribe(
     wm = model if isinstance(model, WhisperModel) else load_model(model)
     options = options or TranscribeOptions()
     many = isinstance(inputs, (list, tuple))
-    items = list(inputs) if many else [inputs]  # type: ignore[list-item]
+    items: list[AudioInput] = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # type: ignore[list-item]
     results = []
     for item in items:
         source = str(item) if isinstance(item, (str, Path)) else "<array>"

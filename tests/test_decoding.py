@@ -24,6 +24,13 @@ def state_after(tokens_per_row: list[list[int]], ts_begin: int, eot: int) -> Dec
     return state
 
 
+def text_favoured(vocab: int, ts_begin: int) -> mx.array:
+    """(1, vocab) logits where text clearly outweighs all timestamps together."""
+    logits = np.zeros((1, vocab), np.float32)
+    logits[:, ts_begin:] = -20.0
+    return mx.array(logits)
+
+
 def allowed(logits: mx.array) -> list[np.ndarray]:
     return [np.flatnonzero(np.isfinite(row)) for row in np.array(logits)]
 
@@ -45,13 +52,13 @@ def test_timestamp_pairing_and_monotonic(wm):
         [ts + 10, word, ts + 30, ts + 30],  # a closed pair: text or eot, no timestamp
     ]
     state = state_after([rows[0]], ts, eot)
-    ok = allowed(f.timestamp_rules(mx.zeros((1, vocab)), state))[0]
+    ok = allowed(f.timestamp_rules(text_favoured(vocab, ts), state))[0]
     assert word in ok and ts + 10 not in ok and ts + 11 in ok
     state = state_after([rows[1]], ts, eot)
-    ok = allowed(f.timestamp_rules(mx.zeros((1, vocab)), state))[0]
+    ok = allowed(f.timestamp_rules(text_favoured(vocab, ts), state))[0]
     assert word not in ok and eot in ok and ts + 29 not in ok and ts + 30 in ok
     state = state_after([rows[2]], ts, eot)
-    ok = allowed(f.timestamp_rules(mx.zeros((1, vocab)), state))[0]
+    ok = allowed(f.timestamp_rules(text_favoured(vocab, ts), state))[0]
     assert word in ok and not any(t >= ts for t in ok)
 
 
@@ -93,11 +100,17 @@ def result(tokens: list[int]) -> DecodingResult:
 def test_split_segments_pairs_and_seek(wm):
     tok = wm.tokenizer
     ts, a, b = tok.timestamp_begin, tok.encode(" one")[0], tok.encode(" two")[0]
-    # two closed segments, then a lone timestamp: the window is done, advance all of it
-    segs, advance = split_segments(result([ts, a, ts + 50, ts + 60, b, ts + 100, ts + 100]), wm,
-                                   offset=30.0, window=30.0)
+    # two closed segments, the last closed by a lone final timestamp: the window is done
+    segs, advance = split_segments(
+        result([ts, a, ts + 50, ts + 60, b, ts + 100]), wm, offset=30.0, window=30.0
+    )
     assert [(s.start, s.end, s.text) for s in segs] == [(30.0, 31.0, " one"), (31.2, 32.0, " two")]
     assert advance == 3000
+    # ending on a pair: resume at that pair's timestamp (2.00 s = 200 frames)
+    segs, advance = split_segments(
+        result([ts, a, ts + 50, ts + 60, b, ts + 100, ts + 100]), wm, 0.0, 30.0
+    )
+    assert len(segs) == 2 and advance == 200
     # the last segment is cut by the window edge: resume at the last closed timestamp
     segs, advance = split_segments(result([ts, a, ts + 50, ts + 60, b]), wm, 0.0, 30.0)
     assert [s.text for s in segs] == [" one"] and advance == 100

@@ -1,8 +1,9 @@
-"""Decode a batch of 30 s windows with Whisper: logit filters as array ops, greedy or sampled.
+"""Decode a batch of 30 s windows with Whisper: greedy, sampled or beam search, one loop.
 
-Every row of the batch carries its own state as arrays (last tokens, latest timestamp, finished
-flag), so filters act on (B, vocab) logits with no per-row Python and the loop reads back one
-boolean per step, one step behind the GPU (`mx.async_eval`).
+Every row carries its own prompt (left-padded, masked, with its own positions into Whisper's
+learned positional table) and its own state as arrays, so logit filters act on (rows, vocab)
+logits with no per-row Python, and the loop reads back one boolean per step, one step behind the
+device (`mx.async_eval`). Audio is encoded once per window; fallback passes reuse the features.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
+from .beam import BeamSearch, _rank
 from .load import WhisperModel
+from .logits import TIME_PRECISION, DecodeState, LogitFilters
 
-TIME_PRECISION = 0.02  # seconds per timestamp token
+__all__ = ["TIME_PRECISION", "DecodingOptions", "DecodingResult", "decode", "decode_features"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,10 @@ class DecodingOptions:
         max_initial_timestamp: latest first timestamp, seconds.
         suppress_blank: forbid a blank or end-of-text as the first sampled token.
         sample_len: most tokens sampled per window (default half the text context).
+        beam_size: beams per window at temperature 0 (1 = greedy).
+        patience: beam search keeps going until beam_size * patience candidates have ended.
+        length_penalty: None ranks by log-prob per token, else the Google NMT penalty alpha.
+        best_of: samples drawn per window at temperature > 0; the best is kept.
     """
 
     task: str = "transcribe"
@@ -39,12 +46,21 @@ class DecodingOptions:
     max_initial_timestamp: float = 1.0
     suppress_blank: bool = True
     sample_len: int | None = None
+    beam_size: int = 1
+    patience: float = 1.0
+    length_penalty: float | None = None
+    best_of: int = 1
 
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.beam_size < 1 or self.best_of < 1 or self.patience <= 0:
+            raise ValueError(
+                f"beam_size and best_of must be >= 1 and patience > 0, got {self.beam_size}, "
+                f"{self.best_of}, {self.patience}"
+            )
         if self.max_initial_timestamp < 0:
             raise ValueError(
                 f"max_initial_timestamp must be >= 0, got {self.max_initial_timestamp}"
@@ -79,177 +95,210 @@ def detect_language(wm: WhisperModel, cross_kv: list) -> list[str]:
     return [codes[i] for i in np.array(best).tolist()]
 
 
-class LogitFilters:
-    """Static suppression plus Whisper's timestamp rules, over (B, vocab) float32 logits."""
-
-    def __init__(self, wm: WhisperModel, options: DecodingOptions):
-        tok, vocab = wm.tokenizer, wm.dims.n_vocab
-        self.options = options
-        self.eot, self.ts_begin = tok.eot, tok.timestamp_begin
-        ids = np.arange(vocab)
-        static = np.zeros(vocab, np.float32)
-        static[list(wm.suppress_tokens)] = -np.inf
-        if options.without_timestamps:
-            static[ids >= self.ts_begin] = -np.inf
-        # Special tokens between <|endoftext|> and the timestamps (languages, tasks, sot, ...)
-        # belong to prompts only; openai-whisper leaves the language tokens open.
-        static[self.eot + 1 : self.ts_begin] = -np.inf
-        self.static = mx.array(static)
-        begin = np.zeros(vocab, np.float32)
-        if options.suppress_blank:
-            begin[list(wm.begin_suppress_tokens)] = -np.inf
-        if not options.without_timestamps:
-            begin[: self.ts_begin] = -np.inf  # the first token is a timestamp...
-            last_initial = self.ts_begin + round(options.max_initial_timestamp / TIME_PRECISION)
-            begin[last_initial + 1 :] = -np.inf  # ...no later than max_initial_timestamp
-        self.begin = mx.array(begin)
-        self.ids = mx.array(ids)
-
-    def __call__(self, logits: mx.array, step: int, state: DecodeState) -> mx.array:
-        logits = logits + self.static
-        if step == 0:
-            return logits + self.begin
-        if self.options.without_timestamps:
-            return logits
-        return self.timestamp_rules(logits, state)
-
-    def timestamp_rules(self, logits: mx.array, state: DecodeState) -> mx.array:
-        ids, ts = self.ids[None], self.ts_begin
-        is_ts = ids >= ts
-        last_ts = (state.last >= ts)[:, None]
-        pen_ts = ((state.penult >= ts) | (state.penult < 0))[:, None]
-        # Timestamps come in pairs: after a pair, text (or the end); after a lone one, another.
-        banned = (last_ts & pen_ts & is_ts) | (last_ts & ~pen_ts & (ids < self.eot))
-        # Timestamps never go back; after a lone timestamp the next may repeat it (empty segment).
-        floor = state.max_ts + mx.where(last_ts[:, 0] & ~pen_ts[:, 0], 0, 1)
-        banned |= is_ts & (ids < floor[:, None]) & (state.max_ts >= 0)[:, None]
-        logits = mx.where(banned, -mx.inf, logits)
-        # When all timestamps together outweigh the likeliest text token, emit a timestamp.
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        ts_mass = mx.logsumexp(mx.where(is_ts, logprobs, -mx.inf), axis=-1)
-        text_best = mx.max(mx.where(is_ts, -mx.inf, logprobs), axis=-1)
-        force = (ts_mass > text_best)[:, None] & ~is_ts
-        return mx.where(force, -mx.inf, logits)
-
-
-@dataclass
-class DecodeState:
-    """Per-row arrays: the last two sampled tokens (-1 before any), the latest timestamp token
-    (-1 before any), finished flags and summed log-probabilities."""
-
-    last: mx.array
-    penult: mx.array
-    max_ts: mx.array
-    finished: mx.array
-    sum_logprob: mx.array
-    length: mx.array
-
-    @classmethod
-    def start(cls, batch: int) -> DecodeState:
-        none = mx.full((batch,), -1, dtype=mx.int32)
-        return cls(
-            none,
-            none,
-            none,
-            mx.zeros((batch,), mx.bool_),
-            mx.zeros((batch,)),
-            mx.zeros((batch,), mx.int32),
-        )
-
-    def advance(self, token: mx.array, logprob: mx.array, ts_begin: int, eot: int) -> None:
-        live = ~self.finished
-        self.sum_logprob = self.sum_logprob + mx.where(live, logprob, 0.0)
-        self.length = self.length + live.astype(mx.int32)
-        self.penult, self.last = self.last, token
-        self.max_ts = mx.where(token >= ts_begin, mx.maximum(self.max_ts, token), self.max_ts)
-        self.finished = self.finished | (token == eot)
-
-
-def select(logits: mx.array, temperature: float) -> mx.array:
-    if temperature == 0:
-        return mx.argmax(logits, axis=-1)
-    return mx.random.categorical(logits / temperature, axis=-1)
+def encode(wm: WhisperModel, mel: mx.array) -> mx.array:
+    """(B, n_audio_ctx, n_audio_state) features of log-mel windows (B, 3000, n_mels)."""
+    return wm.model.encoder(mel.astype(wm.model.dtype))
 
 
 def decode(
     wm: WhisperModel, mel: mx.array, options: DecodingOptions = DecodingOptions()
 ) -> list[DecodingResult]:
-    """Decode windows of log-mel `mel` (B, 3000, n_mels) into one result per row."""
-    model, tok = wm.model, wm.tokenizer
-    audio = model.encoder(mel.astype(model.dtype))
-    cross_kv = model.decoder.cross_kv(audio)
-    batch = mel.shape[0]
-    languages: list[str | None] = [options.language if tok.multilingual else "en"] * batch
-    if tok.multilingual and options.language is None:
-        languages = list(detect_language(wm, cross_kv))
-    prompt = mx.array(
-        [tok.sot_sequence(lang, options.task, not options.without_timestamps) for lang in languages]
+    """Decode log-mel windows (B, 3000, n_mels): one result per window."""
+    return decode_features(wm, encode(wm, mel), options)
+
+
+def decode_features(
+    wm: WhisperModel,
+    audio: mx.array,
+    options: DecodingOptions,
+    languages: list[str | None] | None = None,
+    contexts: list[list[int]] | None = None,
+) -> list[DecodingResult]:
+    """Decode encoded windows `audio` (B, n_audio_ctx, D).
+
+    languages: per window (None entries are detected); contexts: per window, text tokens of the
+    previous window or an initial prompt, placed after <|startofprev|>.
+    """
+    tok, batch = wm.tokenizer, audio.shape[0]
+    if not tok.multilingual:
+        languages = ["en"] * batch
+    languages = list(languages or [options.language] * batch)
+    unknown = [i for i, lang in enumerate(languages) if lang is None]
+    if unknown:
+        found = detect_language(wm, wm.model.decoder.cross_kv(audio[mx.array(unknown)]))
+        for i, lang in zip(unknown, found, strict=True):
+            languages[i] = lang
+    sot_len = len(tok.sot_sequence(languages[0], options.task, True)) + options.without_timestamps
+    prompts = [
+        context_prompt(wm, ctx)
+        + tok.sot_sequence(lang, options.task, not options.without_timestamps)
+        for lang, ctx in zip(languages, contexts or [[]] * batch, strict=True)
+    ]
+    repeat = options.beam_size if options.temperature == 0 else options.best_of
+    rows = mx.repeat(audio, repeat, axis=0) if repeat > 1 else audio
+    prompts = [p for p in prompts for _ in range(repeat)]
+    found = _decode_rows(wm, rows, prompts, sot_len, options, batch)
+    return [_result(wm, *f, lang, options) for f, lang in zip(found, languages, strict=True)]
+
+
+def context_prompt(wm: WhisperModel, context: list[int]) -> list[int]:
+    """<|startofprev|> and the last tokens of `context` that fit in half the text context."""
+    if not context:
+        return []
+    keep = wm.dims.n_text_ctx // 2 - 1
+    return [wm.tokenizer.sot_prev, *context[-keep:]]
+
+
+def left_pad(prompts: list[list[int]], pad_token: int) -> tuple[mx.array, mx.array]:
+    """(R, L) prompts right-aligned, and the pad count per row."""
+    width = max(len(p) for p in prompts)
+    pads = [width - len(p) for p in prompts]
+    return mx.array([[pad_token] * n + p for n, p in zip(pads, prompts, strict=True)]), mx.array(
+        pads
     )
-    tokens, state, no_speech = _greedy_loop(wm, cross_kv, prompt, options)
-    return _results(wm, tokens, state, no_speech, languages, options)
 
 
-def _greedy_loop(
-    wm: WhisperModel, cross_kv: list, prompt: mx.array, options: DecodingOptions
-) -> tuple[np.ndarray, DecodeState, mx.array]:
+def attention_mask(pad: mx.array, offset: int, length: int) -> mx.array:
+    """(R, 1, length, offset+length) bool: causal, pads hidden (a pad query sees itself only)."""
+    q = mx.arange(offset, offset + length)[:, None]
+    k = mx.arange(offset + length)[None, :]
+    real = k[None] >= pad[:, None, None]
+    return (((k <= q)[None] & real) | (k == q)[None])[:, None]
+
+
+def _decode_rows(
+    wm: WhisperModel,
+    audio: mx.array,
+    prompts: list[list[int]],
+    sot_len: int,
+    options: DecodingOptions,
+    batch: int,
+) -> list[tuple[list[int], float, int, float]]:
+    """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows."""
     model, tok = wm.model, wm.tokenizer
-    batch, n_prompt = prompt.shape
-    n_ctx = wm.dims.n_text_ctx
-    sample_len = min(options.sample_len or n_ctx // 2, n_ctx - n_prompt)
+    prompt, pad = left_pad(prompts, tok.eot)
+    n_rows, width = prompt.shape
+    padded = len({len(p) for p in prompts}) > 1
+    sample_len = min(options.sample_len or wm.dims.n_text_ctx // 2, wm.dims.n_text_ctx - width)
+    cross_kv = model.decoder.cross_kv(audio)
+    cache = model.decoder.new_cache(n_rows, model.dtype)
+    positions = mx.maximum(mx.arange(width)[None] - pad[:, None], 0)
+    mask = attention_mask(pad, 0, width) if padded else None
+    logits = model.decoder(prompt, cross_kv, cache, 0, positions, mask).astype(mx.float32)
+    no_speech = mx.softmax(logits[:, width - sot_len], axis=-1)[:, tok.no_speech]
+    beam = None
+    if options.temperature == 0 and options.beam_size > 1:
+        beam = BeamSearch(batch, options.beam_size, options.patience, tok.eot)
+    state = DecodeState.start(n_rows)
+    if beam is not None:
+        state.sum_logprob = beam.initial_scores()
+    steps = _loop(
+        wm, logits[:, -1], cross_kv, cache, (pad, width, padded), state, beam, sample_len, options
+    )
+    repeat = n_rows // batch
+    no_speech_np = np.array(no_speech)[::repeat].tolist()
+    if beam is not None:
+        return [
+            (*b, ns)
+            for b, ns in zip(
+                beam.finalize(state.sum_logprob, options.length_penalty), no_speech_np, strict=True
+            )
+        ]
+    return _pick_samples(
+        np.array(mx.stack(steps, 1)), state, repeat, tok.eot, no_speech_np, options.length_penalty
+    )
+
+
+def _loop(
+    wm: WhisperModel,
+    logits: mx.array,
+    cross_kv: list,
+    cache: list,
+    layout: tuple,
+    state: DecodeState,
+    beam: BeamSearch | None,
+    sample_len: int,
+    options: DecodingOptions,
+) -> list[mx.array]:
+    """Run decode steps until every row (or every window's beams) has ended."""
+    model, tok = wm.model, wm.tokenizer
+    pad, width, padded = layout
     filters = LogitFilters(wm, options)
-    cache = model.decoder.new_cache(batch, model.dtype)
-    logits = model.decoder(prompt, cross_kv, cache, 0).astype(mx.float32)
-    no_speech = mx.softmax(logits[:, 0], axis=-1)[:, tok.no_speech]
-    logits = logits[:, -1]
-    state = DecodeState.start(batch)
     steps: list[mx.array] = []
     pending: mx.array | None = None
     for step in range(sample_len):
         logits = filters(logits, step, state)
-        token = mx.where(state.finished, tok.eot, select(logits, options.temperature))
-        logprob = mx.take_along_axis(
-            logits - mx.logsumexp(logits, axis=-1, keepdims=True), token[:, None], axis=-1
-        )[:, 0]
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        if beam is not None:
+            token, src = beam.step(logprobs, state.sum_logprob)
+            state.take(src)
+            for c in cache:
+                c.take(src)
+            logprobs = logprobs[src]
+        else:
+            token = mx.where(state.finished, tok.eot, select(logprobs, options.temperature))
+        logprob = mx.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
         state.advance(token, logprob, filters.ts_begin, tok.eot)
         steps.append(token)
-        done = mx.all(state.finished)
+        done = beam.done() if beam is not None else mx.all(state.finished)
         mx.async_eval(token, done, state.sum_logprob)
         if pending is not None and pending.item():  # read the previous step while this one runs
             break
         pending = done
-        if step + 1 < sample_len:
-            logits = model.decoder(token[:, None], cross_kv, cache, n_prompt + step)[:, -1]
-            logits = logits.astype(mx.float32)
-    return np.array(mx.stack(steps, axis=1)), state, no_speech
+        offset = width + step
+        positions = (width - pad + step)[:, None]
+        mask = attention_mask(pad, offset, 1) if padded else None
+        logits = model.decoder(token[:, None], cross_kv, cache, offset, positions, mask)
+        logits = logits[:, -1].astype(mx.float32)
+    return steps
 
 
-def _results(
-    wm: WhisperModel,
+def select(logprobs: mx.array, temperature: float) -> mx.array:
+    if temperature == 0:
+        return mx.argmax(logprobs, axis=-1)
+    return mx.random.categorical(logprobs / temperature, axis=-1)
+
+
+def _pick_samples(
     tokens: np.ndarray,
     state: DecodeState,
-    no_speech: mx.array,
-    languages: list[str | None],
-    options: DecodingOptions,
-) -> list[DecodingResult]:
-    eot = wm.tokenizer.eot
+    repeat: int,
+    eot: int,
+    no_speech: list[float],
+    length_penalty: float | None,
+) -> list[tuple[list[int], float, int, float]]:
+    """Per window, the best of its `repeat` sampled rows (one row when greedy)."""
     sums, lengths = np.array(state.sum_logprob).tolist(), np.array(state.length).tolist()
-    no_speech_probs = np.array(no_speech).tolist()
-    results = []
-    for row, lang, total, n, nsp in zip(
-        tokens, languages, sums, lengths, no_speech_probs, strict=True
-    ):
-        ends = np.flatnonzero(row == eot)
-        kept = row[: ends[0]] if ends.size else row
-        text = wm.tokenizer.decode(kept.tolist())
-        results.append(
-            DecodingResult(
-                tokens=kept.tolist(),
-                text=text,
-                language=lang,
-                avg_logprob=total / max(n, 1),
-                no_speech_prob=nsp,
-                temperature=options.temperature,
-                compression_ratio=compression_ratio(text),
-            )
-        )
-    return results
+    out = []
+    for w, ns in enumerate(no_speech):
+        best = None
+        for r in range(w * repeat, (w + 1) * repeat):
+            ends = np.flatnonzero(tokens[r] == eot)
+            kept = (tokens[r][: ends[0]] if ends.size else tokens[r]).tolist()
+            rank = _rank(sums[r], len(kept), length_penalty)
+            if best is None or rank > best[0]:
+                best = (rank, kept, sums[r], lengths[r])
+        assert best is not None
+        out.append((best[1], best[2], best[3], ns))
+    return out
+
+
+def _result(
+    wm: WhisperModel,
+    tokens: list[int],
+    total: float,
+    length: int,
+    no_speech: float,
+    language: str | None,
+    options: DecodingOptions,
+) -> DecodingResult:
+    text = wm.tokenizer.decode(tokens)
+    return DecodingResult(
+        tokens=tokens,
+        text=text,
+        language=language,
+        avg_logprob=total / max(length, 1),
+        no_speech_prob=no_speech,
+        temperature=options.temperature,
+        compression_ratio=compression_ratio(text),
+    )

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -68,6 +69,9 @@ def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
     corrupt.write_bytes(b"RIFF" + bytes(range(256)) * 8)
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")
+    silent = tmp_path / "no-samples.wav"
+    sf = pytest.importorskip("soundfile")
+    sf.write(silent, np.zeros(0, np.float32), 16000)
     good = tmp_path / "good.flac"
     shutil.copyfile(jfk_path, good)
     out = tmp_path / "out"
@@ -76,6 +80,7 @@ def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
         tmp_path / "missing.wav",
         corrupt,
         empty,
+        silent,
         good,
         "--model",
         tiny_en_dir,
@@ -87,9 +92,10 @@ def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
     )
     assert result.exit_code == 1
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 4 and "Traceback" not in stderr
+    assert len(errors) == 5 and "Traceback" not in stderr
     assert "missing.wav" in errors[0] and "corrupt.wav" in errors[1] and "empty.mp3" in errors[2]
-    assert "3 of 4 files failed" in errors[3]
+    assert "no-samples.wav" in errors[3]
+    assert "4 of 5 files failed" in errors[4]
     assert [p.name for p in out.iterdir()] == ["good.txt"]
 
 

@@ -6,8 +6,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxwx.decoding import DecodeState, DecodingOptions, DecodingResult, LogitFilters
+from mlxwx.decoding import DecodingOptions, DecodingResult
 from mlxwx.load import load_model
+from mlxwx.logits import DecodeState, LogitFilters
 from mlxwx.transcribe import split_segments
 
 

@@ -213,7 +213,7 @@ class TextDecoder(nn.Module):
             k = mx.arange(offset + t)[None, :]
             mask = mx.where(k <= q, 0.0, -mx.inf)
         x = self.token_embedding(tokens) + self.positional_embedding[positions]
-        if mask is not None:
+        if mask is not None and mask.dtype != mx.bool_:
             mask = mask.astype(x.dtype)
         for block, kv, c in zip(self.blocks, cross_kv, cache, strict=True):
             x = block.decode(x, kv, c, offset, mask)

@@ -1,0 +1,103 @@
+"""Batched beam search as array ops: B windows x K beams decoded as B*K rows.
+
+Each step ranks the K*V continuations of every window, keeps the best K that do not end the text
+as the new beams (reordering the cache by their source beam), and counts the ones ending in
+<|endoftext|> that rank above the K-th kept beam as finished candidates, as openai-whisper does.
+The device never waits on the host: finished candidates are rebuilt on the host after the loop
+from the per-step records (`BeamStep`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+
+@dataclass
+class BeamStep:
+    """What one step decided, (B, 2K) sorted best first: candidate token, source beam, score,
+    whether it finished (an end-of-text ranked before the K-th kept beam, within patience)."""
+
+    token: mx.array
+    beam: mx.array
+    score: mx.array
+    finished: mx.array
+    history: mx.array  # (B*K, t) tokens of the beams the candidates extend
+
+
+class BeamSearch:
+    def __init__(self, batch: int, beam_size: int, patience: float, eot: int):
+        self.b, self.k, self.eot = batch, beam_size, eot
+        self.max_finished = round(beam_size * patience)
+        self.n_finished = mx.zeros((batch,), mx.int32)
+        self.history = mx.zeros((batch * beam_size, 0), mx.int32)
+        self.steps: list[BeamStep] = []
+
+    def initial_scores(self) -> mx.array:
+        """(B*K,) start scores: only beam 0 is live, so step one does not pick K copies."""
+        first = mx.array([0.0] + [-mx.inf] * (self.k - 1))
+        return mx.tile(first, (self.b,))
+
+    def step(self, logprobs: mx.array, sum_logprob: mx.array) -> tuple[mx.array, mx.array]:
+        """Next tokens (B*K,) and source rows (B*K,) from (B*K, V) log-probs and beam scores."""
+        b, k = self.b, self.k
+        vocab = logprobs.shape[-1]
+        scores = (sum_logprob[:, None] + logprobs).reshape(b, k * vocab)
+        top = mx.argpartition(-scores, kth=2 * k - 1, axis=-1)[:, : 2 * k]
+        top_scores = mx.take_along_axis(scores, top, axis=-1)
+        order = mx.argsort(-top_scores, axis=-1)
+        idx, cand_scores = (
+            mx.take_along_axis(top, order, -1),
+            mx.take_along_axis(top_scores, order, -1),
+        )
+        token, beam = (idx % vocab).astype(mx.int32), (idx // vocab).astype(mx.int32)
+        ends = token == self.eot
+        kept_before = mx.cumsum((~ends).astype(mx.int32), axis=-1) - (~ends).astype(mx.int32)
+        early = ends & (kept_before < k) & (cand_scores > -mx.inf)
+        finished = early & (
+            mx.cumsum(early.astype(mx.int32), axis=-1) + self.n_finished[:, None]
+            <= self.max_finished
+        )
+        self.n_finished = self.n_finished + finished.astype(mx.int32).sum(-1)
+        self.steps.append(BeamStep(token, beam, cand_scores, finished, self.history))
+        # the first K candidates that do not end the text become the beams
+        keep_rank = mx.where(ends, 2 * k, kept_before)
+        pick = mx.argsort(keep_rank, axis=-1)[:, :k]
+        new_token = mx.take_along_axis(token, pick, -1).reshape(-1)
+        src = (mx.take_along_axis(beam, pick, -1) + mx.arange(b)[:, None] * k).reshape(-1)
+        self.history = mx.concatenate([self.history[src], new_token[:, None]], axis=1)
+        return new_token, src
+
+    def done(self) -> mx.array:
+        return mx.all(self.n_finished >= self.max_finished)
+
+    def finalize(
+        self, sum_logprob: mx.array, length_penalty: float | None
+    ) -> list[tuple[list[int], float, int]]:
+        """Best (tokens without eot, sum logprob, length incl. eot) per window."""
+        live_tokens, live_scores = np.array(self.history), np.array(sum_logprob)
+        candidates: list[list[tuple[list[int], float]]] = [[] for _ in range(self.b)]
+        for s in self.steps:
+            token_hist = np.array(s.history)
+            for row, col in zip(*np.nonzero(np.array(s.finished)), strict=True):
+                src = int(np.array(s.beam)[row, col]) + row * self.k
+                candidates[row].append(
+                    (token_hist[src].tolist(), float(np.array(s.score)[row, col]))
+                )
+        best = []
+        for row in range(self.b):
+            found = candidates[row]
+            if len(found) < self.k:  # not enough ended: the live beams compete too
+                rows = range(row * self.k, (row + 1) * self.k)
+                found = found + [(live_tokens[r].tolist(), float(live_scores[r])) for r in rows]
+            best.append(max(found, key=lambda c: _rank(c[1], len(c[0]), length_penalty)))
+        return [(tokens, score, len(tokens) + 1) for tokens, score in best]
+
+
+def _rank(score: float, length: int, length_penalty: float | None) -> float:
+    """openai-whisper's ranking: log-prob over length, or over the Google NMT penalty."""
+    if length_penalty is None:
+        return score / length
+    return score / (((5 + length) / 6) ** length_penalty)

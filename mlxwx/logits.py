@@ -1,0 +1,111 @@
+"""Logit filters over (rows, vocab) arrays and the per-row state they read.
+
+Filters are array ops (no per-row Python, no host sync): static suppression, blank suppression at
+the first step, and Whisper's timestamp rules (pairing, monotonic, max initial timestamp, and the
+timestamp-vs-text probability rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import mlx.core as mx
+import numpy as np
+
+if TYPE_CHECKING:
+    from .decoding import DecodingOptions
+    from .load import WhisperModel
+
+TIME_PRECISION = 0.02  # seconds per timestamp token
+
+
+class LogitFilters:
+    """Static suppression plus Whisper's timestamp rules, over (B, vocab) float32 logits."""
+
+    def __init__(self, wm: WhisperModel, options: DecodingOptions):
+        tok, vocab = wm.tokenizer, wm.dims.n_vocab
+        self.options = options
+        self.eot, self.ts_begin = tok.eot, tok.timestamp_begin
+        ids = np.arange(vocab)
+        static = np.zeros(vocab, np.float32)
+        static[list(wm.suppress_tokens)] = -np.inf
+        if options.without_timestamps:
+            static[ids >= self.ts_begin] = -np.inf
+        # Special tokens between <|endoftext|> and the timestamps (languages, tasks, sot, ...)
+        # belong to prompts only; openai-whisper leaves the language tokens open.
+        static[self.eot + 1 : self.ts_begin] = -np.inf
+        self.static = mx.array(static)
+        begin = np.zeros(vocab, np.float32)
+        if options.suppress_blank:
+            begin[list(wm.begin_suppress_tokens)] = -np.inf
+        if not options.without_timestamps:
+            begin[: self.ts_begin] = -np.inf  # the first token is a timestamp...
+            last_initial = self.ts_begin + round(options.max_initial_timestamp / TIME_PRECISION)
+            begin[last_initial + 1 :] = -np.inf  # ...no later than max_initial_timestamp
+        self.begin = mx.array(begin)
+        self.ids = mx.array(ids)
+
+    def __call__(self, logits: mx.array, step: int, state: DecodeState) -> mx.array:
+        logits = logits + self.static
+        if step == 0:
+            return logits + self.begin
+        if self.options.without_timestamps:
+            return logits
+        return self.timestamp_rules(logits, state)
+
+    def timestamp_rules(self, logits: mx.array, state: DecodeState) -> mx.array:
+        ids, ts = self.ids[None], self.ts_begin
+        is_ts = ids >= ts
+        last_ts = (state.last >= ts)[:, None]
+        pen_ts = ((state.penult >= ts) | (state.penult < 0))[:, None]
+        # Timestamps come in pairs: after a pair, text (or the end); after a lone one, another.
+        banned = (last_ts & pen_ts & is_ts) | (last_ts & ~pen_ts & (ids < self.eot))
+        # Timestamps never go back; after a lone timestamp the next may repeat it (empty segment).
+        floor = state.max_ts + mx.where(last_ts[:, 0] & ~pen_ts[:, 0], 0, 1)
+        banned |= is_ts & (ids < floor[:, None]) & (state.max_ts >= 0)[:, None]
+        logits = mx.where(banned, -mx.inf, logits)
+        # When all timestamps together outweigh the likeliest text token, emit a timestamp.
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        ts_mass = mx.logsumexp(mx.where(is_ts, logprobs, -mx.inf), axis=-1)
+        text_best = mx.max(mx.where(is_ts, -mx.inf, logprobs), axis=-1)
+        force = (ts_mass > text_best)[:, None] & ~is_ts
+        return mx.where(force, -mx.inf, logits)
+
+
+@dataclass
+class DecodeState:
+    """Per-row arrays: the last two sampled tokens (-1 before any), the latest timestamp token
+    (-1 before any), finished flags and summed log-probabilities."""
+
+    last: mx.array
+    penult: mx.array
+    max_ts: mx.array
+    finished: mx.array
+    sum_logprob: mx.array
+    length: mx.array
+
+    @classmethod
+    def start(cls, batch: int) -> DecodeState:
+        none = mx.full((batch,), -1, dtype=mx.int32)
+        return cls(
+            none,
+            none,
+            none,
+            mx.zeros((batch,), mx.bool_),
+            mx.zeros((batch,)),
+            mx.zeros((batch,), mx.int32),
+        )
+
+    def take(self, rows: mx.array) -> None:
+        """Reorder rows (beam search): row i becomes old row rows[i]."""
+        for name in ("last", "penult", "max_ts", "finished", "sum_logprob", "length"):
+            setattr(self, name, getattr(self, name)[rows])
+
+    def advance(self, token: mx.array, logprob: mx.array, ts_begin: int, eot: int) -> None:
+        live = ~self.finished
+        self.sum_logprob = self.sum_logprob + mx.where(live, logprob, 0.0)
+        self.length = self.length + live.astype(mx.int32)
+        self.penult, self.last = self.last, token
+        self.max_ts = mx.where(token >= ts_begin, mx.maximum(self.max_ts, token), self.max_ts)
+        self.finished = self.finished | (token == eot)

@@ -11,9 +11,9 @@ _blas.preload()  # before anything imports mlx.core: fast matmuls on Linux CPUs
 _blas.warn_if_slow()
 
 from .decoding import DecodingOptions  # noqa: E402
+from .engine import TranscribeOptions, transcribe  # noqa: E402
 from .errors import MlxwxError, ModelError  # noqa: E402
 from .load import WhisperModel, load_model  # noqa: E402
-from .transcribe import TranscribeOptions, transcribe  # noqa: E402
 from .types import Result, Segment, Word  # noqa: E402
 
 __all__ = [

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import mlx.core as mx
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from . import _blas
-from .audio import AudioError, load_audio
+from .audio import SAMPLE_RATE, AudioError, load_audio
 from .decoding import DecodingOptions
+from .engine import ProgressHook, TranscribeOptions, transcribe_arrays
 from .errors import MlxwxError
 from .load import load_model
-from .transcribe import TranscribeOptions, transcribe_array
+from .types import Result
 from .writers import FORMATS, timestamp, write_result
 
 app = typer.Typer(
@@ -71,7 +77,7 @@ def run(
         ),
     ] = "large-v3-turbo",
     language: Annotated[
-        str | None, typer.Option(help="Language code; detected when omitted.")
+        str | None, typer.Option(help="Language code; detected per file when omitted.")
     ] = None,
     task: Annotated[
         Task, typer.Option(help="Transcribe, or translate to English.")
@@ -83,50 +89,121 @@ def run(
         str,
         typer.Option("--output-format", "-f", help=f"Comma list of {','.join(FORMATS)}, or all."),
     ] = "all",
+    batch_size: Annotated[
+        int, typer.Option(help="Windows decoded together, across all files.")
+    ] = 16,
+    beam_size: Annotated[int, typer.Option(help="Beams per window (1: greedy).")] = 5,
+    best_of: Annotated[
+        int, typer.Option(help="Samples per window when falling back to sampling.")
+    ] = 5,
+    patience: Annotated[float, typer.Option(help="Beam search patience.")] = 1.0,
+    temperature_fallback: Annotated[
+        bool, typer.Option(help="Re-decode failing windows at rising temperatures.")
+    ] = True,
+    condition_on_previous_text: Annotated[
+        bool, typer.Option(help="Prompt each window with the previous window's text.")
+    ] = False,
+    initial_prompt: Annotated[
+        str | None, typer.Option(help="Text prompting windows with no previous text.")
+    ] = None,
+    hotwords: Annotated[str | None, typer.Option(help="Words or phrases to favour.")] = None,
     without_timestamps: Annotated[
         bool, typer.Option(help="Text only: one segment per 30 s window.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
-    """Transcribe AUDIO files; writes one output per format next to each file's name in -o."""
+    """Transcribe AUDIO files together; writes one output per format and file into -o."""
     setup_logging(verbose, quiet)
     formats = parse_formats(output_format)
-    _blas.warn_if_slow()
     try:
+        decoding = DecodingOptions(
+            task=task.value,
+            language=language,
+            beam_size=beam_size,
+            best_of=best_of,
+            patience=patience,
+            without_timestamps=without_timestamps,
+        )
         options = TranscribeOptions(
-            DecodingOptions(
-                task=task.value, language=language, without_timestamps=without_timestamps
-            )
+            decoding,
+            batch_size=batch_size,
+            temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else (0.0,),
+            condition_on_previous_text=condition_on_previous_text,
+            initial_prompt=initial_prompt,
+            hotwords=hotwords,
         )
         wm = load_model(model)
         if language is not None and wm.tokenizer.multilingual:
             wm.tokenizer.language_token(language)
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
-    failed = sum(
-        not transcribe_file(wm, path, options, output_dir, formats, quiet) for path in audio
-    )
+    loaded = load_all(audio)
+    with progress_bar(quiet) as hook:
+        results = transcribe_arrays(
+            wm, [a for _, a in loaded], options, [str(p) for p, _ in loaded], hook
+        )
+    pairs = zip(loaded, results, strict=True)
+    written = sum(write(r, path, output_dir, formats, quiet) for (path, _), r in pairs)
+    failed = len(audio) - written
     if failed:
         raise fail(f"{failed} of {len(audio)} files failed", code=1)
 
 
-def transcribe_file(
-    wm, path: Path, options: TranscribeOptions, output_dir: Path, formats: list[str], quiet: bool
-) -> bool:
-    """Transcribe and write one file; report a failure on one line and return False."""
+def load_all(paths: list[Path]) -> list[tuple[Path, mx.array]]:
+    """Decode every file once; report each unreadable one on a line and leave it out."""
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((path, load_audio(path)))
+        except AudioError as err:
+            typer.echo(f"error: {err}", err=True)
+    return loaded
+
+
+def write(result: Result, path: Path, output_dir: Path, formats: list[str], quiet: bool) -> bool:
     try:
-        result = transcribe_array(wm, load_audio(path), options, source=str(path))
         write_result(result, output_dir / path.stem, formats)
-    except (AudioError, MlxwxError, OSError) as err:
-        typer.echo(
-            f"error: {path}: {err}" if str(path) not in str(err) else f"error: {err}", err=True
-        )
+    except OSError as err:
+        typer.echo(f"error: cannot write results of {path}: {err}", err=True)
         return False
     if not quiet:
         for s in result.segments:
             typer.echo(f"[{timestamp(s.start)} --> {timestamp(s.end)}] {s.text.strip()}")
     return True
+
+
+@contextmanager
+def progress_bar(quiet: bool) -> Iterator[ProgressHook | None]:
+    """A rich progress bar (audio minutes, real-time factor) on a terminal; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[minutes]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+    ]
+    start = time.perf_counter()
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("transcribing", total=None, minutes="", speed="")
+
+        def hook(stage: str, completed: int = 0, total: int = 0, **_: object) -> None:
+            audio_s, total_s = completed / SAMPLE_RATE, total / SAMPLE_RATE
+            speed = audio_s / max(time.perf_counter() - start, 1e-9)
+            bar.update(
+                task,
+                completed=completed,
+                total=total,
+                description=stage,
+                minutes=f"{audio_s / 60:.1f}/{total_s / 60:.1f} min",
+                speed=f"{speed:.1f}x real time",
+            )
+
+        yield hook
 
 
 def main() -> None:

@@ -83,16 +83,20 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def detect_language(wm: WhisperModel, cross_kv: list) -> list[str]:
-    """Most likely language code per row from the logits after `<|startoftranscript|>`."""
+def detect_language(wm: WhisperModel, audio: mx.array) -> tuple[list[str], list[float]]:
+    """Most likely language code and the no-speech probability per encoded window (B, T, D),
+    from the logits after `<|startoftranscript|>`."""
     tok = wm.tokenizer
     codes = list(tok.languages)
     ids = mx.array([tok.languages[c] for c in codes])
-    batch = cross_kv[0][0].shape[0]
+    batch = audio.shape[0]
     cache = wm.model.decoder.new_cache(batch, wm.model.dtype)
+    cross_kv = wm.model.decoder.cross_kv(audio)
     logits = wm.model.decoder(mx.full((batch, 1), tok.sot), cross_kv, cache, 0)[:, 0]
+    logits = logits.astype(mx.float32)
     best = mx.argmax(logits[:, ids], axis=-1)
-    return [codes[i] for i in np.array(best).tolist()]
+    no_speech = mx.softmax(logits, axis=-1)[:, tok.no_speech]
+    return [codes[i] for i in np.array(best).tolist()], np.array(no_speech).tolist()
 
 
 def encode(wm: WhisperModel, mel: mx.array) -> mx.array:
@@ -125,7 +129,7 @@ def decode_features(
     languages = list(languages or [options.language] * batch)
     unknown = [i for i, lang in enumerate(languages) if lang is None]
     if unknown:
-        found = detect_language(wm, wm.model.decoder.cross_kv(audio[mx.array(unknown)]))
+        found, _ = detect_language(wm, audio[mx.array(unknown)])
         for i, lang in zip(unknown, found, strict=True):
             languages[i] = lang
     sot_len = len(tok.sot_sequence(languages[0], options.task, True)) + options.without_timestamps
@@ -137,8 +141,8 @@ def decode_features(
     repeat = options.beam_size if options.temperature == 0 else options.best_of
     rows = mx.repeat(audio, repeat, axis=0) if repeat > 1 else audio
     prompts = [p for p in prompts for _ in range(repeat)]
-    found = _decode_rows(wm, rows, prompts, sot_len, options, batch)
-    return [_result(wm, *f, lang, options) for f, lang in zip(found, languages, strict=True)]
+    decoded = _decode_rows(wm, rows, prompts, sot_len, options, batch)
+    return [_result(wm, *d, lang, options) for d, lang in zip(decoded, languages, strict=True)]
 
 
 def context_prompt(wm: WhisperModel, context: list[int]) -> list[int]:

@@ -33,6 +33,12 @@ class WhisperModel:
     def dims(self) -> ModelDimensions:
         return self.model.dims
 
+    def transcribe(self, inputs, options=None, progress=None):  # type: ignore[no-untyped-def]
+        """`mlxwx.transcribe(inputs, self, options, progress)`: one input or a list, batched."""
+        from .engine import transcribe
+
+        return transcribe(inputs, self, options, progress)
+
 
 def default_dtype() -> mx.Dtype:
     """float16 where a GPU runs the model, float32 on CPU (where float16 is slower)."""

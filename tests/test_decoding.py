@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mlxwx.decoding import DecodingOptions, DecodingResult
+from mlxwx.engine import split_segments
 from mlxwx.load import load_model
 from mlxwx.logits import DecodeState, LogitFilters
-from mlxwx.transcribe import split_segments
 
 
 @pytest.fixture(scope="module")

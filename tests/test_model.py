@@ -8,9 +8,9 @@ import pytest
 
 from mlxwx.audio import load_audio
 from mlxwx.decoding import DecodingOptions, decode
+from mlxwx.engine import window_mel
 from mlxwx.load import load_model
 from mlxwx.models.whisper import ModelDimensions, Whisper
-from mlxwx.transcribe import window_mel
 
 
 @pytest.mark.parametrize("n_text_layer", [4, 2])  # turbo keeps 4 of large-v3's 32 decoder layers
@@ -40,7 +40,7 @@ def test_large_v3_shapes(n_text_layer):
 
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
 def test_half_precision_decodes_like_float32(tiny_en_dir, jfk_path, dtype):
-    mel = window_mel(load_audio(jfk_path), 0, 80)[None]
+    mel = window_mel(a := load_audio(jfk_path), 0, a.shape[0], 80)[None]
     ref = decode(load_model(str(tiny_en_dir), dtype=mx.float32), mel, DecodingOptions())[0]
     wm = load_model(str(tiny_en_dir), dtype=dtype)
     assert wm.model.decoder.token_embedding.weight.dtype == dtype

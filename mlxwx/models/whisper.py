@@ -183,8 +183,9 @@ class TextDecoder(nn.Module):
         self.ln = nn.LayerNorm(n_state)
 
     def cross_kv(self, audio: mx.array) -> list[tuple[mx.array, mx.array]]:
-        """Per-layer cross-attention keys/values (B, H, n_audio_ctx, Dh), computed once a window."""
-        return [block.cross_attn.kv(audio) for block in self.blocks]
+        """Per-layer cross-attention keys/values (B, H, n_audio_ctx, Dh), computed once a window
+        and stored head-split (contiguous), so decode steps read them without a copy."""
+        return [tuple(map(mx.contiguous, b.cross_attn.kv(audio))) for b in self.blocks]  # type: ignore[misc]
 
     def new_cache(self, batch: int, dtype: mx.Dtype) -> list[KVCache]:
         n_ctx, n_state = self.positional_embedding.shape

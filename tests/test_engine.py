@@ -16,7 +16,7 @@ from mlxwx.audio import SAMPLE_RATE, load_audio
 from mlxwx.decoding import DecodingOptions, DecodingResult
 from mlxwx.engine import TranscribeOptions, transcribe_arrays
 from mlxwx.guards import collapse_words
-from mlxwx.lanes import MIN_PIECE, plan_lanes
+from mlxwx.lanes import MIN_PIECE, Region, plan_lanes
 from mlxwx.load import load_model
 
 from .speech import JFK_TEXT, corpus, wer
@@ -149,3 +149,43 @@ def test_lane_always_moves_and_finishes_regions_with_less_than_a_frame_left():
     assert (lane.index, lane.pos) == (1, 0)
     lane.advance(5000)
     assert not lane.active
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_rows_with_different_prompts_decode_as_alone(wm, clips, beam_size):
+    """Left-padded prompts of different lengths: masks and per-row positions keep rows apart."""
+    from mlxwx.decoding import decode_features, encode
+    from mlxwx.engine import window_mel
+
+    mels = mx.stack([window_mel(c, 0, c.shape[0], 80) for c in clips[:2]])
+    features = encode(wm, mels)
+    contexts = [wm.tokenizer.encode(" President Kennedy speaking in Washington."), []]
+    opts = DecodingOptions(beam_size=beam_size)
+    together = [r.tokens for r in decode_features(wm, features, opts, contexts=contexts)]
+    alone = [
+        decode_features(wm, features[i : i + 1], opts, contexts=[contexts[i]])[0].tokens
+        for i in range(2)
+    ]
+    assert together == alone
+
+
+def test_prompt_contexts(wm):
+    lanes = [engine.Lane([Region(0, 0, 10)]), engine.Lane([Region(0, 0, 10)])]
+    lanes[1].context = [7, 8]
+    opts = TranscribeOptions(initial_prompt="Kennedy.", hotwords="Dashwood")
+    hot, initial = wm.tokenizer.encode(" Dashwood"), wm.tokenizer.encode(" Kennedy.")
+    assert engine._contexts(wm, lanes, opts) == [hot + initial, [*hot, 7, 8]]
+
+
+def test_progress_reports_every_sample_once(wm, clips):
+    seen = []
+    transcribe_arrays(
+        wm,
+        clips[:3],
+        replace(GREEDY, batch_size=2),
+        progress=lambda stage, completed, total: seen.append((stage, completed, total)),
+    )
+    total = sum(c.shape[0] for c in clips[:3])
+    assert seen and all(t == total for _, _, t in seen)
+    done = [c for _, c, _ in seen]
+    assert done == sorted(done) and done[-1] == total

@@ -80,12 +80,13 @@ class BeamSearch:
         live_tokens, live_scores = np.array(self.history), np.array(sum_logprob)
         candidates: list[list[tuple[list[int], float]]] = [[] for _ in range(self.b)]
         for s in self.steps:
-            token_hist = np.array(s.history)
-            for row, col in zip(*np.nonzero(np.array(s.finished)), strict=True):
-                src = int(np.array(s.beam)[row, col]) + row * self.k
-                candidates[row].append(
-                    (token_hist[src].tolist(), float(np.array(s.score)[row, col]))
-                )
+            finished = np.array(s.finished)
+            if not finished.any():  # most steps: nothing ended, nothing to copy from the device
+                continue
+            beams, scores, history = np.array(s.beam), np.array(s.score), np.array(s.history)
+            for row, col in zip(*np.nonzero(finished), strict=True):
+                src = int(beams[row, col]) + row * self.k
+                candidates[row].append((history[src].tolist(), float(scores[row, col])))
         best = []
         for row in range(self.b):
             found = candidates[row]

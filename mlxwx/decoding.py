@@ -237,7 +237,7 @@ def _loop(
             token, src = beam.step(logprobs, state.sum_logprob)
             state.take(src)
             for c in cache:
-                c.take(src)
+                c.take(src, width + step)
             logprobs = logprobs[src]
         else:
             token = mx.where(state.finished, tok.eot, select(logprobs, options.temperature))

@@ -85,10 +85,11 @@ class KVCache:
         self.values[:, :, offset:end] = v
         return self.keys[:, :, :end], self.values[:, :, :end]
 
-    def take(self, rows: mx.array) -> None:
-        """Keep only the batch rows `rows` (beam reordering, dropping finished rows)."""
-        self.keys = self.keys[rows]
-        self.values = self.values[rows]
+    def take(self, rows: mx.array, filled: int) -> None:
+        """Reorder batch rows (beam search): row i becomes old row rows[i]. Only the `filled`
+        positions written so far are moved; later ones are overwritten before they are read."""
+        self.keys[:, :, :filled] = self.keys[rows, :, :filled]
+        self.values[:, :, :filled] = self.values[rows, :, :filled]
 
 
 class MultiHeadAttention(nn.Module):

@@ -1,0 +1,47 @@
+"""The contract every VAD in mlxwx follows.
+
+A VAD maps 16 kHz mono audio (an `mx.array` of float32 samples) to per-frame speech
+probabilities. Frame `i` covers the audio from `offset + i * hop` seconds for `hop` seconds
+(its *start* time is what binarization uses). One shared path (`mlxwx.vad.regions`) turns
+probabilities into `SpeechRegion`s and then into <= `chunk_size` chunks for the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import mlx.core as mx
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class SpeechProbs:
+    """Per-frame speech probabilities of one input."""
+
+    probs: mx.array  # (frames,) float32 in [0, 1]
+    hop: float  # seconds between consecutive frames
+    offset: float = 0.0  # start time of frame 0, seconds
+
+    @property
+    def frames(self) -> int:
+        return int(self.probs.shape[0])
+
+
+@dataclass(frozen=True)
+class SpeechRegion:
+    """A stretch of speech on the input's timeline, in seconds."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class Vad(Protocol):
+    """Anything that scores audio frame by frame."""
+
+    def __call__(self, audio: mx.array) -> SpeechProbs: ...

@@ -40,19 +40,24 @@ class BeamSearch:
         first = mx.array([0.0] + [-mx.inf] * (self.k - 1))
         return mx.tile(first, (self.b,))
 
-    def step(self, logprobs: mx.array, sum_logprob: mx.array) -> tuple[mx.array, mx.array]:
-        """Next tokens (B*K,) and source rows (B*K,) from (B*K, V) log-probs and beam scores."""
+    def step(
+        self, logits: mx.array, norm: mx.array, sum_logprob: mx.array
+    ) -> tuple[mx.array, mx.array, mx.array]:
+        """Next tokens, source rows and token log-probs, each (B*K,), from (B*K, V) logits, their
+        log-softmax normalisers (B*K,) and the beam scores (B*K,).
+
+        A window's best 2K continuations are among the best 2K tokens of each of its beams, so
+        the vocabulary is cut to those per row before the beams compete."""
         b, k = self.b, self.k
-        vocab = logprobs.shape[-1]
-        scores = (sum_logprob[:, None] + logprobs).reshape(b, k * vocab)
-        top = mx.argpartition(-scores, kth=2 * k - 1, axis=-1)[:, : 2 * k]
-        top_scores = mx.take_along_axis(scores, top, axis=-1)
-        order = mx.argsort(-top_scores, axis=-1)
-        idx, cand_scores = (
-            mx.take_along_axis(top, order, -1),
-            mx.take_along_axis(top_scores, order, -1),
-        )
-        token, beam = (idx % vocab).astype(mx.int32), (idx // vocab).astype(mx.int32)
+        n = 2 * k
+        top = mx.argpartition(-logits, kth=n - 1, axis=-1)[:, :n]  # (B*K, 2K)
+        logprobs = mx.take_along_axis(logits, top, axis=-1) - norm[:, None]
+        scores = (sum_logprob[:, None] + logprobs).reshape(b, k * n)
+        order = mx.argsort(-scores, axis=-1)[:, :n]
+        cand_scores = mx.take_along_axis(scores, order, -1)
+        token = mx.take_along_axis(top.reshape(b, k * n), order, -1).astype(mx.int32)
+        cand_logprob = mx.take_along_axis(logprobs.reshape(b, k * n), order, -1)
+        beam = (order // n).astype(mx.int32)
         ends = token == self.eot
         kept_before = mx.cumsum((~ends).astype(mx.int32), axis=-1) - (~ends).astype(mx.int32)
         early = ends & (kept_before < k) & (cand_scores > -mx.inf)
@@ -66,9 +71,10 @@ class BeamSearch:
         keep_rank = mx.where(ends, 2 * k, kept_before)
         pick = mx.argsort(keep_rank, axis=-1)[:, :k]
         new_token = mx.take_along_axis(token, pick, -1).reshape(-1)
+        new_logprob = mx.take_along_axis(cand_logprob, pick, -1).reshape(-1)
         src = (mx.take_along_axis(beam, pick, -1) + mx.arange(b)[:, None] * k).reshape(-1)
         self.history = mx.concatenate([self.history[src], new_token[:, None]], axis=1)
-        return new_token, src
+        return new_token, src, new_logprob
 
     def done(self) -> mx.array:
         return mx.all(self.n_finished >= self.max_finished)

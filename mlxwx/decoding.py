@@ -232,16 +232,15 @@ def _loop(
     pending: mx.array | None = None
     for step in range(sample_len):
         logits = filters(logits, step, state)
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        norm = mx.logsumexp(logits, axis=-1)  # the only pass over the vocabulary with exp
         if beam is not None:
-            token, src = beam.step(logprobs, state.sum_logprob)
+            token, src, logprob = beam.step(logits, norm, state.sum_logprob)
             state.take(src)
             for c in cache:
                 c.take(src, width + step)
-            logprobs = logprobs[src]
         else:
-            token = mx.where(state.finished, tok.eot, select(logprobs, options.temperature))
-        logprob = mx.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
+            token = mx.where(state.finished, tok.eot, select(logits, options.temperature))
+            logprob = mx.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - norm
         state.advance(token, logprob, filters.ts_begin, tok.eot)
         steps.append(token)
         done = beam.done() if beam is not None else mx.all(state.finished)
@@ -257,10 +256,10 @@ def _loop(
     return steps
 
 
-def select(logprobs: mx.array, temperature: float) -> mx.array:
+def select(logits: mx.array, temperature: float) -> mx.array:
     if temperature == 0:
-        return mx.argmax(logprobs, axis=-1)
-    return mx.random.categorical(logprobs / temperature, axis=-1)
+        return mx.argmax(logits, axis=-1)
+    return mx.random.categorical(logits / temperature, axis=-1)
 
 
 def _pick_samples(

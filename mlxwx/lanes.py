@@ -36,16 +36,28 @@ class Region:
 
 
 def quiet_cut(audio: mx.array, target: int, lo: int, hi: int) -> int:
-    """The sample nearest `target` (within SEARCH_SECONDS, inside (lo, hi)) at the centre of the
-    lowest-energy 20 ms frame."""
+    """A sample near `target` (within SEARCH_SECONDS, inside (lo, hi)) in the quietest stretch:
+    the middle of the longest run of 20 ms frames as quiet as the quietest 100 ms there, so a
+    pause keeps some silence on both sides of the cut (Whisper drops words that end exactly at
+    the edge of its window)."""
     radius = int(SEARCH_SECONDS * SAMPLE_RATE)
     a, b = max(lo + FRAME, target - radius), min(hi - FRAME, target + radius)
     if b - a < 2 * FRAME:
         return target
-    seg = np.asarray(audio[a:b])
+    seg = np.asarray(audio[a:b], dtype=np.float64)
     n = len(seg) // FRAME
     energy = (seg[: n * FRAME].reshape(n, FRAME) ** 2).mean(axis=1)
-    return a + int(np.argmin(energy)) * FRAME + FRAME // 2
+    width = min(5, n)
+    smooth = np.convolve(energy, np.ones(width) / width, mode="same")
+    quiet = smooth <= smooth.min() * 1.5 + 1e-12
+    best, run_start = (0, int(np.argmin(smooth))), None
+    for i, q in enumerate([*quiet.tolist(), False]):
+        if q and run_start is None:
+            run_start = i
+        elif not q and run_start is not None:
+            best = max(best, (i - run_start, (run_start + i - 1) // 2))
+            run_start = None
+    return a + best[1] * FRAME + FRAME // 2
 
 
 def split_source(audio: mx.array, source: int, pieces: int) -> list[Region]:

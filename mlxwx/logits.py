@@ -55,22 +55,26 @@ class LogitFilters:
         return self.timestamp_rules(logits, state)
 
     def timestamp_rules(self, logits: mx.array, state: DecodeState) -> mx.array:
-        ids, ts = self.ids[None], self.ts_begin
-        is_ts = ids >= ts
-        last_ts = (state.last >= ts)[:, None]
-        pen_ts = ((state.penult >= ts) | (state.penult < 0))[:, None]
+        """Whisper's timestamp rules. Text columns only take a per-row ban, so the vocabulary-wide
+        work is two cheap passes; the rules proper run on the 1501 timestamp columns."""
+        eot, ts = self.eot, self.ts_begin
+        text, special, stamps = logits[:, :eot], logits[:, eot:ts], logits[:, ts:]
+        last_ts = state.last >= ts
+        pen_ts = (state.penult >= ts) | (state.penult < 0)
+        after_pair, after_lone = last_ts & pen_ts, last_ts & ~pen_ts
         # Timestamps come in pairs: after a pair, text (or the end); after a lone one, another.
-        banned = (last_ts & pen_ts & is_ts) | (last_ts & ~pen_ts & (ids < self.eot))
         # Timestamps never go back; after a lone timestamp the next may repeat it (empty segment).
-        floor = state.max_ts + mx.where(last_ts[:, 0] & ~pen_ts[:, 0], 0, 1)
-        banned |= is_ts & (ids < floor[:, None]) & (state.max_ts >= 0)[:, None]
-        logits = mx.where(banned, -mx.inf, logits)
-        # When all timestamps together outweigh the likeliest text token, emit a timestamp.
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        ts_mass = mx.logsumexp(mx.where(is_ts, logprobs, -mx.inf), axis=-1)
-        text_best = mx.max(mx.where(is_ts, -mx.inf, logprobs), axis=-1)
-        force = (ts_mass > text_best)[:, None] & ~is_ts
-        return mx.where(force, -mx.inf, logits)
+        floor = state.max_ts + mx.where(after_lone, 0, 1)
+        going_back = (self.ids[None, ts:] < floor[:, None]) & (state.max_ts >= 0)[:, None]
+        stamps = mx.where(after_pair[:, None] | going_back, -mx.inf, stamps)
+        text = mx.where(after_lone[:, None], -mx.inf, text)
+        # When all timestamps together outweigh the likeliest other token, emit a timestamp
+        # (compared in logits: the log-softmax normaliser is the same on both sides).
+        ts_mass = mx.logsumexp(stamps, axis=-1)
+        other_best = mx.maximum(mx.max(text, axis=-1), mx.max(special, axis=-1))
+        force = (ts_mass > other_best)[:, None]
+        text, special = mx.where(force, -mx.inf, text), mx.where(force, -mx.inf, special)
+        return mx.concatenate([text, special, stamps], axis=-1)
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Silero VAD v5/v6, 16 kHz network (architecture only).
 
 One step scores a 512-sample window (32 ms) seen with the 64 samples before it:
-  (576,) --reflect-pad 64 on the right--> (640,) --STFT as a conv (256 taps, hop 128)--> |X| (4, 129)
-  --4 convs + ReLU (strides 1, 2, 2, 1)--> (1, 128) --LSTM cell (128)--> h --ReLU, 1x1 conv,
-  sigmoid--> speech probability.
+  (576,) --reflect-pad 64 on the right--> (640,) --STFT as a conv (256 taps, hop 128)-->
+  |X| (4, 129) --4 convs + ReLU (strides 1, 2, 2, 1)--> (1, 128) --LSTM cell (128)--> h
+  --ReLU, 1x1 conv, sigmoid--> speech probability.
 The encoder (everything before the LSTM) sees only its own window, so all windows of a file are
 encoded as one batch; only the LSTM is sequential. MLX convs are channels-last: weights are
 `(out, kernel, in)`.
@@ -56,9 +56,7 @@ class LSTMCell(nn.Module):
         """(..., dims) -> (..., 4 * hidden): the input part of every step, both biases added."""
         return x @ self.weight_ih.T + (self.bias_ih + self.bias_hh)
 
-    def scan(
-        self, xw: mx.array, h: mx.array, c: mx.array
-    ) -> tuple[mx.array, mx.array, mx.array]:
+    def scan(self, xw: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         """xw: (B, T, 4H) from `project`; h, c: (B, H). Returns (B, T, H) and the final h, c."""
         return lstm_scan(xw, self.weight_hh, h, c)
 

@@ -14,6 +14,7 @@ faster-whisper's batched mode does (the speech samples only, concatenated, with 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -90,9 +91,7 @@ class VadOptions:
     def silero(cls, **changes: Any) -> VadOptions:
         """silero-vad's `get_speech_timestamps` defaults (threshold 0.5, min_speech 250 ms,
         min_silence 100 ms, pad 30 ms, no max length, its silence cut), with `changes`."""
-        base = cls(
-            min_speech=0.25, min_silence=0.1, pad=0.03, max_speech=math.inf, cut="silence"
-        )
+        base = cls(min_speech=0.25, min_silence=0.1, pad=0.03, max_speech=math.inf, cut="silence")
         return replace(base, **changes)
 
 
@@ -209,7 +208,7 @@ def binarize(p: SpeechProbs, o: VadOptions, duration: float) -> list[SpeechRegio
     times = np.rint(p.offset * SAMPLE_RATE + np.arange(len(scores)) * hop).astype(np.int64)
     total = round(duration * SAMPLE_RATE)
     machine = _Machine(o, hop)
-    for t, y in zip(times.tolist(), scores):
+    for t, y in zip(times.tolist(), scores, strict=True):
         machine.step(t, y)
     regions = machine.finish(total)
     _pad(regions, _samples(o.pad), total)
@@ -259,7 +258,7 @@ def _split(regions: Sequence[SpeechRegion], limit: int) -> list[tuple[int, int]]
         s, e = round(r.start * SAMPLE_RATE), round(r.end * SAMPLE_RATE)
         n = max(1, -(-(e - s) // limit))
         bounds = [s + (e - s) * k // n for k in range(n + 1)]
-        out += [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        out += [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
     return out
 
 
@@ -294,7 +293,5 @@ def _chunk(group: list[tuple[int, int]], merge: str) -> Chunk:
 
 def chunk_audio(audio: mx.array, chunk: Chunk) -> mx.array:
     """The chunk's samples: (n,) float32, its pieces of `audio` concatenated."""
-    parts = [
-        audio[round(p.start * SAMPLE_RATE) : round(p.end * SAMPLE_RATE)] for p in chunk.pieces
-    ]
+    parts = [audio[round(p.start * SAMPLE_RATE) : round(p.end * SAMPLE_RATE)] for p in chunk.pieces]
     return parts[0] if len(parts) == 1 else mx.concatenate(parts)

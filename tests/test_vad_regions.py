@@ -7,6 +7,7 @@ sample, on random sequences and on real audio.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -138,10 +139,9 @@ def test_merge_chunks_sizes_and_order(merge: str) -> None:
             assert c.pieces == (SpeechRegion(c.regions[0].start, c.regions[-1].end),)
         else:
             assert c.pieces == c.regions
-    for a, b in zip(chunks[:-1], chunks[1:], strict=True):  # greedy: the next region did not fit
-        grown = (
-            b.regions[0].end - a.start if merge == "span" else a.duration + b.regions[0].duration
-        )
+    for a, b in itertools.pairwise(chunks):  # greedy: the next region did not fit
+        first = b.regions[0]
+        grown = first.end - a.start if merge == "span" else a.duration + first.duration
         assert grown > 30.0
     assert merge_chunks([], o) == []
 

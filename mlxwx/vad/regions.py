@@ -6,9 +6,13 @@ before a region ends, a minimum speech length, a maximum region length with two 
 region that grows past it, and silero's padding rule. Times are counted in samples at 16 kHz
 (frame `i` starts at sample `round((offset + i * hop) * 16000)`), so with silero's parameters
 (`VadOptions.silero()`) the regions are those of `silero_vad.get_speech_timestamps`, sample for
-sample. `merge_chunks` then groups regions for the recogniser, either as WhisperX does (one span
-from the first region's start to the last one's end, silence between included) or as
-faster-whisper's batched mode does (the speech samples only, concatenated, with a map back).
+sample. With `cut="min_score"` it is WhisperX's pyannote binarization except for details that do
+not matter to it: onset is `>=` (not `>`), frame start times are used (give pyannote scores an
+`offset` of half a frame for its frame middles), the frame where a cut happens may also start a
+silence, and a padded region is never let grow past `max_speech`. `merge_chunks` then
+groups regions for the recogniser, either as WhisperX does (one span from the first region's start
+to the last one's end, silence between included) or as faster-whisper's batched mode does (the
+speech samples only, concatenated, with a map back).
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def _onnx_tensor(data: bytes) -> tuple[str, np.ndarray]:
     name, raw, dtype = "", b"", 0
     for number, value in _fields(data):
         if number == 1:
-            dims.append(value) if isinstance(value, int) else dims.extend(_packed(value))
+            dims.extend([value] if isinstance(value, int) else _packed(value))
         elif number == 2 and isinstance(value, int):
             dtype = value
         elif number == 8 and isinstance(value, bytes):

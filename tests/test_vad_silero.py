@@ -121,11 +121,13 @@ def test_streams_equal_sequential(silero_dir: Path) -> None:
     speech = np.concatenate([CLIPS["sample"], CLIPS["synthconv"], CLIPS["white-noise"] * 0.05])
     audio = mx.array(np.tile(speech, 7)[: 6 * 60 * 16000])  # 6 min: 11250 windows, 3 streams
     seq = np.array(SileroVad(net, SileroOptions(sequential=True))(audio).probs)
-    small = SileroOptions(block=400, warmup=1000, scan_steps=300, encode_windows=700)
+    small = SileroOptions(
+        sequential=False, block=400, warmup=1000, scan_steps=300, encode_windows=700
+    )
     short = np.array(SileroVad(net, small)(audio[: 60 * 16000]).probs)  # 1875 windows, 5 streams
     assert len(short) == 1875
     assert np.abs(short[:1200] - seq[:1200]).max() < 1e-5  # streams 0-2 start before window 0
-    default = SileroVad(net)
+    default = SileroVad(net, SileroOptions(sequential=False))  # default block and warm-up
     assert len(audio) // 512 > default.options.warmup + default.options.block  # really streamed
     streamed = np.array(default(audio).probs)
     assert len(streamed) == len(seq)

@@ -273,8 +273,11 @@ class SileroOptions:
     """How the LSTM runs over a file.
 
     Attributes:
-      sequential: one stream over the whole file, window after window, as silero runs it.
-        Otherwise files longer than `warmup + block` windows run as parallel streams.
+      sequential: True: one stream over the whole file, window after window, as silero runs it.
+        False: files longer than `warmup + block` windows run as parallel streams. None: streams
+        on a GPU, where a step costs the same for one stream or many; one stream on CPU, where
+        a step's cost grows with the streams (on 10 min, 2 shared cores: 2.5 s sequential, 3.9 s
+        as 5 streams; bench/bench_silero.py).
       block: windows (32 ms each) each stream scores.
       warmup: windows each stream runs before its block, to settle its state (discarded).
         silero's LSTM remembers for minutes: on 10 min of speech and noise, 4096 windows (131 s)
@@ -284,7 +287,7 @@ class SileroOptions:
       scan_steps: LSTM steps per evaluated graph.
     """
 
-    sequential: bool = False
+    sequential: bool | None = None
     block: int = 4096
     warmup: int = 6144
     streams: int = 16
@@ -320,7 +323,8 @@ class SileroVad:
         if n == 0:
             return SpeechProbs(mx.zeros((0,), mx.float32), self.hop)
         o = self.options
-        streamed = not o.sequential and n > o.warmup + o.block
+        sequential = o.sequential if o.sequential is not None else mx.default_device() == mx.cpu
+        streamed = not sequential and n > o.warmup + o.block
         probs = mx.concatenate(list((self._streamed if streamed else self._sequential)(audio, n)))
         return SpeechProbs(probs, self.hop)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from types import ModuleType
 
 import mlx.core as mx
 import numpy as np
@@ -30,6 +31,15 @@ from mlxwx.vad import (
 DATA = Path(__file__).parent / "data"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 HOP = 512 / SAMPLE_RATE  # 32 ms, silero's frame
+
+
+def import_silero() -> ModuleType:
+    """silero_vad, or a skip; its import pins torch to one thread, which is undone here."""
+    torch = pytest.importorskip("torch", reason="torch missing: pip install -e '.[dev]'")
+    threads = torch.get_num_threads()
+    silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
+    torch.set_num_threads(threads)
+    return silero
 
 
 def regions(scores: list[float], o: VadOptions, hop: float = HOP) -> list[tuple[int, int]]:
@@ -197,7 +207,7 @@ def _ours(probs: list[float], o: VadOptions, samples: int) -> list[dict[str, int
 
 
 def test_random_sequences_match_silero() -> None:
-    silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
+    silero = import_silero()
     rng = np.random.default_rng(0)
     for _ in range(400):
         n = int(rng.integers(1, 600))
@@ -249,7 +259,7 @@ SETTINGS = {
 
 def test_real_audio_matches_get_speech_timestamps() -> None:
     """Our path on the probabilities silero's own loop computes == get_speech_timestamps."""
-    silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
+    silero = import_silero()
     pytest.importorskip("onnxruntime", reason="onnxruntime missing: pip install -e '.[dev]'")
     import torch
 

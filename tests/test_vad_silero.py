@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import mlx.core as mx
 import numpy as np
@@ -24,8 +25,17 @@ DATA = Path(__file__).parent / "data"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
-def _package_data() -> Path:
+def import_silero() -> ModuleType:
+    """silero_vad, or a skip; its import pins torch to one thread, which is undone here."""
+    torch = pytest.importorskip("torch", reason="torch missing: pip install -e '.[dev]'")
+    threads = torch.get_num_threads()
     silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
+    torch.set_num_threads(threads)
+    return silero
+
+
+def _package_data() -> Path:
+    silero = import_silero()
     return Path(silero.__file__).parent / "data"
 
 
@@ -95,7 +105,7 @@ def test_probabilities_match_onnx(vad: SileroVad, onnx_session, name: str) -> No
 
 
 def test_timestamps_match_get_speech_timestamps(vad: SileroVad) -> None:
-    silero = pytest.importorskip("silero_vad")
+    silero = import_silero()
     import torch
 
     model = silero.load_silero_vad(onnx=True)

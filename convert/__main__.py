@@ -1,4 +1,7 @@
-"""python -m convert {ct2,hf,openai} SRC DST [--dtype ...] [--quantize BITS] [--group-size N]"""
+"""python -m convert {ct2,hf,openai,silero} SRC DST
+
+Whisper formats also take [--dtype ...] [--quantize BITS] [--group-size N].
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "format",
-        choices=("ct2", "hf", "openai"),
-        help="ct2: CTranslate2 folder; hf: Hugging Face folder; openai: .pt file",
+        choices=("ct2", "hf", "openai", "silero"),
+        help="ct2: CTranslate2 folder; hf: Hugging Face folder; openai: .pt file; "
+        "silero: silero-vad .onnx/.safetensors file or package folder",
     )
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path, help="output folder (must not exist)")
@@ -38,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Path:
+    if args.format == "silero":
+        from .silero import convert as convert_silero
+
+        return convert_silero(args.src, args.dst)
     quantize = (args.group_size, args.quantize) if args.quantize else None
     common = {"dtype": args.dtype, "quantize": quantize}
     if args.format == "openai":

@@ -28,8 +28,8 @@ Design (every step is an array op over the whole file; no Python loop over frame
    hysteresis binarization (onset/offset) applies as to the neural VADs.
 
 Spectra are computed in blocks of `block_seconds` (bounded memory); the floor and smoothing run on
-the (frames, bands) levels of the whole file at once. Speed: about 2,300x real time on 2 shared
-x86 CPU cores (one hour of audio in 1.6 s, bench/bench_vad.py).
+the (frames, bands) levels of the whole file at once. Speed: about 1,900-3,000x real time on 2
+shared x86 CPU cores (one hour of audio in 1.6-1.9 s, bench/bench_vad.py).
 
 The defaults were tuned on the speech clips of the test set (sample.wav, synthconv.wav, LibriVox,
 JFK) and on white/pink/brown noise and 50 Hz hum, alone and mixed with that speech. Measured with

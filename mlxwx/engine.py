@@ -25,9 +25,11 @@ from .decoding import (
     encode,
 )
 from .guards import collapse_segments
-from .lanes import Region, plan_lanes
+from .lanes import Region, plan_chunk_lanes, plan_lanes
 from .load import WhisperModel, load_model
 from .types import Result, Segment
+from .vad.base import Vad
+from .vad.regions import Chunk, VadOptions, binarize, chunk_audio, merge_chunks
 
 logger = logging.getLogger(__name__)
 FRAMES_PER_TOKEN = round(TIME_PRECISION * SAMPLE_RATE / HOP_LENGTH)  # 2 mel frames per 0.02 s
@@ -54,6 +56,7 @@ class TranscribeOptions:
         condition_on_previous_text: prompt each window with the previous window's text.
         initial_prompt: text that prompts every window that has no previous text.
         hotwords: words or phrases to favour, prompted before every window.
+        vad_options: how a VAD's frame probabilities become chunks, when one is used.
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -65,6 +68,7 @@ class TranscribeOptions:
     condition_on_previous_text: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
+    vad_options: VadOptions = field(default_factory=VadOptions)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -249,9 +253,10 @@ class Lane:
         if self.region.end - self.pos < HOP_LENGTH:
             covered += self.region.end - self.pos
             self.index += 1
-            self.context = []
             if self.active:
                 self.pos = self.region.start
+                if not self.region.follows:
+                    self.context = []
         return covered
 
 
@@ -291,11 +296,76 @@ def transcribe_arrays(
     options: TranscribeOptions | None = None,
     sources: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
+    vad: Vad | None = None,
 ) -> list[Result]:
-    """Transcribe 16 kHz mono inputs (n_samples,) together; one `Result` per input."""
+    """Transcribe 16 kHz mono inputs (n_samples,) together; one `Result` per input.
+
+    Without `vad`, each input is read whole (long ones cut into lanes at quiet moments). With a
+    `vad`, only its speech chunks (`options.vad_options`) are decoded, chunks of all inputs
+    batched together, and segment times are put back on each input's timeline."""
     options = options or TranscribeOptions()
     languages = file_languages(wm, audios, options)
-    lanes = [Lane(regions) for regions in plan_lanes(audios, options.batch_size)]
+    if vad is None:
+        lanes = [Lane(regions) for regions in plan_lanes(audios, options.batch_size)]
+        out = _decode_lanes(wm, audios, lanes, languages, options, progress)
+    else:
+        out = _transcribe_chunks(wm, audios, vad, languages, options, progress)
+    names = list(sources or [""] * len(audios))
+    return [
+        Result(tuple(sorted(segs, key=lambda s: s.start)), lang, a.shape[0] / SAMPLE_RATE, name)
+        for segs, lang, a, name in zip(out, languages, audios, names, strict=True)
+    ]
+
+
+def _transcribe_chunks(
+    wm: WhisperModel,
+    audios: list[mx.array],
+    vad: Vad,
+    languages: list[str | None],
+    options: TranscribeOptions,
+    progress: ProgressHook | None,
+) -> list[list[Segment]]:
+    """Decode the VAD chunks of every input as inputs of their own, then map the segments back."""
+    chunks: list[tuple[int, Chunk]] = []
+    for i, audio in enumerate(audios):
+        found = speech_chunks(audio, vad, options.vad_options)
+        if not found:
+            logger.info("no speech found in input %d", i)
+        chunks += [(i, c) for c in found]
+        if progress is not None:
+            progress("vad", completed=i + 1, total=len(audios))
+    pieces = [chunk_audio(audios[i], c) for i, c in chunks]
+    files = [i for i, _ in chunks]
+    lanes = [
+        Lane(r) for r in plan_chunk_lanes([p.shape[0] for p in pieces], files, options.batch_size)
+    ]
+    decoded = _decode_lanes(wm, pieces, lanes, [languages[i] for i in files], options, progress)
+    out: list[list[Segment]] = [[] for _ in audios]
+    for (i, chunk), segments in zip(chunks, decoded, strict=True):
+        out[i] += [
+            replace(s, start=chunk.to_original(s.start), end=chunk.to_original(s.end, end=True))
+            for s in segments
+        ]
+    return out
+
+
+def speech_chunks(audio: mx.array, vad: Vad, options: VadOptions) -> list[Chunk]:
+    """The <= chunk_size chunks of speech that `vad` finds in `audio`."""
+    if audio.shape[0] == 0:
+        return []
+    regions = binarize(vad(audio), options, audio.shape[0] / SAMPLE_RATE)
+    return merge_chunks(regions, options)
+
+
+def _decode_lanes(
+    wm: WhisperModel,
+    audios: list[mx.array],
+    lanes: list[Lane],
+    languages: list[str | None],
+    options: TranscribeOptions,
+    progress: ProgressHook | None,
+) -> list[list[Segment]]:
+    """Decode every lane window by window, the lanes' windows batched; segments per input."""
     out: list[list[Segment]] = [[] for _ in audios]
     total, done = sum(a.shape[0] for a in audios), 0
     while active := [lane for lane in lanes if lane.active]:
@@ -318,11 +388,7 @@ def transcribe_arrays(
             done += lane.advance(_route(wm, lane, result, options, out))
         if progress is not None:
             progress("transcribe", completed=min(done, total), total=total)
-    names = list(sources or [""] * len(audios))
-    return [
-        Result(tuple(sorted(segs, key=lambda s: s.start)), lang, a.shape[0] / SAMPLE_RATE, name)
-        for segs, lang, a, name in zip(out, languages, audios, names, strict=True)
-    ]
+    return out
 
 
 def transcribe(
@@ -330,8 +396,10 @@ def transcribe(
     model: str | WhisperModel = "base",
     options: TranscribeOptions | None = None,
     progress: ProgressHook | None = None,
+    vad: Vad | None = None,
 ) -> Result | list[Result]:
-    """Transcribe one input (path or 16 kHz mono array) or a list of them, batched together.
+    """Transcribe one input (path or 16 kHz mono array) or a list of them, batched together;
+    with a `vad`, only the speech it finds.
 
     Returns a `Result` for one input, a list of `Result` for a list. Raises `AudioError` for an
     input that cannot be loaded.
@@ -340,5 +408,5 @@ def transcribe(
     items: list[AudioInput] = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # type: ignore[list-item]
     audios = [load_audio(item) for item in items]
     names = [str(i) if isinstance(i, (str, Path)) else "<array>" for i in items]
-    results = transcribe_arrays(wm, audios, options, names, progress)
+    results = transcribe_arrays(wm, audios, options, names, progress, vad)
     return results if isinstance(inputs, (list, tuple)) else results[0]

@@ -29,6 +29,7 @@ class Region:
     source: int
     start: int
     end: int
+    follows: bool = False  # continues the lane's previous region in time (keeps its context)
 
     @property
     def length(self) -> int:
@@ -89,4 +90,24 @@ def plan_lanes(audios: list[mx.array], lanes: int) -> list[list[Region]]:
         loads[i] += region.length
     for lane in plan:  # decode each lane in timeline order
         lane.sort(key=lambda r: (r.source, r.start))
+    return plan
+
+
+def plan_chunk_lanes(lengths: list[int], files: list[int], lanes: int) -> list[list[Region]]:
+    """VAD chunks (sources `0..n-1`, in file and time order, of `lengths` samples) dealt to at
+    most `lanes` lanes as contiguous runs of about equal length, so a lane reads a file's chunks
+    in order and each chunk can be conditioned on the previous one's text."""
+    total = sum(lengths)
+    if total == 0:
+        return []
+    share = total / lanes
+    plan: list[list[Region]] = [[]]
+    done = 0
+    for source, n in enumerate(lengths):
+        if plan[-1] and done + n / 2 > share * len(plan) and len(plan) < lanes:
+            plan.append([])
+        lane = plan[-1]
+        follows = bool(lane) and files[lane[-1].source] == files[source]
+        lane.append(Region(source, 0, n, follows))
+        done += n
     return plan

@@ -33,11 +33,12 @@ class WhisperModel:
     def dims(self) -> ModelDimensions:
         return self.model.dims
 
-    def transcribe(self, inputs, options=None, progress=None):  # type: ignore[no-untyped-def]
-        """`mlxwx.transcribe(inputs, self, options, progress)`: one input or a list, batched."""
+    def transcribe(self, inputs, options=None, progress=None, vad=None):  # type: ignore[no-untyped-def]
+        """`mlxwx.transcribe(inputs, self, options, progress, vad)`: one input or a list,
+        batched."""
         from .engine import transcribe
 
-        return transcribe(inputs, self, options, progress)
+        return transcribe(inputs, self, options, progress, vad)
 
 
 def default_dtype() -> mx.Dtype:

@@ -195,3 +195,46 @@ def test_progress_reports_every_sample_once(wm, clips):
     assert seen and all(t == total for _, _, t in seen)
     done = [c for _, c, _ in seen]
     assert done == sorted(done) and done[-1] == total
+
+
+@pytest.mark.parametrize("merge", ["span", "concat"])
+def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
+    """jfk placed 12 s into noise, and a LibriVox clip 8 s after it: with a VAD only speech is
+    decoded (chunks of both inputs batched), and every segment lies where the speech was."""
+    from mlxwx.vad.energy import EnergyVad
+    from mlxwx.vad.regions import VadOptions
+
+    rng = np.random.default_rng(0)
+    quiet = rng.normal(0, 0.002, 50 * SAMPLE_RATE).astype(np.float32)
+    jfk, libri = np.array(clips[0]), np.array(clips[1])
+    a = quiet.copy()
+    a[12 * SAMPLE_RATE : 12 * SAMPLE_RATE + len(jfk)] += jfk
+    b0 = 12 * SAMPLE_RATE + len(jfk) + 8 * SAMPLE_RATE
+    a[b0 : b0 + len(libri)] += libri
+    options = replace(GREEDY, vad_options=VadOptions(offset=0.363, merge=merge, chunk_size=10.0))
+    plain = transcribe_arrays(wm, [clips[0], clips[1]], GREEDY)
+    with_vad = transcribe_arrays(wm, [mx.array(a), mx.zeros(0)], options, vad=EnergyVad())
+    assert with_vad[1].segments == ()
+    segments = with_vad[0].segments
+    jfk_end, libri_end = 12 + len(jfk) / SAMPLE_RATE, (b0 + len(libri)) / SAMPLE_RATE
+    assert all(
+        11.5 <= s.start and s.end <= jfk_end + 0.5 or b0 / SAMPLE_RATE - 0.5 <= s.start
+        for s in segments
+    )
+    assert segments[-1].end <= libri_end + 0.5
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+    truth = words(plain[0].text + " " + plain[1].text)
+    assert wer([" ".join(truth)], [" ".join(words(with_vad[0].text))]) <= 0.1
+
+
+def test_chunk_lanes_keep_each_files_chunks_in_order():
+    from mlxwx.lanes import plan_chunk_lanes
+
+    lengths, files = [10, 20, 30, 5, 25, 30, 10], [0, 0, 0, 1, 1, 2, 2]
+    plan = plan_chunk_lanes(lengths, files, 3)
+    assert [r.source for lane in plan for r in lane] == list(range(7))
+    assert len(plan) == 3
+    for lane in plan:
+        for prev, r in itertools.pairwise(lane):
+            assert r.follows == (files[prev.source] == files[r.source])
+        assert not lane[0].follows

@@ -201,8 +201,8 @@ def test_progress_reports_every_sample_once(wm, clips):
 def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
     """jfk placed 12 s into noise, and a LibriVox clip 8 s after it: with a VAD only speech is
     decoded (chunks of both inputs batched), and every segment lies where the speech was."""
-    from mlxwx.vad.energy import EnergyVad
     from mlxwx.vad.regions import VadOptions
+    from mlxwx.vad.silero import SileroVad
 
     rng = np.random.default_rng(0)
     quiet = rng.normal(0, 0.002, 50 * SAMPLE_RATE).astype(np.float32)
@@ -211,9 +211,9 @@ def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
     a[12 * SAMPLE_RATE : 12 * SAMPLE_RATE + len(jfk)] += jfk
     b0 = 12 * SAMPLE_RATE + len(jfk) + 8 * SAMPLE_RATE
     a[b0 : b0 + len(libri)] += libri
-    options = replace(GREEDY, vad_options=VadOptions(offset=0.363, merge=merge, chunk_size=10.0))
+    options = replace(GREEDY, vad_options=VadOptions.silero(merge=merge, chunk_size=10.0))
     plain = transcribe_arrays(wm, [clips[0], clips[1]], GREEDY)
-    with_vad = transcribe_arrays(wm, [mx.array(a), mx.zeros(0)], options, vad=EnergyVad())
+    with_vad = transcribe_arrays(wm, [mx.array(a), mx.zeros(0)], options, vad=SileroVad())
     assert with_vad[1].segments == ()
     segments = with_vad[0].segments
     jfk_end, libri_end = 12 + len(jfk) / SAMPLE_RATE, (b0 + len(libri)) / SAMPLE_RATE

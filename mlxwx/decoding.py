@@ -18,6 +18,8 @@ from .beam import BeamSearch, _rank
 from .load import WhisperModel
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
 
+COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
+
 __all__ = ["TIME_PRECISION", "DecodingOptions", "DecodingResult", "decode", "decode_features"]
 
 
@@ -183,7 +185,6 @@ def _decode_rows(
     prompt, pad = left_pad(prompts, tok.eot)
     n_rows, width = prompt.shape
     padded = len({len(p) for p in prompts}) > 1
-    sample_len = min(options.sample_len or wm.dims.n_text_ctx // 2, wm.dims.n_text_ctx - width)
     cross_kv = model.decoder.cross_kv(audio)
     cache = model.decoder.new_cache(n_rows, model.dtype)
     positions = mx.maximum(mx.arange(width)[None] - pad[:, None], 0)
@@ -196,9 +197,8 @@ def _decode_rows(
     state = DecodeState.start(n_rows)
     if beam is not None:
         state.sum_logprob = beam.initial_scores()
-    steps = _loop(
-        wm, logits[:, -1], cross_kv, cache, (pad, width, padded), state, beam, sample_len, options
-    )
+    rows = None if beam is not None else _Rows.new(n_rows, max_steps(wm, width, options), tok.eot)
+    _loop(wm, logits[:, -1], (cross_kv, cache, pad), (width, padded), state, beam, rows, options)
     repeat = n_rows // batch
     no_speech_np = np.array(no_speech)[::repeat].tolist()
     if beam is not None:
@@ -208,29 +208,68 @@ def _decode_rows(
                 beam.finalize(state.sum_logprob, options.length_penalty), no_speech_np, strict=True
             )
         ]
-    return _pick_samples(
-        np.array(mx.stack(steps, 1)), state, repeat, tok.eot, no_speech_np, options.length_penalty
-    )
+    assert rows is not None
+    rows.flush(state)
+    return _pick_samples(rows, repeat, tok.eot, no_speech_np, options.length_penalty)
+
+
+@dataclass
+class _Rows:
+    """Greedy or sampled rows: which original row each batch row is, and what rows already
+    dropped from the batch left behind (tokens so far, summed log-prob, length), on the host.
+
+    Rows end at different steps; once half of the batch has ended, the ended rows are dropped
+    (their caches and cross keys/values too), so the step costs what the live rows need."""
+
+    ids: np.ndarray
+    tokens: np.ndarray
+    sums: np.ndarray
+    lengths: np.ndarray
+    start: int = 0
+    steps: list[mx.array] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, n_rows: int, sample_len: int, eot: int) -> _Rows:
+        tokens = np.full((n_rows, sample_len), eot, np.int64)
+        return cls(np.arange(n_rows), tokens, np.zeros(n_rows), np.zeros(n_rows, np.int64))
+
+    def flush(self, state: DecodeState) -> None:
+        """Copy the steps since the last flush and the rows' scores to the host."""
+        if self.steps:
+            block = np.array(mx.stack(self.steps, 1))
+            self.tokens[self.ids, self.start : self.start + block.shape[1]] = block
+            self.start += block.shape[1]
+            self.steps = []
+        self.sums[self.ids] = np.array(state.sum_logprob)
+        self.lengths[self.ids] = np.array(state.length)
+
+    def live(self, state: DecodeState) -> mx.array | None:
+        """Batch rows to keep, when at most half of them are still decoding (else None)."""
+        live = np.flatnonzero(~np.array(state.finished))
+        if len(live) == 0 or 2 * len(live) > len(self.ids):
+            return None
+        self.flush(state)
+        self.ids = self.ids[live]
+        return mx.array(live)
 
 
 def _loop(
     wm: WhisperModel,
     logits: mx.array,
-    cross_kv: list,
-    cache: list,
-    layout: tuple,
+    batch_state: tuple[list, list, mx.array],
+    layout: tuple[int, bool],
     state: DecodeState,
     beam: BeamSearch | None,
-    sample_len: int,
+    rows: _Rows | None,
     options: DecodingOptions,
-) -> list[mx.array]:
+) -> None:
     """Run decode steps until every row (or every window's beams) has ended."""
     model, tok = wm.model, wm.tokenizer
-    pad, width, padded = layout
+    cross_kv, cache, pad = batch_state
+    width, padded = layout
     filters = LogitFilters(wm, options)
-    steps: list[mx.array] = []
     pending: mx.array | None = None
-    for step in range(sample_len):
+    for step in range(max_steps(wm, width, options)):
         logits = filters(logits, step, state)
         norm = mx.logsumexp(logits, axis=-1)  # the only pass over the vocabulary with exp
         if beam is not None:
@@ -242,18 +281,31 @@ def _loop(
             token = mx.where(state.finished, tok.eot, select(logits, options.temperature))
             logprob = mx.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - norm
         state.advance(token, logprob, filters.ts_begin, tok.eot)
-        steps.append(token)
+        if rows is not None:
+            rows.steps.append(token)
         done = beam.done() if beam is not None else mx.all(state.finished)
         mx.async_eval(token, done, state.sum_logprob)
         if pending is not None and pending.item():  # read the previous step while this one runs
             break
         pending = done
+        if rows is not None and step % COMPACT_EVERY == COMPACT_EVERY - 1:
+            keep = rows.live(state)
+            if keep is not None:
+                state.take(keep)
+                for c in cache:
+                    c.keep(keep)
+                cross_kv = [(k[keep], v[keep]) for k, v in cross_kv]
+                pad, token = pad[keep], token[keep]
         offset = width + step
         positions = (width - pad + step)[:, None]
         mask = attention_mask(pad, offset, 1) if padded else None
         logits = model.decoder(token[:, None], cross_kv, cache, offset, positions, mask)
         logits = logits[:, -1].astype(mx.float32)
-    return steps
+
+
+def max_steps(wm: WhisperModel, width: int, options: DecodingOptions) -> int:
+    """Most tokens decoded after a prompt of `width` tokens."""
+    return min(options.sample_len or wm.dims.n_text_ctx // 2, wm.dims.n_text_ctx - width)
 
 
 def select(logits: mx.array, temperature: float) -> mx.array:
@@ -263,21 +315,20 @@ def select(logits: mx.array, temperature: float) -> mx.array:
 
 
 def _pick_samples(
-    tokens: np.ndarray,
-    state: DecodeState,
+    rows: _Rows,
     repeat: int,
     eot: int,
     no_speech: list[float],
     length_penalty: float | None,
 ) -> list[tuple[list[int], float, int, float]]:
     """Per window, the best of its `repeat` sampled rows (one row when greedy)."""
-    sums, lengths = np.array(state.sum_logprob).tolist(), np.array(state.length).tolist()
+    sums, lengths = rows.sums.tolist(), rows.lengths.tolist()
     out = []
     for w, ns in enumerate(no_speech):
         best = None
         for r in range(w * repeat, (w + 1) * repeat):
-            ends = np.flatnonzero(tokens[r] == eot)
-            kept = (tokens[r][: ends[0]] if ends.size else tokens[r]).tolist()
+            ends = np.flatnonzero(rows.tokens[r] == eot)
+            kept = (rows.tokens[r][: ends[0]] if ends.size else rows.tokens[r]).tolist()
             rank = _rank(sums[r], len(kept), length_penalty)
             if best is None or rank > best[0]:
                 best = (rank, kept, sums[r], lengths[r])

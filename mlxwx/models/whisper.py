@@ -85,6 +85,10 @@ class KVCache:
         self.values[:, :, offset:end] = v
         return self.keys[:, :, :end], self.values[:, :, :end]
 
+    def keep(self, rows: mx.array) -> None:
+        """Keep only batch rows `rows` (finished rows dropped from the batch)."""
+        self.keys, self.values = self.keys[rows], self.values[rows]
+
     def take(self, rows: mx.array, filled: int) -> None:
         """Reorder batch rows (beam search): row i becomes old row rows[i]. Only the `filled`
         positions written so far are moved; later ones are overwritten before they are read."""

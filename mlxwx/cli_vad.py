@@ -114,7 +114,7 @@ def chunk_dict(chunk: Chunk) -> dict[str, Any]:
     return {
         "start": chunk.start,
         "end": chunk.end,
-        "duration": chunk.duration,
+        "duration": round(chunk.duration, 6),
         "pieces": regions_list(chunk.pieces),
         "regions": regions_list(chunk.regions),
     }
@@ -219,7 +219,7 @@ def region_texts(
             "hop": found.hop,
             "options": options_dict(options),
             "regions": regions_list(found.regions),
-            "speech": sum(r.duration for r in found.regions),
+            "speech": round(sum(r.duration for r in found.regions), 6),
         }
         if chunks:
             data["chunks"] = [chunk_dict(c) for c in merge_chunks(found.regions, options)]

@@ -22,7 +22,7 @@ import numpy as np
 from mlxwx.audio import load_audio
 from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs, SpeechRegion
 from mlxwx.vad.energy import EnergyVad
-from mlxwx.vad.evaluate import evaluate, format_metrics, format_sweep, sweep
+from mlxwx.vad.metrics import evaluate, format_metrics, format_sweep, sweep
 from mlxwx.vad.rttm import read_rttm
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"

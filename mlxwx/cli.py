@@ -212,3 +212,6 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+from . import cli_vad  # noqa: E402, F401  (registers the vad and vad-eval commands on app)

@@ -22,7 +22,7 @@ from mlxwx.vad.energy import (
     noise_floor,
     opening,
 )
-from mlxwx.vad.evaluate import evaluate
+from mlxwx.vad.metrics import evaluate
 from mlxwx.vad.rttm import read_rttm
 
 DATA = Path(__file__).parent / "data"

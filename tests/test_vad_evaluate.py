@@ -1,4 +1,4 @@
-"""VAD scoring (mlxwx.vad.evaluate, mlxwx.vad.rttm) against pyannote.metrics and by hand."""
+"""VAD scoring (mlxwx.vad.metrics, mlxwx.vad.rttm) against pyannote.metrics and by hand."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlxwx.vad.base import SpeechProbs, SpeechRegion
-from mlxwx.vad.evaluate import VadMetrics, evaluate, format_metrics, format_sweep, sweep
+from mlxwx.vad.metrics import VadMetrics, evaluate, format_metrics, format_sweep, sweep
 from mlxwx.vad.rttm import RttmError, read_rttm, speech_support, to_rttm, write_rttm
 
 DATA = Path(__file__).parent / "data"

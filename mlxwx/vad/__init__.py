@@ -1,20 +1,48 @@
-"""Voice activity detection in MLX: energy, Silero and pyannote-segmentation ports."""
+"""Voice activity detection in MLX: energy, Silero and pyannote-segmentation ports.
+
+`mlxwx.vad.evaluate` is the scoring function; its module is `mlxwx.vad.metrics`.
+"""
 
 from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs, SpeechRegion, Vad
+from mlxwx.vad.energy import EnergyOptions, EnergyVad
+from mlxwx.vad.methods import (
+    DEFAULT_METHOD,
+    METHODS,
+    default_options,
+    load_vad,
+    speech_regions,
+)
+from mlxwx.vad.metrics import SweepRow, VadMetrics, combine, evaluate, sweep
 from mlxwx.vad.regions import Chunk, VadOptions, binarize, chunk_audio, merge_chunks
+from mlxwx.vad.rttm import RttmError, read_rttm, write_rttm
 from mlxwx.vad.silero import SileroOptions, SileroVad, load_silero
 
 __all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
     "SAMPLE_RATE",
     "Chunk",
+    "EnergyOptions",
+    "EnergyVad",
+    "RttmError",
     "SileroOptions",
     "SileroVad",
     "SpeechProbs",
     "SpeechRegion",
+    "SweepRow",
     "Vad",
+    "VadMetrics",
     "VadOptions",
     "binarize",
     "chunk_audio",
+    "combine",
+    "default_options",
+    "evaluate",
     "load_silero",
+    "load_vad",
     "merge_chunks",
+    "read_rttm",
+    "speech_regions",
+    "sweep",
+    "write_rttm",
 ]

@@ -187,6 +187,25 @@ def evaluate(
     )
 
 
+def combine(metrics: Sequence[VadMetrics]) -> VadMetrics:
+    """Scores of several files together: durations summed, then the rates (pyannote.metrics'
+    `abs(metric)` over the files it accumulated). No files: the scores of nothing scored."""
+    reference = sum(m.reference_speech for m in metrics)
+    hypothesis = sum(m.hypothesis_speech for m in metrics)
+    hit = sum(m.recall * m.reference_speech for m in metrics if m.reference_speech > 0)
+    miss, false_alarm = max(reference - hit, 0.0), max(hypothesis - hit, 0.0)
+    return VadMetrics(
+        detection_error_rate=_rate(miss + false_alarm, reference),
+        miss=_rate(miss, reference),
+        false_alarm=_rate(false_alarm, reference),
+        precision=hit / hypothesis if hypothesis > 0 else 1.0,
+        recall=hit / reference if reference > 0 else 1.0,
+        reference_speech=reference,
+        hypothesis_speech=hypothesis,
+        scored=sum(m.scored for m in metrics),
+    )
+
+
 def sweep(
     reference: Sequence[SpeechRegion],
     probs: SpeechProbs,

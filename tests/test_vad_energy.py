@@ -17,6 +17,8 @@ from mlxwx.vad.energy import (
     EnergyOptions,
     EnergyVad,
     _band_basis,
+    _moving_average,
+    _window_sum,
     band_power,
     closing,
     noise_floor,
@@ -110,8 +112,7 @@ def test_band_power_matches_numpy_fft() -> None:
     power = np.abs(spec) ** 2 / np.sum(window**2)
     bins = np.arange(power.shape[1]) * SAMPLE_RATE / FRAME
     speech = power[:, (bins >= options.low_hz) & (bins <= options.high_hz)]
-    _, average = _band_basis(options.low_hz, options.high_hz, options.bands)
-    average = np.array(average)
+    average = np.array(_band_basis(options.low_hz, options.high_hz, options.bands)[1])
     assert ours.shape == (frames, options.bands) and average.shape[0] == speech.shape[1]
     np.testing.assert_allclose(ours, speech @ average, rtol=2e-4, atol=1e-6)
     # Every speech bin is in exactly one band, bands are contiguous, low to high, none empty.
@@ -166,6 +167,59 @@ def test_window_ops_match_naive(width: int) -> None:
             )
 
 
+def test_moving_average_is_exact_after_loud_frames() -> None:
+    """The band-power smoothing keeps float32 precision for quiet frames after loud ones (a
+    running total over the file quantised them to 0 dB of error after speech)."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.uniform(0.5, 1, (20000, 2)), rng.uniform(1e-7, 2e-6, (5000, 2))])
+    for width in (1, 2, 5, 64):
+        x32 = mx.array(x.astype(np.float32))
+        windows = np.lib.stride_tricks.sliding_window_view(
+            np.pad(x, [(0, width - 1), (0, 0)]), width, axis=0
+        )
+        np.testing.assert_allclose(np.array(_window_sum(x32, width)), windows.sum(-1), rtol=1e-5)
+        left = (width - 1) // 2
+        edge = np.pad(x, [(left, width - 1 - left), (0, 0)], mode="edge")
+        expected = np.lib.stride_tricks.sliding_window_view(edge, width, axis=0).mean(-1)
+        np.testing.assert_allclose(np.array(_moving_average(x32, width)), expected, rtol=1e-5)
+
+
+@pytest.mark.skipif(not LIBRIVOX, reason="pocketsphinx-testdata missing: apt install it")
+def test_noise_after_speech_is_not_speech(vad: EnergyVad) -> None:
+    """50 s of white noise at -54 dBFS with JFK added at 12 s and a LibriVox clip 8 s after it:
+    the noise after each clip scores as the same noise with no speech added (it scored 0.55-0.85
+    per second, against 0.1 before the speech, when smoothing lost precision after loud audio),
+    and the regions found lie within 0.3 s of the inserted clips and cover most of them."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.002, 50 * SAMPLE_RATE).astype(np.float32)
+    clips, mixed, start = [], noise.copy(), 12 * SAMPLE_RATE
+    for path in (DATA / "jfk.flac", LIBRIVOX[0]):
+        clip = np.array(load_audio(path))
+        mixed[start : start + clip.size] += clip
+        clips.append((start / SAMPLE_RATE, (start + clip.size) / SAMPLE_RATE))
+        start += clip.size + 8 * SAMPLE_RATE
+    probs = np.array(vad(mx.array(mixed)).probs)
+    alone = np.array(vad(mx.array(noise)).probs)
+    # Every step is local (floor windows 1.5 s each side, smoothing and morphology 0.4 s): frames
+    # 2.5 s away from any clip see only noise, as in the noise alone.
+    far = np.ones(probs.size, bool)
+    for a, b in clips:
+        far[max(0, int((a - 2.5) * 100)) : int((b + 2.5) * 100)] = False
+    np.testing.assert_allclose(probs[far], alone[far], atol=1e-3)
+    before, after = probs[: int(clips[0][0] * 100) - 50], probs[int(clips[0][1] * 100) + 50 :]
+    after = after[far[-after.size :]]
+    assert after.mean() <= before.mean() + 0.05, (after.mean(), before.mean())
+    per_second = after[: after.size // 100 * 100].reshape(-1, 100).mean(axis=1)
+    assert per_second.max() < 0.3, per_second
+    regions = _hysteresis(vad(mx.array(mixed)))
+    assert regions, "no speech found"
+    for region in regions:
+        assert any(a - 0.3 <= region.start and region.end <= b + 0.3 for a, b in clips), region
+    for a, b in clips:
+        found = sum(max(0.0, min(r.end, b) - max(r.start, a)) for r in regions)
+        assert found >= 0.6 * (b - a), (a, b, regions)
+
+
 def test_silence_and_stationary_noise_are_not_speech(vad: EnergyVad) -> None:
     assert np.array(vad(mx.zeros(10 * SAMPLE_RATE)).probs).max() < 0.1
     for level in (-70, -40, -10):
@@ -180,10 +234,10 @@ def test_silence_and_stationary_noise_are_not_speech(vad: EnergyVad) -> None:
 
 
 @pytest.mark.parametrize(
-    ("audio", "rttm", "bound"), [("sample.wav", "sample.rttm", 0.08), ("synthconv.wav", None, 0.04)]
+    ("audio", "rttm", "bound"), [("sample.wav", "sample.rttm", 0.06), ("synthconv.wav", None, 0.04)]
 )
 def test_detection_error_rate(vad: EnergyVad, audio: str, rttm: str | None, bound: float) -> None:
-    """Measured 5.4% on sample.wav and 1.9% on synthconv.wav (onset 0.5, offset 0.363)."""
+    """Measured 4.3% on sample.wav and 1.9% on synthconv.wav (onset 0.5, offset 0.363)."""
     path = DATA / audio
     reference = read_rttm(DATA / (rttm or path.with_suffix(".rttm").name))
     samples = load_audio(path)
@@ -193,7 +247,7 @@ def test_detection_error_rate(vad: EnergyVad, audio: str, rttm: str | None, boun
 
 
 def test_speech_in_noise_is_found(vad: EnergyVad) -> None:
-    """synthconv with white/brown noise 10 dB below its RMS: measured DetER 11.9% / 2.6%."""
+    """synthconv with white/brown noise 10 dB below its RMS: measured DetER 17.5% / 2.7%."""
     samples = np.array(load_audio(DATA / "synthconv.wav"))
     reference = read_rttm(DATA / "synthconv.rttm")["synthconv"]
     noise = _noises(samples.size / SAMPLE_RATE, 0.0, seed=3)

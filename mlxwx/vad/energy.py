@@ -7,9 +7,13 @@ Design (every step is an array op over the whole file; no Python loop over frame
 2. Spectrum of the speech band only: one matmul of the frames with a windowed DFT basis restricted
    to the bins between `low_hz` and `high_hz` (300-3400 Hz: 78 of 201 bins), cheaper than a full
    FFT and a plain matmul on every backend. Bin powers are averaged into `bands` mel-spaced
-   sub-bands and smoothed over `smooth` seconds; levels are in dB relative to unit-variance white
+   sub-bands and smoothed over `smooth` seconds (a sliding sum made of sums within blocks of the
+   window's width, never a running total over the file: in float32 that total grows with every
+   loud frame, and the difference of two totals loses a quiet frame's power after speech, which
+   made noise after speech score as speech); levels are in dB relative to unit-variance white
    noise (a full-scale white noise is 0 dB in every band) and clamped at `silence_db`, so digital
-   silence and dither have a finite, flat level.
+   silence and dither have a finite, flat level. Every later step is local too, so a frame's
+   probability depends only on the audio within about 2 s of it.
 3. Adaptive noise floor per sub-band, minimum statistics: the minimum level over the
    `floor_window` seconds before the frame and, separately, over the `floor_window` seconds after
    it; the floor is the larger of the two. Speech has pauses (or at least weak frames in each
@@ -28,19 +32,21 @@ Design (every step is an array op over the whole file; no Python loop over frame
    hysteresis binarization (onset/offset) applies as to the neural VADs.
 
 Spectra are computed in blocks of `block_seconds` (bounded memory); the floor and smoothing run on
-the (frames, bands) levels of the whole file at once. Speed: about 1,900-3,000x real time on 2
-shared x86 CPU cores (one hour of audio in 1.6-1.9 s, bench/bench_vad.py).
+the (frames, bands) levels of the whole file at once. Speed: about 1,400-3,000x real time on 2
+shared x86 CPU cores, depending on their load (one hour of audio in 1.6-2.6 s, bench/bench_vad.py).
 
 The defaults were tuned on the speech clips of the test set (sample.wav, synthconv.wav, LibriVox,
 JFK) and on white/pink/brown noise and 50 Hz hum, alone and mixed with that speech. Measured with
-hysteresis onset 0.5 / offset 0.363: detection error rate 5.4% on sample.wav (1.5% with a 0.5 s
-collar; the rest is mostly a low thump and bridged pauses) and 1.9% on synthconv.wav; stationary
-noise alone stays under probability 0.3 (10 minutes of white, pink or brown noise). Limits: it
-cannot tell speech from other non-stationary sounds (music, keyboard, background voices, a door),
-and speech close to broadband noise is partly missed (sample and synthconv with white or pink noise
-10 dB / 0 dB below their RMS: mean DetER 7.5% / 32%). `low_hz=150` takes in the voice's lowest
-harmonics and finds more of that speech (4.6% / 15%) but also takes low-frequency bumps, which
-300 Hz keeps out (sample.wav: 6.1% instead of 5.4%).
+hysteresis onset 0.5 / offset 0.363 (`python bench/eval_vad.py --noise`): detection error rate
+4.3% on sample.wav (1.5% with a 0.5 s collar; the rest is a 0.3 s low thump and two bridged
+pauses) and 1.9% on synthconv.wav; stationary noise alone stays under probability 0.33 and yields
+no region (10 minutes of white, pink, brown noise or hum at -70, -40 and -10 dBFS), and white noise
+at -54 dBFS scores the same after speech as before it (mean 0.11-0.12, JFK and LibriVox added).
+Limits: it cannot tell speech from other non-stationary sounds (music, keyboard, background
+voices, a door), and speech close to broadband noise is partly missed (sample and synthconv with
+white or pink noise 10 dB / 0 dB below their RMS: mean DetER 9.5% / 32%). `low_hz=150` takes in
+the voice's lowest harmonics and finds more of that speech (5.2% / 13%) but also takes
+low-frequency bumps, which 300 Hz keeps out (sample.wav: 6.1% instead of 4.3%).
 """
 
 from __future__ import annotations
@@ -176,15 +182,30 @@ def band_power(audio: mx.array, options: EnergyOptions) -> mx.array:
     return mx.concatenate(parts, axis=0) if parts else mx.zeros((0, options.bands))
 
 
+def _window_sum(x: mx.array, width: int) -> mx.array:
+    """sum(x[t : t + width]) along axis 0, frames past the end count as 0. Prefix and suffix sums
+    within blocks of `width` (as `_window_min`), so no partial sum spans more than one window: a
+    running total over the whole file would make a quiet frame the difference of two large
+    float32 totals after loud audio (4e-6 of noise power lost under the ulp of 340)."""
+    n, rest = x.shape[0], x.shape[1:]
+    blocks = -(-(n + width - 1) // width)
+    pad = mx.zeros((blocks * width - n, *rest), dtype=x.dtype)
+    y = mx.concatenate([x, pad], axis=0).reshape(blocks, width, *rest)
+    prefix = mx.cumsum(y, axis=1).reshape(blocks * width, *rest)
+    suffix = mx.cumsum(y, axis=1, reverse=True).reshape(blocks * width, *rest)
+    # The window starting at t = k * width + j is the rest of block k plus the first j frames
+    # of block k + 1 (none when j = 0: the window is block k).
+    starts_block = (mx.arange(n) % width == 0).reshape(n, *([1] * len(rest)))
+    return suffix[:n] + mx.where(starts_block, 0, prefix[width - 1 : width - 1 + n])
+
+
 def _moving_average(x: mx.array, width: int) -> mx.array:
     """Centred moving average over axis 0 (edges repeated)."""
     if width <= 1 or x.shape[0] == 0:
         return x
     left = (width - 1) // 2
     padded = mx.pad(x, [(left, width - 1 - left)] + [(0, 0)] * (x.ndim - 1), mode="edge")
-    total = mx.cumsum(padded, axis=0)
-    total = mx.concatenate([mx.zeros_like(total[:1]), total], axis=0)
-    return (total[width:] - total[:-width]) / width
+    return _window_sum(padded, width)[: x.shape[0]] / width
 
 
 def _window_min(x: mx.array, width: int) -> mx.array:

@@ -22,6 +22,8 @@ from .engine import ProgressHook, TranscribeOptions, transcribe_arrays
 from .errors import MlxwxError
 from .load import load_model
 from .types import Result
+from .vad.methods import default_options, load_vad
+from .vad.regions import VadOptions
 from .writers import FORMATS, timestamp, write_result
 
 app = typer.Typer(
@@ -31,6 +33,7 @@ app = typer.Typer(
     help="WhisperX rebuilt MLX-native: fast transcription on Apple Silicon.",
 )
 logger = logging.getLogger("mlxwx")
+RUN_VAD = "silero"  # best measured WER on the bench input (bench/RESULTS.md)
 
 
 class Task(str, Enum):
@@ -110,6 +113,19 @@ def run(
     without_timestamps: Annotated[
         bool, typer.Option(help="Text only: one segment per 30 s window.")
     ] = False,
+    vad: Annotated[
+        str,
+        typer.Option(help="Speech detection first: silero, pyannote, energy or none."),
+    ] = RUN_VAD,
+    vad_onset: Annotated[
+        float | None, typer.Option(help="VAD probability that starts speech (method default).")
+    ] = None,
+    vad_offset: Annotated[
+        float | None, typer.Option(help="VAD probability below which speech ends.")
+    ] = None,
+    chunk_size: Annotated[
+        float, typer.Option(help="Longest stretch of speech decoded as one window, seconds.")
+    ] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
@@ -132,7 +148,9 @@ def run(
             condition_on_previous_text=condition_on_previous_text,
             initial_prompt=initial_prompt,
             hotwords=hotwords,
+            vad_options=run_vad_options(vad, vad_onset, vad_offset, chunk_size),
         )
+        vad_model = None if vad == "none" else load_vad(vad)
         wm = load_model(model)
         if language is not None and wm.tokenizer.multilingual:
             wm.tokenizer.language_token(language)
@@ -141,13 +159,29 @@ def run(
     loaded = load_all(audio)
     with progress_bar(quiet) as hook:
         results = transcribe_arrays(
-            wm, [a for _, a in loaded], options, [str(p) for p, _ in loaded], hook
+            wm, [a for _, a in loaded], options, [str(p) for p, _ in loaded], hook, vad_model
         )
     pairs = zip(loaded, results, strict=True)
     written = sum(write(r, path, output_dir, formats, quiet) for (path, _), r in pairs)
     failed = len(audio) - written
     if failed:
         raise fail(f"{failed} of {len(audio)} files failed", code=1)
+
+
+def run_vad_options(
+    method: str, onset: float | None, offset: float | None, chunk_size: float
+) -> VadOptions:
+    """The method's defaults with the options given on the command line."""
+    if chunk_size <= 0 or chunk_size > 30:
+        raise ValueError(f"--chunk-size must be within (0, 30] seconds, got {chunk_size}")
+    if method == "none":
+        return VadOptions(chunk_size=chunk_size)
+    changes: dict[str, float] = {"chunk_size": chunk_size}
+    if onset is not None:
+        changes["onset"] = onset
+    if offset is not None:
+        changes["offset"] = offset
+    return default_options(method, **changes)
 
 
 def load_all(paths: list[Path]) -> list[tuple[Path, mx.array]]:

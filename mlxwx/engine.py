@@ -327,13 +327,15 @@ def _transcribe_chunks(
 ) -> list[list[Segment]]:
     """Decode the VAD chunks of every input as inputs of their own, then map the segments back."""
     chunks: list[tuple[int, Chunk]] = []
+    total, done = sum(a.shape[0] for a in audios), 0
     for i, audio in enumerate(audios):
         found = speech_chunks(audio, vad, options.vad_options)
         if not found:
             logger.info("no speech found in input %d", i)
         chunks += [(i, c) for c in found]
+        done += audio.shape[0]
         if progress is not None:
-            progress("vad", completed=i + 1, total=len(audios))
+            progress("speech detection", completed=done, total=total)
     pieces = [chunk_audio(audios[i], c) for i, c in chunks]
     files = [i for i, _ in chunks]
     lanes = [

@@ -106,6 +106,9 @@ def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
         (["--model", "./no/such/folder"], "model folder not found"),
         (["--model", "someone/not-a-real-repo"], "cannot download"),
         (["--output-format", "docx"], "unknown output format"),
+        (["--vad", "webrtc"], "unknown VAD method"),
+        (["--chunk-size", "45"], "--chunk-size"),
+        (["--vad-onset", "1.5"], "onset"),
     ],
 )
 def test_bad_options_one_line(runner, jfk_path, tmp_path, monkeypatch, args, message):
@@ -119,3 +122,14 @@ def test_bad_options_one_line(runner, jfk_path, tmp_path, monkeypatch, args, mes
 def test_unknown_language_one_line(runner, jfk_path, base_dir):
     result, _, stderr = invoke(runner, jfk_path, "--model", base_dir, "--language", "xx")
     assert result.exit_code == 2 and "unknown language 'xx'" in one_line_error(stderr)
+
+
+@pytest.mark.parametrize("vad", ["none", "energy", "silero"])
+def test_run_with_each_vad_method(runner, tmp_path, jfk_path, tiny_en_dir, vad):
+    out = tmp_path / vad
+    args = ("--model", tiny_en_dir, "-o", out, "-f", "json", "-q", "--vad", vad)
+    result, _, _ = invoke(runner, jfk_path, *args, "--chunk-size", "20")
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "jfk.json").read_text())
+    assert words(" ".join(s["text"] for s in data["segments"])) == words(EXPECTED)
+    assert all(0 <= s["start"] < s["end"] <= 11.1 for s in data["segments"])

@@ -640,6 +640,9 @@ def bench_shape(
     for system in args.systems:
         if system == "mlx-whisper" and mw is None:
             continue  # reported once by load_mlx_whisper
+        if clock.over():
+            failures.append(f"{name} {system}: skipped (time budget {args.budget_s:.0f} s)")
+            continue
         if system == "transformers":
             free_memory(False)
             try:
@@ -823,11 +826,14 @@ def main(argv: list[str] | None = None) -> str:
     rows: list[Row] = []
     sources: dict[str, str] = {}
     for shape in args.shapes:
+        if clock.over():
+            failures.append(f"{shape}: skipped (time budget {args.budget_s:.0f} s)")
+            continue
         got, failed, sources[shape] = bench_shape(shape, args, dtype, tok_path, clock, mw)
         rows, failures = rows + got, failures + failed
-        text = report(args, head, rows, sources, failures)
-        if args.out:
-            args.out.write_text(text)
+        if args.out:  # after each shape: a run cut short still leaves its table
+            args.out.write_text(report(args, head, rows, sources, failures))
+    text = report(args, head, rows, sources, failures)
     text += f"\ntotal time {clock.elapsed():.0f} s\n"
     print("\n" + text, flush=True)
     if args.out:

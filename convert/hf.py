@@ -3,6 +3,8 @@
 Reads `config.json`, the weights (`model.safetensors`, sharded `model-*.safetensors` with
 `model.safetensors.index.json`, or `pytorch_model.bin`[.index.json] through torch), and
 `generation_config.json` (alignment heads, suppress lists) and `tokenizer.json` when present.
+`to_hf_weights` and `hf_config` go the other way (our weights into a transformers model, for
+benchmarks on the same weights).
 """
 
 from __future__ import annotations

@@ -3,12 +3,15 @@
 Reads `config.json`, the weights (`model.safetensors`, sharded `model-*.safetensors` with
 `model.safetensors.index.json`, or `pytorch_model.bin`[.index.json] through torch), and
 `generation_config.json` (alignment heads, suppress lists) and `tokenizer.json` when present.
+`to_hf_weights` and `hf_config` go the other way (our weights into a transformers model, for
+benchmarks on the same weights).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import numpy as np
 
 from mlxwx.checkpoint import save_model
 from mlxwx.ct2 import check_sinusoids
-from mlxwx.models.whisper import ModelDimensions
+from mlxwx.models.whisper import ModelDimensions, sinusoids
 
 from . import alignment_pairs, check_consumed, check_output
 
@@ -206,3 +209,68 @@ def convert(
         dtype=dtype,
         quantize=quantize,
     )
+
+
+# ------------------------------------------------------------------ MLX -> Hugging Face (reverse)
+
+
+def hf_config(dims: ModelDimensions) -> dict[str, Any]:
+    """WhisperConfig keyword arguments for `dims` (the inverse of `hf_dims`). Token ids are left
+    to the caller: they belong to the vocabulary, not the dimensions."""
+    if dims.n_audio_state != dims.n_text_state:
+        raise ValueError("transformers' Whisper needs n_audio_state == n_text_state")
+    d = dims.n_text_state
+    return {
+        "vocab_size": dims.n_vocab,
+        "num_mel_bins": dims.n_mels,
+        "d_model": d,
+        "encoder_layers": dims.n_audio_layer,
+        "encoder_attention_heads": dims.n_audio_head,
+        "decoder_layers": dims.n_text_layer,
+        "decoder_attention_heads": dims.n_text_head,
+        "encoder_ffn_dim": 4 * d,
+        "decoder_ffn_dim": 4 * d,
+        "max_source_positions": dims.n_audio_ctx,
+        "max_target_positions": dims.n_text_ctx,
+        "activation_function": "gelu",
+        "scale_embedding": False,
+    }
+
+
+def to_hf_name(name: str) -> str | None:
+    """The HF `WhisperForConditionalGeneration` name of one of our parameters; None for names
+    HF does not store (alignment_heads)."""
+    if name == "decoder.positional_embedding":
+        return "model.decoder.embed_positions.weight"
+    if m := re.fullmatch(r"(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)", name):
+        side, i, module, param = m.groups()
+        hf_module = {v: k for k, v in LAYER_NAMES.items()}[module]
+        return f"model.{side}.layers.{i}.{hf_module}.{param}"
+    if (m := _TOP.fullmatch(name)) and m[1] in TOP_NAMES.values():
+        hf_module = {v: k for k, v in TOP_NAMES.items()}[m[1]]
+        return f"model.{hf_module}.{m[2]}"
+    return None
+
+
+def to_hf_weights(weights: Mapping[str, Any], dims: ModelDimensions) -> dict[str, np.ndarray]:
+    """HF state dict (numpy, dtype kept) for our weights (mlx-whisper names, convs (out, k, in)).
+
+    Adds the encoder's sinusoidal table, which HF stores and we compute; leaves out `proj_out`
+    (tied to the token embedding: call `model.tie_weights()` after loading) and alignment heads.
+    Raises ValueError for a name with no HF counterpart.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, value in weights.items():
+        if name == "alignment_heads":
+            continue
+        hf = to_hf_name(name)
+        if hf is None:
+            raise ValueError(f"no Hugging Face name for {name!r}")
+        array = np.asarray(value)
+        if name in ("encoder.conv1.weight", "encoder.conv2.weight"):
+            array = array.transpose(0, 2, 1)  # MLX (out, k, in) -> PyTorch (out, in, k)
+        out[hf] = np.ascontiguousarray(array)
+    dtype = out["model.decoder.embed_tokens.weight"].dtype
+    table = np.array(sinusoids(dims.n_audio_ctx, dims.n_audio_state))
+    out["model.encoder.embed_positions.weight"] = table.astype(dtype)
+    return out

@@ -15,8 +15,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "format",
-        choices=("ct2", "hf", "openai"),
-        help="ct2: CTranslate2 folder; hf: Hugging Face folder; openai: .pt file",
+        choices=("ct2", "hf", "openai", "pyannote"),
+        help="ct2: CTranslate2 folder; hf: Hugging Face folder; openai: .pt file; "
+        "pyannote: segmentation checkpoint file ('whisperx': the one in its wheel), float32",
     )
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path, help="output folder (must not exist)")
@@ -38,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> Path:
+    if args.format == "pyannote":
+        from .pyannote import convert as convert_pyannote
+
+        return convert_pyannote(None if str(args.src) == "whisperx" else args.src, args.dst)
     quantize = (args.group_size, args.quantize) if args.quantize else None
     common = {"dtype": args.dtype, "quantize": quantize}
     if args.format == "openai":

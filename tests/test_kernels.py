@@ -119,3 +119,67 @@ def test_body_as_cpp_matches_reference(b: int, t: int, h: int, rows: int, tmp_pa
     expected = lstm_scan_reference(xw, w_hh, h0, c0)
     for got, e in zip(outs, expected, strict=True):
         np.testing.assert_allclose(got, np.array(e), atol=1e-5)
+
+
+# What mx.fast.{cuda,metal}_kernel wrap around `source` (mlx/backend/*/custom_kernel.cpp), with
+# just enough stand-ins for g++ to check the syntax and types of each backend's flavour.
+CUDA_STUBS = """
+#include <array>
+#include <cmath>
+#include <cstddef>
+#define __global__
+#define __shared__ static
+#define __grid_constant__
+#define __syncthreads() ((void)0)
+struct Dim3 { unsigned x, y, z; };
+static Dim3 threadIdx, blockIdx;
+using Shape = std::array<int, 8>;
+__global__ void custom_kernel_mlxwx_lstm_scan(
+    const float* xw, const __grid_constant__ Shape xw_shape, const float* w_t,
+    const float* h0, const float* c0, float* hs, float* h_out, float* c_out) {
+  using T = float;
+  constexpr int H = 128;
+  constexpr int R = 2;
+  constexpr int NT = 512;
+%s
+}
+"""
+METAL_STUBS = """
+#include <cmath>
+#include <cstddef>
+#define device
+#define constant
+#define threadgroup static
+namespace metal::precise {
+inline float exp(float x) { return std::exp(x); }
+inline float tanh(float x) { return std::tanh(x); }
+}
+enum class mem_flags { mem_threadgroup };
+inline void threadgroup_barrier(mem_flags) {}
+struct uint3 { unsigned x, y, z; };
+template <typename T, int H, int R, int NT>
+void custom_kernel_mlxwx_lstm_scan(
+    const device float* xw, const constant int* xw_shape, const device float* w_t,
+    const device float* h0, const device float* c0, device T* hs, device T* h_out,
+    device T* c_out, uint3 thread_position_in_threadgroup, uint3 threadgroup_position_in_grid) {
+%s
+}
+template void custom_kernel_mlxwx_lstm_scan<float, 128, 2, 512>(
+    const float*, const int*, const float*, const float*, const float*, float*, float*, float*,
+    uint3, uint3);
+"""
+
+
+@pytest.mark.parametrize(("backend", "stubs"), [("cuda", CUDA_STUBS), ("metal", METAL_STUBS)])
+def test_backend_flavours_compile_against_stubs(backend: str, stubs: str, tmp_path: Path) -> None:
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ missing: apt-get install g++")
+    src = tmp_path / f"{backend}.cpp"
+    src.write_text(stubs % kernel_source("lstm_scan", backend))
+    run = subprocess.run(
+        [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr

@@ -170,7 +170,9 @@ template void custom_kernel_mlxwx_lstm_scan<float, 128, 2, 512>(
 """
 
 
-@pytest.mark.parametrize(("backend", "stubs"), [("cuda", CUDA_STUBS), ("metal", METAL_STUBS)])
+@pytest.mark.parametrize(
+    ("backend", "stubs"), [("cuda", CUDA_STUBS), ("metal", METAL_STUBS)], ids=["cuda", "metal"]
+)
 def test_backend_flavours_compile_against_stubs(backend: str, stubs: str, tmp_path: Path) -> None:
     cxx = shutil.which("g++")
     if cxx is None:

@@ -17,6 +17,7 @@ overlap-add is a scatter-add, so everything stays on the device.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,7 +114,9 @@ class PyannoteVad:
         self.options = options or PyannoteOptions()
 
     @classmethod
-    def load(cls, path: str | Path | None = None, options: PyannoteOptions | None = None):  # type: ignore[no-untyped-def]
+    def load(
+        cls, path: str | Path | None = None, options: PyannoteOptions | None = None
+    ) -> PyannoteVad:
         """From a converted folder, or the cached default (fetched and converted on first use)."""
         return cls(load_folder(path if path is not None else default_folder()), options)
 
@@ -134,7 +137,7 @@ class PyannoteVad:
         layout = self.layout(int(audio.shape[0]))
         return mx.concatenate(list(self._batches(self.windows(audio, layout))), axis=0)
 
-    def _batches(self, windows: mx.array):  # type: ignore[no-untyped-def]
+    def _batches(self, windows: mx.array) -> Iterator[mx.array]:
         size = self.options.batch_size
         for b in range(0, windows.shape[0], size):
             out = self.model(windows[b : b + size])

@@ -18,9 +18,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "format",
-        choices=("ct2", "hf", "openai", "silero"),
+        choices=("ct2", "hf", "openai", "silero", "pyannote"),
         help="ct2: CTranslate2 folder; hf: Hugging Face folder; openai: .pt file; "
-        "silero: silero-vad .onnx/.safetensors file or package folder",
+        "silero: silero-vad .onnx/.safetensors file or package folder; "
+        "pyannote: segmentation checkpoint file ('whisperx': the one in its wheel), float32",
     )
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path, help="output folder (must not exist)")
@@ -46,6 +47,10 @@ def run(args: argparse.Namespace) -> Path:
         from .silero import convert as convert_silero
 
         return convert_silero(args.src, args.dst)
+    if args.format == "pyannote":
+        from .pyannote import convert as convert_pyannote
+
+        return convert_pyannote(None if str(args.src) == "whisperx" else args.src, args.dst)
     quantize = (args.group_size, args.quantize) if args.quantize else None
     common = {"dtype": args.dtype, "quantize": quantize}
     if args.format == "openai":

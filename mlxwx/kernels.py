@@ -3,11 +3,26 @@
 `lstm_scan` is the recurrent part of an LSTM layer (PyTorch gate order i, f, g, o). The input
 projection `x @ w_ih.T + b_ih + b_hh` is one big matmul done by the caller for all steps at once;
 only the `h @ w_hh.T` step is sequential.
+
+Each kernel is one body (`kernels/NAME.body`) written against a few macros; a per-backend prelude
+(`kernels/prelude_{metal,cuda}.h`) spells them for `mx.fast.metal_kernel` or
+`mx.fast.cuda_kernel`. Kernels are built once per backend; the backend is chosen per call from
+the default device, and CPUs run the pure-MLX reference.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+from typing import Any
+
 import mlx.core as mx
+
+# In a checkout a link to ../kernels; wheels carry the files themselves (package data).
+KERNEL_DIR = Path(__file__).parent / "kernel_sources"
+SHARED_BYTES = 32 * 1024  # threadgroup memory on Apple GPUs (CUDA allows 48 KB statically)
+MAX_THREADS = 1024
+WIDE_GPU = 128  # threadgroups that keep a large GPU busy (H100: 132 SMs) before rows share one
 
 
 def lstm_scan_reference(
@@ -32,5 +47,83 @@ def lstm_scan_reference(
 def lstm_scan(
     xw: mx.array, w_hh: mx.array, h: mx.array, c: mx.array
 ) -> tuple[mx.array, mx.array, mx.array]:
-    """The recurrence, on the fastest implementation for the current device."""
+    """The recurrence, on the fastest implementation for the current device: the custom
+    kernel on a GPU (when the state fits its shared memory), the reference elsewhere."""
+    backend = kernel_backend()
+    if backend is not None and lstm_launch(xw.shape[0], w_hh.shape[1]) is not None:
+        return lstm_scan_kernel(xw, w_hh, h, c, backend=backend)
     return lstm_scan_reference(xw, w_hh, h, c)
+
+
+def kernel_source(name: str, backend: str) -> str:
+    """`kernels/NAME.body` behind the backend's prelude: the `source` given to MLX."""
+    prelude = (KERNEL_DIR / f"prelude_{backend}.h").read_text()
+    return f"{prelude}\n{(KERNEL_DIR / f'{name}.body').read_text()}"
+
+
+def kernel_backend(device: mx.Device | None = None) -> str | None:
+    """"metal" or "cuda" when `device` (default: the default device) is a GPU with that
+    backend, else None (CPU: the references run)."""
+    device = device or mx.default_device()
+    if device.type != mx.DeviceType.gpu:
+        return None
+    if mx.metal.is_available():
+        return "metal"
+    if mx.cuda.is_available():
+        return "cuda"
+    return None
+
+
+@functools.cache
+def _lstm_kernel(backend: str) -> Any:
+    build = mx.fast.metal_kernel if backend == "metal" else mx.fast.cuda_kernel
+    return build(
+        name="mlxwx_lstm_scan",
+        input_names=["xw", "w_t", "h0", "c0"],
+        output_names=["hs", "h_out", "c_out"],
+        source=kernel_source("lstm_scan", backend),
+    )
+
+
+def lstm_launch(batch: int, hidden: int) -> tuple[int, int] | None:
+    """(rows per threadgroup, threads per threadgroup) for the LSTM kernel, or None when one
+    row's state (h, c and 4 gates, float32) does not fit in threadgroup memory. Rows share a
+    threadgroup (reusing each weight read) only once the batch would overflow WIDE_GPU groups."""
+    max_rows = SHARED_BYTES // (6 * hidden * 4)
+    if max_rows < 1:
+        return None
+    rows = 1
+    while rows * 2 <= min(max_rows, 8) and batch > rows * WIDE_GPU:
+        rows *= 2
+    return rows, min(4 * hidden, MAX_THREADS)
+
+
+def lstm_scan_kernel(
+    xw: mx.array,
+    w_hh: mx.array,
+    h: mx.array,
+    c: mx.array,
+    *,
+    backend: str,
+    rows: int | None = None,
+) -> tuple[mx.array, mx.array, mx.array]:
+    """`lstm_scan_reference` as one custom kernel launch (`kernels/lstm_scan.body`) on
+    `backend` ("metal" or "cuda"); rows: batch rows per threadgroup (default: `lstm_launch`)."""
+    batch, steps, _ = xw.shape
+    hidden = w_hh.shape[1]
+    launch = lstm_launch(batch, hidden)
+    if launch is None:
+        raise ValueError(f"hidden size {hidden} does not fit the LSTM kernel's shared memory")
+    rows = rows or launch[0]
+    threads = launch[1]
+    groups = -(-batch // rows)
+    return tuple(  # type: ignore[return-value]
+        _lstm_kernel(backend)(
+            inputs=[xw, w_hh.T, h, c],  # w_hh.T is made row-contiguous: (H, 4H), coalesced
+            template=[("T", xw.dtype), ("H", hidden), ("R", rows), ("NT", threads)],
+            grid=(groups * threads, 1, 1),
+            threadgroup=(threads, 1, 1),
+            output_shapes=[(batch, steps, hidden), (batch, hidden), (batch, hidden)],
+            output_dtypes=[xw.dtype] * 3,
+        )
+    )

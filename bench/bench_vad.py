@@ -108,6 +108,22 @@ def _mlxwx_energy(args: argparse.Namespace) -> Runner:
     return lambda audio: mx.eval(vad(audio.samples).probs)
 
 
+@method("mlxwx silero")
+def _mlxwx_silero(args: argparse.Namespace) -> Runner:
+    from mlxwx.vad.silero import SileroVad
+
+    vad = SileroVad()
+    return lambda audio: mx.eval(vad(audio.samples).probs)
+
+
+@method("mlxwx pyannote")
+def _mlxwx_pyannote(args: argparse.Namespace) -> Runner:
+    from mlxwx.vad.pyannote import PyannoteVad
+
+    vad = PyannoteVad.load()
+    return lambda audio: mx.eval(vad(audio.samples).probs)
+
+
 @method("silero onnx")
 def _silero_onnx(args: argparse.Namespace) -> Runner:
     try:

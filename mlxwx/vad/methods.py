@@ -71,7 +71,7 @@ def load_vad(method: str) -> Vad:
     except (ImportError, AttributeError) as err:
         raise ModelError(f"the pyannote VAD is not available: {err}") from err
     try:
-        return cls()
+        return cls.load()  # type: ignore[no-any-return]
     except MlxwxError:
         raise
     except (ImportError, OSError, ValueError, RuntimeError) as err:

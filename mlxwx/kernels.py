@@ -52,7 +52,7 @@ def lstm_scan(
     """The recurrence, on the fastest implementation for the current device: the custom
     kernel on a GPU (when the state fits its shared memory), the reference elsewhere."""
     backend = kernel_backend()
-    if backend is not None and lstm_launch(xw.shape[0], w_hh.shape[1]) is not None:
+    if backend is not None and lstm_launch(xw.shape[0], w_hh.shape[1], backend) is not None:
         return lstm_scan_kernel(xw, w_hh, h, c, backend=backend)
     return lstm_scan_reference(xw, w_hh, h, c)
 

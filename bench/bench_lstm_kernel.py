@@ -135,7 +135,7 @@ def stack_row(k, batch: int, dtype: mx.Dtype, repeats: int) -> str:  # type: ign
     t_ref = timed(lambda: stack(x, weights, ref), max(2, repeats // 4))
     diff = float(mx.max(mx.abs(stack(x, weights, kern) - stack(x, weights, ref))))
     audio = batch * 0.5  # seconds of new audio per batch of windows 0.5 s apart
-    rows = k.lstm_launch(batch, HIDDEN)[0]
+    rows = k.lstm_launch(batch, HIDDEN, BACKEND)[0]
     name = str(dtype).split(".")[-1]
     return (
         f"| stack | {batch} | {name} | {rows} | {t_k:.2f} | {t_ref:.2f} | {t_ref / t_k:.1f}x "

@@ -40,6 +40,7 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--batch", type=int, nargs="+", default=[32, 128])
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--torch-device", default="cpu", help="e.g. cuda")
     p.add_argument("--no-torch", action="store_true")
     args = p.parse_args()
     audio = speech(args.minutes)
@@ -58,12 +59,14 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
         ref = Reference(str(fetch_checkpoint()))
+        ref.inference.to(torch.device(args.torch_device))
         start = time.perf_counter()
         out = ref.inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": 16000})
         took = time.perf_counter() - start
         reference = out.data[:, 0]
         print(
-            f"| pyannote.audio 4.0.7, torch {torch.__version__} ({args.threads} threads) | "
+            f"| pyannote.audio 4.0.7, torch {torch.__version__} on {args.torch_device} "
+            f"({args.threads} threads) | "
             f"32 | {took:.1f} | {seconds / took:.0f} | - |",
             flush=True,
         )

@@ -21,7 +21,9 @@ import mlx.core as mx
 # In a checkout a link to ../kernels; wheels carry the files themselves (package data).
 KERNEL_DIR = Path(__file__).parent / "kernel_sources"
 SHARED_BYTES = 32 * 1024  # threadgroup memory on Apple GPUs (CUDA allows 48 KB statically)
-MAX_THREADS = 1024
+# Threads per threadgroup. Metal lowers a kernel's limit below 1024 as its register use grows
+# (and raises when the launch exceeds it); the body loops, so fewer threads stay correct.
+MAX_THREADS = {"cuda": 1024, "metal": 256}
 WIDE_GPU = 128  # threadgroups that keep a large GPU busy (H100: 132 SMs) before rows share one
 
 
@@ -50,7 +52,7 @@ def lstm_scan(
     """The recurrence, on the fastest implementation for the current device: the custom
     kernel on a GPU (when the state fits its shared memory), the reference elsewhere."""
     backend = kernel_backend()
-    if backend is not None and lstm_launch(xw.shape[0], w_hh.shape[1]) is not None:
+    if backend is not None and lstm_launch(xw.shape[0], w_hh.shape[1], backend) is not None:
         return lstm_scan_kernel(xw, w_hh, h, c, backend=backend)
     return lstm_scan_reference(xw, w_hh, h, c)
 
@@ -62,8 +64,8 @@ def kernel_source(name: str, backend: str) -> str:
 
 
 def kernel_backend(device: mx.Device | None = None) -> str | None:
-    """"metal" or "cuda" when `device` (default: the default device) is a GPU with that
-    backend, else None (CPU: the references run)."""
+    """The backend ("metal" or "cuda") when `device` (default: the default device) is a GPU with
+    one, else None (CPU: the references run)."""
     device = device or mx.default_device()
     if device.type != mx.DeviceType.gpu:
         return None
@@ -85,7 +87,7 @@ def _lstm_kernel(backend: str) -> Any:
     )
 
 
-def lstm_launch(batch: int, hidden: int) -> tuple[int, int] | None:
+def lstm_launch(batch: int, hidden: int, backend: str = "cuda") -> tuple[int, int] | None:
     """(rows per threadgroup, threads per threadgroup) for the LSTM kernel, or None when one
     row's state (h, c and 4 gates, float32) does not fit in threadgroup memory. Rows share a
     threadgroup (reusing each weight read) only once the batch would overflow WIDE_GPU groups."""
@@ -95,7 +97,7 @@ def lstm_launch(batch: int, hidden: int) -> tuple[int, int] | None:
     rows = 1
     while rows * 2 <= min(max_rows, 8) and batch > rows * WIDE_GPU:
         rows *= 2
-    return rows, min(4 * hidden, MAX_THREADS)
+    return rows, min(4 * hidden, MAX_THREADS[backend])
 
 
 def lstm_scan_kernel(
@@ -111,7 +113,7 @@ def lstm_scan_kernel(
     `backend` ("metal" or "cuda"); rows: batch rows per threadgroup (default: `lstm_launch`)."""
     batch, steps, _ = xw.shape
     hidden = w_hh.shape[1]
-    launch = lstm_launch(batch, hidden)
+    launch = lstm_launch(batch, hidden, backend)
     if launch is None:
         raise ValueError(f"hidden size {hidden} does not fit the LSTM kernel's shared memory")
     rows = rows or launch[0]

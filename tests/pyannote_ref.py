@@ -3,9 +3,12 @@
 pyannote.audio imports torchaudio at module level (only to resample, which 16 kHz input never
 needs), and no torchaudio build matches the CPU torch we install (torchaudio's wheels pin their
 own torch). So when torchaudio cannot be imported, pyannote.audio is imported against an inert
-stand-in (any call raises), and the stand-in is taken out of `sys.modules` again, so later
-imports of torchaudio elsewhere see the real state. CI installs pyannote.audio with --no-deps
-(.ci/run).
+stand-in (any call raises). Libraries imported meanwhile may remember torchaudio as present
+(transformers does), so tests run the reference in a child interpreter (`run_reference`);
+the benchmark, a process of its own, uses `Reference` directly. CI installs pyannote.audio with
+--no-deps (.ci/run).
+
+    python -m tests.pyannote_ref CHECKPOINT REQUEST.npz OUT.npz
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import copy
 import importlib.abc
 import importlib.machinery
 import os
+import subprocess
 import sys
 import types
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
+
+MISSING = 3  # exit status of the child when pyannote.audio is not installed
 
 
 class _Inert(types.ModuleType):
@@ -94,11 +100,9 @@ class Reference:
     """pyannote.audio's PyanNet loaded from a checkpoint and its VAD inference (WhisperX's)."""
 
     def __init__(self, checkpoint: str) -> None:
-        pytest.importorskip("torch", reason="torch missing: pip install -e '.[dev]'")
         os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # no telemetry
         with _without_torchaudio(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pytest.importorskip("pyannote.audio", reason="pyannote.audio missing: see .ci/run")
             from pyannote.audio import Model
             from pyannote.audio.pipelines import VoiceActivityDetection
 
@@ -124,3 +128,55 @@ class Reference:
             out = self.inference({"waveform": torch.from_numpy(audio)[None], "sample_rate": 16000})
         window = out.sliding_window
         return out.data[:, 0], window.step, window[0].middle
+
+
+def compute(checkpoint: str, request: str, out: str) -> None:
+    """For each `windows:NAME` array of the request: raw outputs `raw:NAME` and their float64
+    twin `raw64:NAME`; for each `audio:NAME`: `frames:NAME` and `layout:NAME` (hop, middle of
+    frame 0); plus the model's state dict as `state:PARAM`."""
+    ref = Reference(checkpoint)
+    result: dict[str, np.ndarray] = {}
+    with np.load(request) as req:
+        for key in req.files:
+            kind, name = key.split(":", 1)
+            if kind == "windows":
+                result[f"raw:{name}"] = ref.windows(req[key])
+                result[f"raw64:{name}"] = ref.windows(req[key], float64=True)
+            else:
+                frames, hop, middle = ref.frames(req[key])
+                result[f"frames:{name}"] = frames
+                result[f"layout:{name}"] = np.array([hop, middle])
+    for name, value in ref.model.state_dict().items():
+        result[f"state:{name}"] = value.numpy()
+    np.savez(out, **result)
+
+
+def run_reference(
+    checkpoint: Path, request: dict[str, np.ndarray], tmp: Path
+) -> dict[str, np.ndarray] | None:
+    """`compute` in a child interpreter; None when pyannote.audio (or torch) is missing."""
+    np.savez(tmp / "request.npz", **request)
+    root = Path(__file__).resolve().parents[1]
+    args = [str(checkpoint), str(tmp / "request.npz"), str(tmp / "reference.npz")]
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.pyannote_ref", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode == MISSING:
+        return None
+    if run.returncode != 0:
+        raise RuntimeError(f"reference failed:\n{run.stderr[-3000:]}")
+    with np.load(tmp / "reference.npz") as out:
+        return {k: out[k] for k in out.files}
+
+
+if __name__ == "__main__":
+    import importlib.util
+
+    for module in ("torch", "pyannote.audio"):
+        if importlib.util.find_spec(module) is None:
+            print(f"{module} is not installed", file=sys.stderr)
+            sys.exit(MISSING)
+    compute(*sys.argv[1:4])

@@ -54,6 +54,7 @@ def test_launch_shape() -> None:
     assert kernels.lstm_launch(256, 128) == (2, 512)
     assert kernels.lstm_launch(4096, 128) == (8, 512)  # capped by shared memory (8 x 3 KB)
     assert kernels.lstm_launch(1, 2048) is None  # one row's state exceeds shared memory
+    assert kernels.lstm_launch(32, 128, "metal") == (1, 256)  # the body loops over gates
 
 
 @pytest.mark.parametrize(("b", "t", "h"), SHAPES)

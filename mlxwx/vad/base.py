@@ -1,9 +1,11 @@
 """The contract every VAD in mlxwx follows.
 
 A VAD maps 16 kHz mono audio (an `mx.array` of float32 samples) to per-frame speech
-probabilities. Frame `i` covers the audio from `offset + i * hop` seconds for `hop` seconds
-(its *start* time is what binarization uses). One shared path (`mlxwx.vad.regions`) turns
-probabilities into `SpeechRegion`s and then into <= `chunk_size` chunks for the engine.
+probabilities. Binarization times frame `i` at `offset + i * hop` seconds: the frame's start
+for Silero and the energy VAD; the pyannote VAD sets `offset` to the middle of its first frame,
+because WhisperX's Binarize times pyannote frames by their middles. One shared path
+(`mlxwx.vad.regions`) turns probabilities into `SpeechRegion`s and then into <= `chunk_size`
+chunks for the engine.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 Silero's ONNX model (silero-vad's `get_speech_timestamps`, its defaults), with and without a
 0.5 s collar, and an onset sweep of the energy VAD.
 
-Regions of the energy VAD come from a plain hysteresis (onset, offset 0.363 = WhisperX's default,
-no padding or minimum durations): replace `hysteresis` by `mlxwx.vad.regions` once it lands.
+Regions of the energy VAD come from the shared binarize with a plain hysteresis (onset, offset
+0.363 = WhisperX's default, no padding, minimum durations or cuts): `tests.speech.hysteresis`.
 
 `--noise` adds the noise-robustness numbers of the energy VAD's docstring:
 - speech in noise: each file plus white, pink or brown noise 10 dB and 0 dB below its RMS (seed 3),
@@ -30,32 +30,16 @@ import mlx.core as mx
 import numpy as np
 
 from mlxwx.audio import load_audio
-from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs, SpeechRegion
+from mlxwx.vad.base import SAMPLE_RATE, SpeechRegion
 from mlxwx.vad.energy import EnergyOptions, EnergyVad
 from mlxwx.vad.metrics import evaluate, format_metrics, format_sweep, sweep
 from mlxwx.vad.rttm import read_rttm
+from tests.speech import hysteresis, noises
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 FILES = {"sample": DATA / "sample.wav", "synthconv": DATA / "synthconv.wav"}
 LIBRIVOX = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav"))
 OFFSET = 0.363
-
-
-def hysteresis(probs: SpeechProbs, onset: float) -> list[SpeechRegion]:
-    """Speech from the first frame >= onset until the first frame < min(onset, OFFSET)."""
-    offset, regions, start = min(onset, OFFSET), [], None
-    for i, p in enumerate(np.array(probs.probs)):
-        if start is None and p >= onset:
-            start = i
-        elif start is not None and p < offset:
-            regions.append(
-                SpeechRegion(probs.offset + start * probs.hop, probs.offset + i * probs.hop)
-            )
-            start = None
-    if start is not None:
-        end = probs.offset + probs.frames * probs.hop
-        regions.append(SpeechRegion(probs.offset + start * probs.hop, end))
-    return regions
 
 
 def silero_regions(audio: np.ndarray) -> list[SpeechRegion] | None:
@@ -67,24 +51,6 @@ def silero_regions(audio: np.ndarray) -> list[SpeechRegion] | None:
     model = load_silero_vad(onnx=True)
     stamps = get_speech_timestamps(torch.from_numpy(audio), model, sampling_rate=SAMPLE_RATE)
     return [SpeechRegion(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
-
-
-def noises(seconds: float, level_db: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """White, pink (1/f), brown (1/f^2) noise and 50 Hz mains hum with harmonics, at `level_db`
-    dB RMS re full scale (as tests/test_vad_energy.py makes them)."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
-    f = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    t = np.arange(n) / SAMPLE_RATE
-    raw = {
-        "white": rng.standard_normal(n),
-        "pink": np.fft.irfft(spectrum / np.sqrt(f), n),
-        "brown": np.fft.irfft(spectrum / f, n),
-        "hum": sum(np.sin(2 * np.pi * 50 * h * t + h) / h for h in range(1, 12)),
-    }
-    gain = 10 ** (level_db / 20)
-    return {k: (x * gain / np.sqrt(np.mean(x**2))).astype(np.float32) for k, x in raw.items()}
 
 
 def speech_in_noise() -> None:

@@ -14,9 +14,7 @@ A folder holds
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .models.whisper import ModelDimensions, Whisper
+from .writers import atomic_folder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -114,19 +113,10 @@ def _write_folder(
     tokenizer_json: str | Path | None,
     meta: dict[str, Any],
 ) -> Path:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with atomic_folder(dst) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(_flat(model)))
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst

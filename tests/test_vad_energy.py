@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlxwx.audio import load_audio
-from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs, SpeechRegion
+from mlxwx.vad.base import SAMPLE_RATE
 from mlxwx.vad.energy import (
     FRAME,
     HOP,
@@ -27,41 +27,11 @@ from mlxwx.vad.energy import (
 from mlxwx.vad.metrics import evaluate
 from mlxwx.vad.rttm import read_rttm
 
+from .speech import hysteresis, noises
+
 DATA = Path(__file__).parent / "data"
 LIBRIVOX = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav"))
 ONSET, OFFSET = 0.5, 0.363  # WhisperX's default hysteresis
-
-
-def _hysteresis(probs: SpeechProbs, onset: float = ONSET, offset: float = OFFSET) -> list:
-    """Minimal private binarize (the shared one lives in mlxwx.vad.regions)."""
-    regions, start = [], None
-    for i, p in enumerate(np.array(probs.probs)):
-        if start is None and p >= onset:
-            start = i
-        elif start is not None and p < offset:
-            regions.append(SpeechRegion(start * probs.hop, i * probs.hop))
-            start = None
-    if start is not None:
-        regions.append(SpeechRegion(start * probs.hop, probs.frames * probs.hop))
-    return regions
-
-
-def _noises(seconds: float, level_db: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """White, pink (1/f), brown (1/f^2) noise and 50 Hz mains hum with harmonics, at `level_db`
-    dB RMS re full scale."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
-    f = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    t = np.arange(n) / SAMPLE_RATE
-    raw = {
-        "white": rng.standard_normal(n),
-        "pink": np.fft.irfft(spectrum / np.sqrt(f), n),
-        "brown": np.fft.irfft(spectrum / f, n),
-        "hum": sum(np.sin(2 * np.pi * 50 * h * t + h) / h for h in range(1, 12)),
-    }
-    gain = 10 ** (level_db / 20)
-    return {k: (x * gain / np.sqrt(np.mean(x**2))).astype(np.float32) for k, x in raw.items()}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +181,7 @@ def test_noise_after_speech_is_not_speech(vad: EnergyVad) -> None:
     assert after.mean() <= before.mean() + 0.05, (after.mean(), before.mean())
     per_second = after[: after.size // 100 * 100].reshape(-1, 100).mean(axis=1)
     assert per_second.max() < 0.3, per_second
-    regions = _hysteresis(vad(mx.array(mixed)))
+    regions = hysteresis(vad(mx.array(mixed)))
     assert regions, "no speech found"
     for region in regions:
         assert any(a - 0.3 <= region.start and region.end <= b + 0.3 for a, b in clips), region
@@ -223,13 +193,13 @@ def test_noise_after_speech_is_not_speech(vad: EnergyVad) -> None:
 def test_silence_and_stationary_noise_are_not_speech(vad: EnergyVad) -> None:
     assert np.array(vad(mx.zeros(10 * SAMPLE_RATE)).probs).max() < 0.1
     for level in (-70, -40, -10):
-        for name, noise in _noises(20, level, seed=-level).items():
+        for name, noise in noises(20, level, seed=-level).items():
             probs = np.array(vad(mx.array(noise)).probs)
             assert probs.max() < 0.35, f"{name} noise at {level} dBFS: max prob {probs.max():.3f}"
     # Noise that starts and stops abruptly in digital silence: its onset is not speech either.
     gap = np.zeros(3 * SAMPLE_RATE, np.float32)
-    for name, noise in _noises(5, -30).items():
-        regions = _hysteresis(vad(mx.array(np.concatenate([gap, noise, gap]))))
+    for name, noise in noises(5, -30).items():
+        regions = hysteresis(vad(mx.array(np.concatenate([gap, noise, gap]))))
         assert regions == [], f"{name} burst: {regions}"
 
 
@@ -241,7 +211,7 @@ def test_detection_error_rate(vad: EnergyVad, audio: str, rttm: str | None, boun
     path = DATA / audio
     reference = read_rttm(DATA / (rttm or path.with_suffix(".rttm").name))
     samples = load_audio(path)
-    regions = _hysteresis(vad(samples))
+    regions = hysteresis(vad(samples))
     metrics = evaluate(next(iter(reference.values())), regions, duration=samples.shape[0] / 16000)
     assert metrics.detection_error_rate <= bound, metrics
 
@@ -250,11 +220,11 @@ def test_speech_in_noise_is_found(vad: EnergyVad) -> None:
     """synthconv with white/brown noise 10 dB below its RMS: measured DetER 17.5% / 2.7%."""
     samples = np.array(load_audio(DATA / "synthconv.wav"))
     reference = read_rttm(DATA / "synthconv.rttm")["synthconv"]
-    noise = _noises(samples.size / SAMPLE_RATE, 0.0, seed=3)
+    noise = noises(samples.size / SAMPLE_RATE, 0.0, seed=3)
     rms = np.sqrt(np.mean(samples**2))
     for name, bound in (("white", 0.2), ("brown", 0.06)):
         mixed = samples + noise[name] * rms * 10 ** (-10 / 20)
-        regions = _hysteresis(vad(mx.array(mixed)))
+        regions = hysteresis(vad(mx.array(mixed)))
         metrics = evaluate(reference, regions, duration=samples.size / SAMPLE_RATE)
         assert metrics.detection_error_rate <= bound, (name, metrics)
 
@@ -266,12 +236,12 @@ def test_read_speech_is_found(vad: EnergyVad) -> None:
     for path in [*LIBRIVOX, DATA / "jfk.flac"]:
         samples = load_audio(path)
         seconds = samples.shape[0] / SAMPLE_RATE
-        speech = sum(r.duration for r in _hysteresis(vad(samples)))
+        speech = sum(r.duration for r in hysteresis(vad(samples)))
         assert 0.6 * seconds <= speech <= seconds, (path.name, speech, seconds)
     clip = np.array(load_audio(LIBRIVOX[0]))
-    alone = _hysteresis(vad(mx.array(clip)))
+    alone = hysteresis(vad(mx.array(clip)))
     placed = np.concatenate([np.zeros(4 * SAMPLE_RATE), clip, np.zeros(3 * SAMPLE_RATE)])
-    moved = _hysteresis(vad(mx.array(placed.astype(np.float32))))
+    moved = hysteresis(vad(mx.array(placed.astype(np.float32))))
     assert len(moved) == len(alone)
     for a, b in zip(alone, moved, strict=True):
         # A step from digital silence is spread by the 25 ms window and 50 ms power smoothing.

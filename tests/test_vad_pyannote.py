@@ -15,6 +15,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlxwx import packs
 from mlxwx.audio import load_audio
 from mlxwx.errors import ModelError
 from mlxwx.vad import pyannote_load
@@ -156,7 +157,7 @@ def test_fetch_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def offline(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution\n")
 
-    monkeypatch.setattr(pyannote_load.subprocess, "run", offline)
+    monkeypatch.setattr(packs.subprocess, "run", offline)
     with pytest.raises(ModelError) as err:
         PyannoteVad.load()
     assert "No matching distribution" in str(err.value) and "\n" not in str(err.value)

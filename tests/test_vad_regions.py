@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from types import ModuleType
 
 import mlx.core as mx
 import numpy as np
@@ -28,18 +27,11 @@ from mlxwx.vad import (
     merge_chunks,
 )
 
+from .speech import import_silero
+
 DATA = Path(__file__).parent / "data"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 HOP = 512 / SAMPLE_RATE  # 32 ms, silero's frame
-
-
-def import_silero() -> ModuleType:
-    """silero_vad, or a skip; its import pins torch to one thread, which is undone here."""
-    torch = pytest.importorskip("torch", reason="torch missing: pip install -e '.[dev]'")
-    threads = torch.get_num_threads()
-    silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
-    torch.set_num_threads(threads)
-    return silero
 
 
 def regions(scores: list[float], o: VadOptions, hop: float = HOP) -> list[tuple[int, int]]:

@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import mlx.core as mx
 import numpy as np
 import pytest
 
 from convert.__main__ import main as convert_main
+from mlxwx import packs
 from mlxwx.audio import load_audio
 from mlxwx.errors import ModelError
 from mlxwx.vad import SileroOptions, SileroVad, SpeechProbs, VadOptions, binarize, load_silero
 from mlxwx.vad import silero as silero_mod
 
+from .speech import import_silero
+
 DATA = Path(__file__).parent / "data"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-
-
-def import_silero() -> ModuleType:
-    """silero_vad, or a skip; its import pins torch to one thread, which is undone here."""
-    torch = pytest.importorskip("torch", reason="torch missing: pip install -e '.[dev]'")
-    threads = torch.get_num_threads()
-    silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
-    torch.set_num_threads(threads)
-    return silero
 
 
 def _package_data() -> Path:
@@ -182,7 +175,7 @@ def test_missing_weights_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     def offline(*args, **kwargs):  # type: ignore[no-untyped-def]
         return subprocess.CompletedProcess(args, 1, "", "ERROR: Could not find a version\n")
 
-    monkeypatch.setattr(silero_mod.subprocess, "run", offline)
+    monkeypatch.setattr(packs.subprocess, "run", offline)
     with pytest.raises(ModelError, match=r"pip install silero-vad==6\.2\.3") as err:
         load_silero()
     assert "\n" not in str(err.value)

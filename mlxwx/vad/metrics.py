@@ -175,16 +175,7 @@ def evaluate(
     total, detected = float(widths[is_ref].sum()), float(widths[is_hyp].sum())
     hit = float(widths[is_ref & is_hyp].sum())
     miss, false_alarm = float(widths[is_ref & ~is_hyp].sum()), float(widths[is_hyp & ~is_ref].sum())
-    return VadMetrics(
-        detection_error_rate=_rate(miss + false_alarm, total),
-        miss=_rate(miss, total),
-        false_alarm=_rate(false_alarm, total),
-        precision=hit / detected if detected > 0 else 1.0,
-        recall=hit / total if total > 0 else 1.0,
-        reference_speech=total,
-        hypothesis_speech=detected,
-        scored=float(widths[scored].sum()),
-    )
+    return _metrics(miss, false_alarm, hit, total, detected, float(widths[scored].sum()))
 
 
 def combine(metrics: Sequence[VadMetrics]) -> VadMetrics:
@@ -194,6 +185,13 @@ def combine(metrics: Sequence[VadMetrics]) -> VadMetrics:
     hypothesis = sum(m.hypothesis_speech for m in metrics)
     hit = sum(m.recall * m.reference_speech for m in metrics if m.reference_speech > 0)
     miss, false_alarm = max(reference - hit, 0.0), max(hypothesis - hit, 0.0)
+    return _metrics(miss, false_alarm, hit, reference, hypothesis, sum(m.scored for m in metrics))
+
+
+def _metrics(
+    miss: float, false_alarm: float, hit: float, reference: float, hypothesis: float, scored: float
+) -> VadMetrics:
+    """Rates from durations (seconds)."""
     return VadMetrics(
         detection_error_rate=_rate(miss + false_alarm, reference),
         miss=_rate(miss, reference),
@@ -202,7 +200,7 @@ def combine(metrics: Sequence[VadMetrics]) -> VadMetrics:
         recall=hit / reference if reference > 0 else 1.0,
         reference_speech=reference,
         hypothesis_speech=hypothesis,
-        scored=sum(m.scored for m in metrics),
+        scored=scored,
     )
 
 

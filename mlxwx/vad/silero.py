@@ -20,12 +20,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +31,8 @@ from mlx.utils import tree_flatten
 
 from ..errors import ModelError
 from ..models.silero import SileroConfig, SileroVadNet
-from ..packs import cache_dir
+from ..packs import cache_dir, wheel_member
+from ..writers import atomic_folder
 from .base import SAMPLE_RATE, SpeechProbs
 
 logger = logging.getLogger(__name__)
@@ -174,17 +170,10 @@ def save_silero(weights: dict[str, np.ndarray], dst: str | Path, source: str = "
         raise ValueError(
             f"not a Silero VAD 16 kHz network: missing {missing}, unexpected {extra}, shapes {bad}"
         )
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with atomic_folder(dst) as tmp:
         meta = {**config.to_dict(), "source": source}
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         mx.save_safetensors(str(tmp / WEIGHTS_FILE), mlx_weights)
-        tmp.chmod(0o755)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst
 
 
@@ -216,23 +205,6 @@ def _installed_onnx() -> tuple[Path, str] | None:
     return path, version
 
 
-def _download_onnx(into: Path) -> Path:
-    """Fetch the silero-vad wheel with pip and take the ONNX file out of it."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    command += ["-d", str(into), f"{PACKAGE}=={VERSION}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    wheels = sorted(into.glob("silero_vad-*.whl"))
-    if done.returncode != 0 or not wheels:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel"]
-        raise ModelError(
-            f"Silero VAD weights not found: pip install {PACKAGE}=={VERSION}"
-            f" (pip download failed: {tail[0]})"
-        )
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        wheel.extract(f"silero_vad/data/{ONNX_FILE}", into)
-    return into / "silero_vad" / "data" / ONNX_FILE
-
-
 def silero_folder() -> Path:
     """The converted folder in the user cache, converting it on first use."""
     installed = _installed_onnx()
@@ -245,8 +217,10 @@ def silero_folder() -> Path:
             source = installed[0]
         else:
             try:
-                source = _download_onnx(Path(tmp))
-            except (OSError, subprocess.SubprocessError) as err:
+                source = wheel_member(
+                    f"{PACKAGE}=={VERSION}", f"silero_vad/data/{ONNX_FILE}", Path(tmp)
+                )
+            except ModelError as err:
                 raise ModelError(
                     f"Silero VAD weights not found: pip install {PACKAGE}=={VERSION} ({err})"
                 ) from err

@@ -28,7 +28,7 @@ conditioning on previous text, each tool's default temperature fallback unless s
   audio over 30 s, so it runs its default Silero VAD (the ONNX model bundled in faster-whisper,
   offline). By its design it decodes without timestamps and with no temperature fallback.
 
-"Many-file mode" (systems many-batched, many-loop): the 8 distinct clips twice, 16 inputs, in
+"Many-file mode" (systems many-batched, many-loop): 20 inputs (the 8 distinct clips in turn), in
 one `transcribe_arrays` call against a loop calling it on one input at a time (same options).
 
     python bench/bench_engine.py [--minutes M] [--systems a,b,...] [--excerpt sys=MIN,...]
@@ -69,6 +69,7 @@ DEFAULT_SYSTEMS = (
     "mlxwx-b8-beam5",
     "mlxwx-b16-beam5",
     "mlxwx-b16-greedy",
+    "mlxwx-b16-beam5-silero",
     "mlx-whisper",
     "fw-int8",
     "fw-float32",
@@ -153,10 +154,12 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parse_mlxwx(system: str) -> tuple[int, int]:
-    """mlxwx-b16-beam5 -> (16, 5); mlxwx-b16-greedy -> (16, 1)."""
-    _, b, decoder = system.split("-")
-    return int(b[1:]), 1 if decoder == "greedy" else int(decoder.removeprefix("beam"))
+def parse_mlxwx(system: str) -> tuple[int, int, str | None]:
+    """mlxwx-b16-beam5 -> (16, 5, None); mlxwx-b16-greedy -> (16, 1, None);
+    mlxwx-b16-beam5-silero -> (16, 5, "silero") (that VAD first, as `mlxwx run` does)."""
+    _, b, decoder, *vad = system.split("-")
+    beam = 1 if decoder == "greedy" else int(decoder.removeprefix("beam"))
+    return int(b[1:]), beam, vad[0] if vad else None
 
 
 def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
@@ -164,16 +167,23 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
 
     from mlxwx.decoding import DecodingOptions
     from mlxwx.engine import TranscribeOptions, transcribe_arrays
+    from mlxwx.vad.methods import default_options, load_vad
+    from mlxwx.vad.regions import VadOptions
 
-    batch, beam = parse_mlxwx(system)
+    batch, beam, method = parse_mlxwx(system)
     start = time.perf_counter()
     wm = mlxwx.load_model("base", dtype=mx.float32)
+    vad = load_vad(method) if method else None
     loaded = time.perf_counter() - start
-    options = TranscribeOptions(DecodingOptions(beam_size=beam, language="en"), batch_size=batch)
+    options = TranscribeOptions(
+        DecodingOptions(beam_size=beam, language="en"),
+        batch_size=batch,
+        vad_options=default_options(method) if method else VadOptions(),
+    )
     x = mx.array(audio)
     mx.eval(x)
-    start = time.perf_counter()
-    (result,) = transcribe_arrays(wm, [x], options)
+    start = time.perf_counter()  # VAD included: it runs on the audio in memory
+    (result,) = transcribe_arrays(wm, [x], options, vad=vad)
     return {"load_s": loaded, "wall_s": time.perf_counter() - start, "text": result.text}
 
 
@@ -242,7 +252,7 @@ def work_faster_whisper(system: str, audio: np.ndarray, args: argparse.Namespace
 
 
 def work_many(system: str, args: argparse.Namespace) -> dict:
-    """The 8 distinct clips --many-copies times (16 inputs by default): one batched call, or
+    """--many-files inputs (20 by default), the 8 distinct clips in turn: one batched call, or
     one call per input."""
     import mlx.core as mx
 
@@ -250,7 +260,8 @@ def work_many(system: str, args: argparse.Namespace) -> dict:
     from mlxwx.decoding import DecodingOptions
     from mlxwx.engine import TranscribeOptions, transcribe_arrays
 
-    clips = corpus() * args.many_copies
+    distinct = corpus()
+    clips = [distinct[i % len(distinct)] for i in range(args.many_files)]
     audios = [load_audio(c.path) for c in clips]
     mx.eval(audios)
     start = time.perf_counter()
@@ -322,7 +333,7 @@ def run_system(system: str, wav: Path, samples: int, args: argparse.Namespace) -
         out = Path(f.name)
     command = [sys.executable, __file__, "--worker", system, "--wav", str(wav)]
     command += ["--samples", str(samples), "--out", str(out), "--ct2-dir", args.ct2_dir]
-    command += ["--many-beam", str(args.many_beam), "--many-copies", str(args.many_copies)]
+    command += ["--many-beam", str(args.many_beam), "--many-files", str(args.many_files)]
     env = dict(os.environ)
     if system.endswith("float32") and system.startswith("fw-"):
         env["CT2_USE_MKL"] = "1"
@@ -372,7 +383,6 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-
 def versions() -> str:
     import importlib.metadata as md
 
@@ -408,7 +418,7 @@ def parse_args() -> argparse.Namespace:
         "--many-beam", type=int, default=BEAM, help="beam size of the many-file mode"
     )
     parser.add_argument(
-        "--many-copies", type=int, default=2, help="copies of the 8 clips in many-file mode"
+        "--many-files", type=int, default=20, help="inputs of the many-file mode (clips in turn)"
     )
     parser.add_argument("--texts", help="folder to write each system's transcript and reference")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per system")
@@ -423,7 +433,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.minutes, args.many_copies = 2.0, 1
+        args.minutes, args.many_files = 2.0, 8
     return args
 
 

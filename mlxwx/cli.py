@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from .audio import SAMPLE_RATE, AudioError, load_audio
 from .decoding import DecodingOptions
+from .device import use_device
 from .engine import ProgressHook, TranscribeOptions, transcribe_arrays
 from .errors import MlxwxError
 from .load import load_model
@@ -33,6 +34,7 @@ app = typer.Typer(
     help="WhisperX rebuilt MLX-native: fast transcription on Apple Silicon.",
 )
 logger = logging.getLogger("mlxwx")
+DeviceOption = Annotated[str, typer.Option(help="auto (the GPU when MLX has one), cpu or gpu.")]
 RUN_VAD = "silero"  # best measured WER on the bench input (bench/RESULTS.md)
 
 
@@ -126,6 +128,7 @@ def run(
     chunk_size: Annotated[
         float, typer.Option(help="Longest stretch of speech decoded as one window, seconds.")
     ] = 30.0,
+    device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
@@ -133,6 +136,7 @@ def run(
     setup_logging(verbose, quiet)
     formats = parse_formats(output_format)
     try:
+        use_device(device)
         decoding = DecodingOptions(
             task=task.value,
             language=language,

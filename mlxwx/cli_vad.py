@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from .audio import SAMPLE_RATE
-from .cli import app, fail, read_audio, setup_logging, vad_options
+from .cli import DeviceOption, app, fail, read_audio, setup_logging, vad_options
+from .device import use_device
 from .errors import MlxwxError
 from .vad.base import SpeechProbs, SpeechRegion, Vad
 from .vad.methods import DEFAULT_METHOD, METHODS, load_vad
@@ -70,8 +71,9 @@ def build_options(method: str, **changes: float | str | None) -> VadOptions:
         raise fail(str(err)) from None
 
 
-def open_vad(method: str) -> Vad:
+def open_vad(method: str, device: str) -> Vad:
     try:
+        use_device(device)
         return load_vad(method)
     except MlxwxError as err:
         raise fail(str(err)) from None
@@ -143,6 +145,7 @@ def vad_command(
     output_format: Annotated[
         str, typer.Option("--output-format", "-f", help="rttm, json, or both: rttm,json.")
     ] = "rttm",
+    device: DeviceOption = "auto",
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -162,7 +165,7 @@ def vad_command(
         chunk_size=chunk_size,
         merge=merge,
     )
-    vad = open_vad(method)
+    vad = open_vad(method, device)
     written = 0
     with file_progress(quiet, len(audio), "vad") as step:
         for i, path in enumerate(audio):
@@ -394,6 +397,7 @@ def vad_eval_command(
         str | None, typer.Option("--sweep", help="Onsets to sweep, e.g. 0.2,0.3,0.5.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    device: DeviceOption = "auto",
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -416,7 +420,7 @@ def vad_eval_command(
         chunk_size=chunk_size,
     )
     references = read_references(reference)
-    vad = open_vad(method)
+    vad = open_vad(method, device)
     scores = []
     with file_progress(quiet, len(audio), "vad-eval") as step:
         for i, path in enumerate(audio):

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -109,6 +110,7 @@ def test_bad_files_fail_alone(runner, tmp_path, jfk_path, tiny_en_dir):
         (["--vad", "webrtc"], "unknown VAD method"),
         (["--chunk-size", "45"], "--chunk-size"),
         (["--vad-onset", "1.5"], "onset"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_bad_options_one_line(runner, jfk_path, tmp_path, monkeypatch, args, message):
@@ -122,6 +124,27 @@ def test_bad_options_one_line(runner, jfk_path, tmp_path, monkeypatch, args, mes
 def test_unknown_language_one_line(runner, jfk_path, base_dir):
     result, _, stderr = invoke(runner, jfk_path, "--model", base_dir, "--language", "xx")
     assert result.exit_code == 2 and "unknown language 'xx'" in one_line_error(stderr)
+
+
+@pytest.mark.skipif(mx.is_available(mx.gpu), reason="this MLX has a GPU")
+def test_gpu_asked_for_without_one_is_one_line(runner, jfk_path, tiny_en_dir):
+    result, _, stderr = invoke(runner, jfk_path, "--model", tiny_en_dir, "--device", "gpu")
+    assert result.exit_code == 2 and "no GPU backend" in one_line_error(stderr)
+    assert mx.default_device() == mx.cpu
+
+
+def test_use_device_sets_default_device_and_dtype(tiny_en_dir):
+    from mlxwx.device import use_device
+    from mlxwx.load import default_dtype
+
+    before = mx.default_device()
+    try:
+        assert use_device("cpu") == mx.cpu == mx.default_device()
+        assert default_dtype() == mx.float32
+        expected = mx.gpu if mx.is_available(mx.gpu) else mx.cpu
+        assert use_device("auto") == expected == mx.default_device()
+    finally:
+        mx.set_default_device(before)
 
 
 @pytest.mark.parametrize("vad", ["none", "energy", "silero"])

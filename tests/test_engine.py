@@ -227,6 +227,41 @@ def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
     assert wer([" ".join(truth)], [" ".join(words(with_vad[0].text))]) <= 0.1
 
 
+@pytest.mark.parametrize("method", ["silero", "pyannote", "energy"])
+def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
+    """With each VAD: 20 s of pink noise, hum and brown noise around jfk and a LibriVox clip
+    give no segment outside the speech and the same words as the clips alone; noise-only,
+    silent and empty inputs give no text."""
+    from mlxwx.vad.methods import default_options, load_vad
+
+    from .speech import noises
+
+    noise = noises(20, -35, seed=3)
+    gap = np.zeros(5 * SAMPLE_RATE, np.float32)
+    parts = [
+        noise["pink"],
+        np.array(clips[0]),
+        gap,
+        noise["hum"],
+        np.array(clips[1]),
+        noise["brown"],
+    ]
+    starts = np.cumsum([0] + [len(p) for p in parts]) / SAMPLE_RATE
+    speech = [(starts[1], starts[2]), (starts[4], starts[5])]
+    inputs = [mx.array(np.concatenate(parts))] + [mx.array(noise[k]) for k in ("white", "pink")]
+    inputs += [mx.zeros(30 * SAMPLE_RATE), mx.zeros(0)]
+    options = replace(GREEDY, vad_options=default_options(method))
+    results = transcribe_arrays(wm, inputs, options, vad=load_vad(method))
+    assert [r.text for r in results[1:]] == ["", "", "", ""]
+    segments = results[0].segments
+    assert segments and all(
+        any(a - 0.5 <= s.start and s.end <= b + 0.5 for a, b in speech) for s in segments
+    ), [(s.start, s.end, s.text) for s in segments]
+    plain = transcribe_arrays(wm, [clips[0], clips[1]], GREEDY)
+    truth = " ".join(words(plain[0].text + " " + plain[1].text))
+    assert wer([truth], [" ".join(words(results[0].text))]) <= 0.1
+
+
 def test_chunk_lanes_keep_each_files_chunks_in_order():
     from mlxwx.lanes import plan_chunk_lanes
 

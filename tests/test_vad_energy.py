@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mlxwx.audio import load_audio
+from mlxwx.vad import energy
 from mlxwx.vad.base import SAMPLE_RATE
 from mlxwx.vad.energy import (
     FRAME,
@@ -23,6 +24,7 @@ from mlxwx.vad.energy import (
     closing,
     noise_floor,
     opening,
+    top_mean,
 )
 from mlxwx.vad.metrics import evaluate
 from mlxwx.vad.rttm import read_rttm
@@ -135,6 +137,14 @@ def test_window_ops_match_naive(width: int) -> None:
             np.testing.assert_array_equal(
                 np.array(opening(mx.array(score), width)), -_naive_closing(-score, width)
             )
+
+
+@pytest.mark.parametrize("rows", [0, 1, 6, 7, 20])
+def test_top_mean_in_blocks_matches_numpy(rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(energy, "SORT_ROWS", 7)  # several blocks, one partial
+    x = np.random.default_rng(rows).normal(size=(rows, 16)).astype(np.float32)
+    expected = np.sort(x, axis=1)[:, -3:].mean(axis=1)
+    np.testing.assert_allclose(np.array(top_mean(mx.array(x), 3)), expected, rtol=1e-6)
 
 
 def test_moving_average_is_exact_after_loud_frames() -> None:

@@ -36,6 +36,8 @@ from mlxwx.audio import load_audio
 from mlxwx.decoding import DecodingOptions
 from mlxwx.engine import TranscribeOptions, transcribe_arrays
 from mlxwx.load import load_model
+from mlxwx.vad.methods import default_options, load_vad
+from mlxwx.vad.regions import VadOptions
 
 from .speech import corpus, normalize, wer
 
@@ -117,8 +119,9 @@ def transcripts(folders, audios) -> dict[tuple[str, str, int], list[str]]:
             mlx_dir, ct2_dir = folders[name]
             language = "en" if name == "base" else None
             start = time.perf_counter()
-            if system == "mlxwx":
-                texts = run_mlxwx(mlx_dir, audios, beam, language)
+            if system.startswith("mlxwx"):  # mlxwx, or mlxwx+METHOD: that VAD first
+                vad = system.partition("+")[2] or None
+                texts = run_mlxwx(mlx_dir, audios, beam, language, vad)
             else:
                 texts = run_faster_whisper(ct2_dir, audios, beam, language)
             print(f"\n{system} {name} beam {beam}: {time.perf_counter() - start:.1f} s")
@@ -128,13 +131,18 @@ def transcripts(folders, audios) -> dict[tuple[str, str, int], list[str]]:
     return Transcripts()
 
 
-def run_mlxwx(folder: Path, audios: list[mx.array], beam: int, language: str | None) -> list[str]:
+def run_mlxwx(
+    folder: Path, audios: list[mx.array], beam: int, language: str | None, vad: str | None = None
+) -> list[str]:
     mx.random.seed(SEED)
     wm = load_model(str(folder), dtype=mx.float32)
     options = TranscribeOptions(
-        DecodingOptions(beam_size=beam, language=language), batch_size=BATCH
+        DecodingOptions(beam_size=beam, language=language),
+        batch_size=BATCH,
+        vad_options=default_options(vad) if vad else VadOptions(),
     )
-    results = transcribe_arrays(wm, audios, options, progress=StallGuard())
+    model = load_vad(vad) if vad else None
+    results = transcribe_arrays(wm, audios, options, progress=StallGuard(), vad=model)
     return [r.text for r in results]
 
 
@@ -195,3 +203,17 @@ def test_no_phrase_repeated_three_times(name, beam, clips, transcripts):
     if shared:
         print(f"\n{name} beam {beam}: repeats faster-whisper also makes: {shared}")
     assert not loops, f"{name} beam {beam}: phrases repeated 3+ times in a row: {loops}"
+
+
+@pytest.mark.parametrize("method", ["silero", "pyannote", "energy"])
+def test_vad_first_does_not_raise_wer(method, clips, transcripts):
+    """With a VAD first (`mlxwx run` runs Silero by default), base beam 5's corpus WER is no
+    worse than without it: the VAD drops the clips' pauses and edges, never their words."""
+    refs = [c.text for c in clips]
+    plain, with_vad = transcripts["mlxwx", "base", 5], transcripts[f"mlxwx+{method}", "base", 5]
+    lines = [f"base beam 5: WER {wer(refs, plain):.4f}, with {method} {wer(refs, with_vad):.4f}"]
+    for clip, a, b in zip(clips, plain, with_vad, strict=True):
+        lines.append(f"  {clip.name}: {wer([clip.text], [a]):.3f} -> {wer([clip.text], [b]):.3f}")
+    report = "\n".join(lines)
+    print("\n" + report)
+    assert wer(refs, with_vad) <= wer(refs, plain), report

@@ -266,10 +266,24 @@ def energy_features(audio: mx.array, options: EnergyOptions) -> EnergyFeatures:
     level = 10 * mx.log10(mx.maximum(power, 10 ** (options.silence_db / 10)))
     floor = noise_floor(level, _frames(options.floor_window))
     snr = mx.clip(level - floor - options.floor_bias, 0, options.snr_cap)
-    score = mx.sort(snr, axis=1)[:, -options.top_bands :].mean(axis=1)
+    score = top_mean(snr, options.top_bands)
     score = opening(closing(score, _frames(options.fill_gaps)), _frames(options.drop_bursts))
     probs = mx.sigmoid((score - options.snr_mid) / options.snr_scale)
     return EnergyFeatures(level, floor, score, probs)
+
+
+SORT_ROWS = 32768  # rows per sort call; see top_mean
+
+
+def top_mean(x: mx.array, k: int) -> mx.array:
+    """(frames, bands) -> (frames,) mean of each frame's `k` largest values. Sorted in blocks of
+    SORT_ROWS frames: MLX's CUDA sort gives each row a grid row, and more than 65535 of them (an
+    hour is 360,000 frames) fails to launch (cudaGraphAddKernelNode: invalid argument)."""
+    parts = [
+        mx.sort(x[i : i + SORT_ROWS], axis=1)[:, -k:].mean(axis=1)
+        for i in range(0, x.shape[0], SORT_ROWS)
+    ]
+    return mx.concatenate(parts) if parts else mx.zeros((0,), x.dtype)
 
 
 def _frames(seconds: float) -> int:

@@ -60,8 +60,11 @@ class StallGuard:
     def __init__(self) -> None:
         self.completed = -1
         self.batches = 0
+        self.stage = ""
 
     def __call__(self, stage: str, completed: int = 0, total: int = 0, **_: object) -> None:
+        if stage != self.stage:  # each stage counts its own work (VAD: input audio first)
+            self.stage, self.completed, self.batches = stage, -1, 0
         self.batches += 1
         if completed <= self.completed:
             raise AssertionError(

@@ -161,7 +161,7 @@ class ResidualAttentionBlock(nn.Module):
         mask: mx.array,
     ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
         """One token (B, 1, D) with its K/V written into the full cache `kv` (B, H, n_ctx, Dh) at
-        slot `offset` (a scalar array, so a compiled step is traced once for every offset);
+        slot `offset` (a scalar array, so one compiled trace serves every offset);
         attention runs over every slot under `mask`. Returns x and the updated cache."""
         h = self.attn_ln(x)
         k_new, v_new = self.attn.kv(h)

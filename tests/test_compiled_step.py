@@ -105,3 +105,14 @@ def test_static_step_matches_the_eager_step(wm, features):
     np.testing.assert_allclose(np.array(static), np.array(eager), atol=1e-4, rtol=1e-4)
     for c, (k, _) in zip(caches[0], new_kv, strict=True):
         np.testing.assert_allclose(np.array(k), np.array(c.keys), atol=1e-5)
+
+
+def test_sampling_draws_the_same_with_the_compiled_step(wm, features):
+    """The random state stays outside the compiled step: same seed, same samples."""
+    opts = DecodingOptions(temperature=0.8, best_of=2)
+    runs = []
+    for compiled in (False, True):
+        mx.random.seed(3)
+        results = decode_features(wm, features, replace(opts, compiled_step=compiled))
+        runs.append([r.tokens for r in results])
+    assert runs[0] == runs[1]

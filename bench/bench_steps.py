@@ -2,10 +2,14 @@
 
 Times (1) the encoder forward at batch 1 and 4, (2) one decoder step (per-token cost of a
 teacher-forced 100-token continuation) at batch 1 and 8, and (3) an end-to-end greedy decode of
-tests/data/jfk.flac (one 30 s window, timestamps on). Every timed output is `mx.eval`ed; each
-figure is the median of --repeats runs after one warm-up run.
+tests/data/jfk.flac (one 30 s window, timestamps on), and (4) mlxwx's compiled decoder step
+(`DecodingOptions.compiled_step`) against its eager step at batch 1 and 8, timed the same way as
+(2). Every timed output is `mx.eval`ed; each figure is the median of --repeats runs after one
+warm-up run.
 
-    python bench/bench_steps.py [--repeats N] [--device cpu|gpu]
+    python bench/bench_steps.py [--repeats N] [--device cpu|gpu] [--model base] [--only-compiled]
+
+--only-compiled runs (4) alone (mlx-whisper is then not loaded).
 
 float32 on CPU, float16 on GPU. mlx-whisper's `load_model` does not cast the weights it reads
 (our folders store float16), so its parameters are cast to the same dtype as ours here.
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
@@ -36,6 +41,7 @@ from mlx_whisper.load_models import load_model as mw_load_model
 
 from mlxwx.audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
 from mlxwx.decoding import DecodingOptions, decode
+from mlxwx.step import decoder_step
 
 JFK = Path(__file__).resolve().parents[1] / "tests" / "data" / "jfk.flac"
 N_STEPS = 100  # teacher-forced continuation length for the decoder-step timing
@@ -61,6 +67,10 @@ def parse_args() -> argparse.Namespace:
         "--decoder-runs", type=int, default=1, help=f"timed {N_STEPS}-step decoder runs"
     )
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--model", default="base", help="model name or folder (default base)")
+    parser.add_argument(
+        "--only-compiled", action="store_true", help="time only compiled vs eager decoder steps"
+    )
     return parser.parse_args()
 
 
@@ -106,8 +116,10 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def load_models(dtype: mx.Dtype) -> tuple[mlxwx.WhisperModel, mlx_whisper.whisper.Whisper]:
-    wm = mlxwx.load_model("base", dtype=dtype)
+def load_models(
+    name: str, dtype: mx.Dtype
+) -> tuple[mlxwx.WhisperModel, mlx_whisper.whisper.Whisper]:
+    wm = mlxwx.load_model(name, dtype=dtype)
     theirs = mw_load_model(str(wm.path), dtype=dtype)
     theirs.set_dtype(dtype)  # floating parameters only; see the module docstring
     mx.eval(theirs.parameters())
@@ -213,9 +225,25 @@ class TheirsStepper:
         return logits
 
 
-def interleaved_steps(wm, theirs, audio, prompt, text) -> tuple[list[list[float]], float]:
-    """Step both decoders through `text` alternately: per-step seconds of each, logit diff."""
-    ours_s, theirs_s = OursStepper(wm.model, audio, prompt), TheirsStepper(theirs, audio, prompt)
+class CompiledStepper(OursStepper):
+    """mlxwx's compiled step (`mlxwx.step.decoder_step`, as the decode loop calls it): the same
+    cache and prompt, each 1-token step one replay of a function traced once per batch size."""
+
+    def __init__(self, model, audio: mx.array, prompt: mx.array):
+        super().__init__(model, audio, prompt)
+        self.pad = mx.zeros((audio.shape[0],), mx.int32)
+
+    def step(self, tokens: mx.array) -> mx.array:
+        logits = decoder_step(
+            self.decoder, tokens[:, 0], self.offset, self.pad, self.cache, self.cross_kv
+        )
+        self.offset += 1
+        mx.eval(logits)
+        return logits
+
+
+def interleaved_steps(ours_s, theirs_s, text: mx.array) -> tuple[list[list[float]], float]:
+    """Step two decoders through `text` alternately: per-step seconds of each, logit diff."""
     times: list[list[float]] = [[], []]
     diffs = [max_abs_diff([ours_s.first], [theirs_s.first])]
     for i in range(text.shape[1]):
@@ -230,24 +258,47 @@ def interleaved_steps(wm, theirs, audio, prompt, text) -> tuple[list[list[float]
     return times, max(diffs)
 
 
-def bench_decoder(wm, theirs, audio1: mx.array, batch: int, runs: int) -> Row:
-    """Median step time over `runs` teacher-forced runs of N_STEPS 1-token steps each, both
-    libraries stepped alternately (prompt and cross K/V untimed; one short warm-up run)."""
+Pair = Callable[[mx.array, mx.array], tuple[Any, Any]]
+
+
+def step_runs(wm, pair: Pair, audio1: mx.array, batch: int, runs: int) -> tuple[float, float, str]:
+    """Median step times of the two steppers `pair(audio, prompt)` builds, over `runs`
+    teacher-forced runs of N_STEPS 1-token steps each, stepped alternately (prompt and cross K/V
+    untimed; one short warm-up run)."""
     audio = mx.tile(audio1, (batch, 1, 1))
     prompt, text = teacher_tokens(wm, batch)
     mx.eval(audio, prompt, text)
-    interleaved_steps(wm, theirs, audio, prompt, text[:, :WARMUP_STEPS])
+    interleaved_steps(*pair(audio, prompt), text[:, :WARMUP_STEPS])
     times: tuple[list[float], list[float]] = ([], [])
     diff = 0.0
     for _ in range(runs):
-        (a, b), d = interleaved_steps(wm, theirs, audio, prompt, text)
+        (a, b), d = interleaved_steps(*pair(audio, prompt), text)
         times[0].extend(a)
         times[1].extend(b)
         diff = max(diff, d)
-    ours_ms, theirs_ms = (1e3 * statistics.median(t) for t in times)
+    first_ms, second_ms = (1e3 * statistics.median(t) for t in times)
     means = "/".join(f"{1e3 * statistics.mean(t):.1f}" for t in times)
-    note = f"per step, median (means {means}); max abs logit diff {diff:.1e}"
+    return first_ms, second_ms, f"per step, median (means {means}); max abs logit diff {diff:.1e}"
+
+
+def bench_decoder(wm, theirs, audio1: mx.array, batch: int, runs: int) -> Row:
+    """mlxwx's eager step against mlx-whisper's."""
+
+    def pair(audio: mx.array, prompt: mx.array) -> tuple[OursStepper, TheirsStepper]:
+        return OursStepper(wm.model, audio, prompt), TheirsStepper(theirs, audio, prompt)
+
+    ours_ms, theirs_ms, note = step_runs(wm, pair, audio1, batch, runs)
     return Row(f"decoder step, B={batch}", ours_ms, theirs_ms, note)
+
+
+def bench_compiled(wm, audio1: mx.array, batch: int, runs: int) -> Row:
+    """mlxwx's compiled step against its eager step (first trace in the warm-up run)."""
+
+    def pair(audio: mx.array, prompt: mx.array) -> tuple[CompiledStepper, OursStepper]:
+        return CompiledStepper(wm.model, audio, prompt), OursStepper(wm.model, audio, prompt)
+
+    compiled_ms, eager_ms, note = step_runs(wm, pair, audio1, batch, runs)
+    return Row(f"decoder step compiled vs eager, B={batch}", compiled_ms, eager_ms, note)
 
 
 def bench_e2e(wm, theirs, mel: mx.array, repeats: int) -> tuple[Row, list[str]]:
@@ -271,12 +322,34 @@ def bench_e2e(wm, theirs, mel: mx.array, repeats: int) -> tuple[Row, list[str]]:
     return Row("decode jfk end-to-end", ours_ms, theirs_ms, note), texts
 
 
-def print_table(rows: list[Row]) -> None:
-    print("| item | mlxwx ms | mlx-whisper ms | ratio (mlx-whisper / mlxwx) | note |")
+def print_table(rows: list[Row], names: tuple[str, str] = ("mlxwx", "mlx-whisper")) -> None:
+    a, b = names
+    print(f"| item | {a} ms | {b} ms | ratio ({b} / {a}) | note |")
     print("|---|---:|---:|---:|---|")
     for r in rows:
         ratio = r.theirs_ms / r.ours_ms
         print(f"| {r.item} | {r.ours_ms:.2f} | {r.theirs_ms:.2f} | {ratio:.2f}x | {r.note} |")
+
+
+def bench_e2e_compiled(wm, mel: mx.array, repeats: int) -> Row:
+    """Greedy decode of one 30 s window, encoder included, with the compiled step and without."""
+    out: dict[bool, object] = {}
+
+    def run(compiled: bool) -> Callable[[], None]:
+        def call() -> None:
+            opts = DecodingOptions(language="en", compiled_step=compiled)
+            out[compiled] = decode(wm, mel[None], opts)[0].tokens
+
+        return call
+
+    compiled_ms, eager_ms = paired_ms(run(True), run(False), repeats)
+    same = "same tokens" if out[True] == out[False] else "TOKENS DIFFER"
+    return Row("decode jfk end-to-end", compiled_ms, eager_ms, same)
+
+
+def compiled_rows(wm, mel: mx.array, audio1: mx.array, args: argparse.Namespace) -> list[Row]:
+    rows = [bench_compiled(wm, audio1, b, args.decoder_runs) for b in DECODER_BATCHES]
+    return [*rows, bench_e2e_compiled(wm, mel, args.repeats)]
 
 
 def main() -> None:
@@ -286,24 +359,30 @@ def main() -> None:
     for line in machine_info(dtype):
         print(line)
     print(
-        f"repeats: {args.repeats} (median; libraries alternated; warm-up as in the code); "
-        f"decoder: {args.decoder_runs} run(s) of {N_STEPS} alternated steps"
+        f"model: {args.model}; repeats: {args.repeats} (median; alternated; warm-up as in the "
+        f"code); decoder: {args.decoder_runs} run(s) of {N_STEPS} alternated steps"
     )
     print(f"load average at start: {load_average()}\n")
-    wm, theirs = load_models(dtype)
     mel = jfk_mel()
-    # One warm-up for the encoder (a first call at a larger batch was not slower here).
-    rows = [
-        bench_encoder(wm, theirs, mel, b, args.repeats, warmup=i == 0)
-        for i, b in enumerate(ENCODER_BATCHES)
-    ]
-    audio1 = wm.model.encoder(mel[None].astype(dtype))
-    mx.eval(audio1)
-    rows += [bench_decoder(wm, theirs, audio1, b, args.decoder_runs) for b in DECODER_BATCHES]
-    e2e, texts = bench_e2e(wm, theirs, mel, args.repeats)
-    rows.append(e2e)
-    print_table(rows)
-    print("\n" + "\n".join(texts))
+    if args.only_compiled:
+        wm = mlxwx.load_model(args.model, dtype=dtype)
+        audio1 = wm.model.encoder(mel[None].astype(dtype))
+        mx.eval(audio1)
+    else:
+        wm, theirs = load_models(args.model, dtype)
+        # One warm-up for the encoder (a first call at a larger batch was not slower here).
+        rows = [
+            bench_encoder(wm, theirs, mel, b, args.repeats, warmup=i == 0)
+            for i, b in enumerate(ENCODER_BATCHES)
+        ]
+        audio1 = wm.model.encoder(mel[None].astype(dtype))
+        mx.eval(audio1)
+        rows += [bench_decoder(wm, theirs, audio1, b, args.decoder_runs) for b in DECODER_BATCHES]
+        e2e, texts = bench_e2e(wm, theirs, mel, args.repeats)
+        rows.append(e2e)
+        print_table(rows)
+        print("\n" + "\n".join(texts) + "\n")
+    print_table(compiled_rows(wm, mel, audio1, args), ("compiled", "eager"))
     print(f"\nload average at end: {load_average()}")
     print(f"total run time {time.perf_counter() - started:.0f} s")
 

@@ -17,6 +17,8 @@ import numpy as np
 from .beam import BeamSearch, _rank
 from .load import WhisperModel
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
+from .models.whisper import KVCache, TextDecoder
+from .step import decoder_step, use_compiled_step
 
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
 
@@ -39,6 +41,9 @@ class DecodingOptions:
         patience: beam search keeps going until beam_size * patience candidates have ended.
         length_penalty: None ranks by log-prob per token, else the Google NMT penalty alpha.
         best_of: samples drawn per window at temperature > 0; the best is kept.
+        compiled_step: run each one-token decoder step as one `mx.compile`d function (traced
+            once per batch shape) instead of building its graph op by op; None means on a GPU
+            only, where the step is bound by launch and host overhead.
     """
 
     task: str = "transcribe"
@@ -52,6 +57,7 @@ class DecodingOptions:
     patience: float = 1.0
     length_penalty: float | None = None
     best_of: int = 1
+    compiled_step: bool | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):
@@ -268,6 +274,7 @@ def _loop(
     cross_kv, cache, pad = batch_state
     width, padded = layout
     filters = LogitFilters(wm, options)
+    compiled = use_compiled_step(options.compiled_step)
     pending: mx.array | None = None
     for step in range(max_steps(wm, width, options)):
         logits = filters(logits, step, state)
@@ -296,11 +303,29 @@ def _loop(
                     c.keep(keep)
                 cross_kv = [(k[keep], v[keep]) for k, v in cross_kv]
                 pad, token = pad[keep], token[keep]
-        offset = width + step
-        positions = (width - pad + step)[:, None]
-        mask = attention_mask(pad, offset, 1) if padded else None
-        logits = model.decoder(token[:, None], cross_kv, cache, offset, positions, mask)
-        logits = logits[:, -1].astype(mx.float32)
+        if compiled:
+            logits = decoder_step(model.decoder, token, width + step, pad, cache, cross_kv)
+        else:
+            logits = _eager_step(model.decoder, token, (width, step), pad, cache, cross_kv, padded)
+
+
+def _eager_step(
+    decoder: TextDecoder,
+    token: mx.array,
+    at: tuple[int, int],
+    pad: mx.array,
+    cache: list[KVCache],
+    cross_kv: list[tuple[mx.array, mx.array]],
+    padded: bool,
+) -> mx.array:
+    """One decoder step built op by op: float32 logits (B, n_vocab) for `token` (B,) at cache slot
+    width + step (`at`), attending over the slots written so far."""
+    width, step = at
+    offset = width + step
+    positions = (width - pad + step)[:, None]
+    mask = attention_mask(pad, offset, 1) if padded else None
+    logits = decoder(token[:, None], cross_kv, cache, offset, positions, mask)
+    return logits[:, -1].astype(mx.float32)
 
 
 def max_steps(wm: WhisperModel, width: int, options: DecodingOptions) -> int:

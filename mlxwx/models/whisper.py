@@ -149,9 +149,35 @@ class ResidualAttentionBlock(nn.Module):
         mask: mx.array | None,
     ) -> mx.array:
         h = self.attn_ln(x)
-        k, v = self.attn.kv(h)
-        k, v = cache.update(k, v, offset)
-        x = x + self.attn.attend(h, k, v, mask)
+        k, v = cache.update(*self.attn.kv(h), offset)
+        return self._attend(x, h, (k, v), cross_kv, mask)
+
+    def decode_static(
+        self,
+        x: mx.array,
+        cross_kv: tuple[mx.array, mx.array],
+        kv: tuple[mx.array, mx.array],
+        offset: mx.array,
+        mask: mx.array,
+    ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+        """One token (B, 1, D) with its K/V written into the full cache `kv` (B, H, n_ctx, Dh) at
+        slot `offset` (a scalar array, so one compiled trace serves every offset);
+        attention runs over every slot under `mask`. Returns x and the updated cache."""
+        h = self.attn_ln(x)
+        k_new, v_new = self.attn.kv(h)
+        k = mx.slice_update(kv[0], k_new, offset, axes=(2,))
+        v = mx.slice_update(kv[1], v_new, offset, axes=(2,))
+        return self._attend(x, h, (k, v), cross_kv, mask), (k, v)
+
+    def _attend(
+        self,
+        x: mx.array,
+        h: mx.array,
+        kv: tuple[mx.array, mx.array],
+        cross_kv: tuple[mx.array, mx.array],
+        mask: mx.array | None,
+    ) -> mx.array:
+        x = x + self.attn.attend(h, *kv, mask)
         x = x + self.cross_attn.attend(self.cross_attn_ln(x), *cross_kv, None)
         return self.mlp(x)
 
@@ -224,6 +250,29 @@ class TextDecoder(nn.Module):
         for block, kv, c in zip(self.blocks, cross_kv, cache, strict=True):
             x = block.decode(x, kv, c, offset, mask)
         return self.token_embedding.as_linear(self.ln(x))
+
+    def step_static(
+        self,
+        token: mx.array,
+        offset: mx.array,
+        pad: mx.array,
+        cache_kv: list[tuple[mx.array, mx.array]],
+        cross_kv: list[tuple[mx.array, mx.array]],
+    ) -> tuple[mx.array, list[tuple[mx.array, mx.array]]]:
+        """One decode step with shapes that do not change from step to step (for `mx.compile`).
+
+        token: (B, 1) written at cache slot `offset` (int scalar array); pad: (B,) left-padding
+        of each row's prompt (its slots are hidden; positions count from it); cache_kv: per layer
+        (keys, values) (B, H, n_ctx, Dh). Returns float32 logits (B, n_vocab) and the new caches.
+        """
+        slots = mx.arange(self.positional_embedding.shape[0])
+        mask = ((slots <= offset) & (slots >= pad[:, None]))[:, None, None]
+        x = self.token_embedding(token) + self.positional_embedding[(offset - pad)[:, None]]
+        new_kv = []
+        for block, kv, cross in zip(self.blocks, cache_kv, cross_kv, strict=True):
+            x, kv = block.decode_static(x, cross, kv, offset, mask)
+            new_kv.append(kv)
+        return self.token_embedding.as_linear(self.ln(x))[:, 0].astype(mx.float32), new_kv
 
 
 class Whisper(nn.Module):

@@ -1,6 +1,6 @@
 """Whisper decoding speed on a GPU: mlxwx against mlx-whisper and Hugging Face transformers.
 
-For each model shape (base, large-v3, large-v3-turbo) and batch size, all three systems run on the
+For each model shape (base, large-v3, large-v3-turbo) and batch size, all systems run on the
 SAME weights (one MLX parameter tree, shared with mlx-whisper's model class and converted to the
 Hugging Face layout by `convert.hf.to_hf_weights`), on the same random log-mel input, for the same
 FIXED number of decoded tokens per window: greedy decoding with timestamps (each system's real
@@ -10,6 +10,8 @@ checkpoint here use seeded random weights.
 
 - mlxwx: `mlxwx.decoding.encode` then `decode_features` (the engine's batched loop), eot added to
   the suppressed tokens.
+- mlxwx-eager: the same with `DecodingOptions(compiled_step=False)`: every decoder step built op
+  by op from Python (mlxwx's GPU default compiles the step once per batch shape).
 - mlx-whisper: `mlx_whisper.decoding.decode` (its DecodingTask: one window at a time in its
   transcribe), batch 1, `suppress_tokens=[-1, eot]`, `sample_len=--tokens`.
 - transformers: `WhisperForConditionalGeneration` with `attn_implementation="sdpa"`, batched
@@ -91,7 +93,7 @@ from mlxwx.tokenizer import Tokenizer  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3, NVIDIA's datasheet figure
-SYSTEMS = ("mlxwx", "mlx-whisper", "transformers")
+SYSTEMS = ("mlxwx", "mlxwx-eager", "mlx-whisper", "transformers")
 SHAPES = {  # ModelDimensions of the public checkpoints (their config.json)
     "base": ModelDimensions(80, 1500, 512, 8, 6, 51865, 448, 512, 8, 6),
     "large-v3": ModelDimensions(128, 1500, 1280, 20, 32, 51866, 448, 1280, 20, 32),
@@ -365,10 +367,18 @@ FORMULA = (
 )
 
 
-def mlxwx_runner(wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool) -> Runner:
-    """The engine's path: `encode` then `decode_features` on the whole batch."""
+def mlxwx_runner(
+    wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool, compiled: bool | None = None
+) -> Runner:
+    """The engine's path: `encode` then `decode_features` on the whole batch; `compiled`: the
+    decoder step option (None: the default, compiled on a GPU; False: built op by op)."""
     wm = fixed_length(wm)
-    options = DecodingOptions(language="en", sample_len=tokens, without_timestamps=not timestamps)
+    options = DecodingOptions(
+        language="en",
+        sample_len=tokens,
+        without_timestamps=not timestamps,
+        compiled_step=compiled,
+    )
 
     def encode_only() -> None:
         mx.eval(encode(wm, mel))
@@ -584,8 +594,8 @@ def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace,
     memory = Memory(system, torch_device)
     memory.reset()
     mel = mx.array(shape.mel[:batch]).astype(wm.model.dtype)
-    if system == "mlxwx":
-        runner = mlxwx_runner(wm, mel, args.tokens, stamps)
+    if system in ("mlxwx", "mlxwx-eager"):
+        runner = mlxwx_runner(wm, mel, args.tokens, stamps, None if system == "mlxwx" else False)
     elif system == "mlx-whisper":
         runner = mlx_whisper_runner(mw, wm, mel, args.tokens, stamps)
     else:

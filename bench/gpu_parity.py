@@ -1,8 +1,10 @@
 """CPU vs GPU parity of the whole transcription path on the same weights and audio.
 
-Runs `transcribe_arrays` on the bundled speech on the CPU (float32) and on the default GPU (float16
-and float32) and prints, per clip, whether the GPU text matches the CPU text, the WER between
-them, and wall times. Runnable on MLX's CUDA backend (or Metal) with only mlx, numpy, tokenizers,
+Runs `transcribe_arrays` on the bundled speech on the CPU (float32) and on the default GPU (float32
+and float16 with the compiled decoder step, the GPU default; float16 with the step built op by
+op) and prints, per clip, whether the GPU tokens match the CPU's, the WER between them, and wall
+times. A configuration that raises is reported and the others still run.
+Runnable on MLX's CUDA backend (or Metal) with only mlx, numpy, tokenizers,
 safetensors, typer, rich and av installed:
 
     python bench/gpu_parity.py MODEL_FOLDER_OR_NAME
@@ -27,6 +29,7 @@ from mlxwx.engine import TranscribeOptions, transcribe_arrays
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 CLIPS = ["jfk.flac", "synthconv.wav", "sample.wav"]
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
 def words(text: str) -> list[str]:
@@ -42,10 +45,11 @@ def word_errors(ref: list[str], hyp: list[str]) -> int:
     return row[-1]
 
 
-def run(model: str, device: mx.Device, dtype: mx.Dtype, audios, beam: int):
+def run(model: str, device: mx.Device, dtype: mx.Dtype, audios, beam: int, compiled=None):
     mx.set_default_device(device)
     wm = mlxwx.load_model(model, dtype=dtype)
-    opts = TranscribeOptions(DecodingOptions(beam_size=beam), batch_size=8)
+    decoding = DecodingOptions(beam_size=beam, compiled_step=compiled)
+    opts = TranscribeOptions(decoding, batch_size=8)
     transcribe_arrays(wm, audios[:1], opts)  # warm-up
     start = time.perf_counter()
     results = transcribe_arrays(wm, audios, opts)
@@ -60,14 +64,21 @@ def main() -> None:
     print(f"mlx {mx.__version__}; gpu available: {mx.is_available(mx.gpu)}")
     if not mx.is_available(mx.gpu):
         sys.exit("no MLX GPU here")
-    audios = [load_audio(DATA / c) for c in CLIPS]
+    paths = [DATA / c for c in CLIPS] + sorted(LIBRIVOX.glob("*.wav"))
+    names = [p.name for p in paths]
+    audios = [load_audio(p) for p in paths]
     seconds = sum(a.shape[0] for a in audios) / 16000
     ref, t_cpu = run(args.model, mx.cpu, mx.float32, audios, args.beam_size)
     print(f"cpu float32: {t_cpu:.2f} s for {seconds:.0f} s of audio")
-    for dtype in (mx.float32, mx.float16):
-        got, t = run(args.model, mx.gpu, dtype, audios, args.beam_size)
-        print(f"gpu {dtype}: {t:.2f} s ({seconds / t:.1f}x real time)")
-        for name, r, g in zip(CLIPS, ref, got, strict=True):
+    for dtype, compiled in ((mx.float32, None), (mx.float16, None), (mx.float16, False)):
+        step = "compiled step" if compiled is None else "eager step"
+        try:
+            got, t = run(args.model, mx.gpu, dtype, audios, args.beam_size, compiled)
+        except Exception as err:  # report it, go on with the next configuration
+            print(f"gpu {dtype} {step}: FAILED {type(err).__name__}: {err}")
+            continue
+        print(f"gpu {dtype} {step}: {t:.2f} s ({seconds / t:.1f}x real time)")
+        for name, r, g in zip(names, ref, got, strict=True):
             errors = word_errors(words(r.text), words(g.text))
             same = [s.tokens for s in r.segments] == [s.tokens for s in g.segments]
             print(

@@ -1,12 +1,58 @@
 #!/bin/sh
-# GPU runs for bench/RESULTS.md, on the lent H100 after the MLX CUDA wheel is unpacked into
-# /root/mlxsite. Carried (git-ignored): .carry/mw (mlx_whisper package), .carry/base (base config
-# and tokenizer, no weights), .carry/cache (converted Silero and pyannote folders).
-export PYTHONPATH=/root/mlxsite:$PWD PYTHONUNBUFFERED=1 MLXWX_CACHE=$PWD/.carry/cache
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c 'import mlx.core as mx; print("mlx", mx.__version__, mx.default_device())'
-timeout 100 python3 bench/bench_lstm_kernel.py --repeats 10 --half 2>&1 | tee $OUT/lstm_kernel.txt
-timeout 120 python3 bench/bench_vad.py --device gpu --minutes 60 \
-  --methods "mlxwx energy,mlxwx silero,mlxwx pyannote" 2>&1 | tee $OUT/vad_gpu.txt
-timeout 330 python3 bench/gpu.py --base .carry/base --mlx-whisper-path .carry/mw \
-  --budget-s 300 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log
+# GPU runs for bench/RESULTS.md on the lent H100 (no internet; at most 64 MiB carried per call,
+# so files travel in git-ignored .carry/upN folders over consecutive calls, the machine staying
+# warm between them):
+#   sh bench/h100.sh stage N   copy .carry/upN (this call's carry) into /root/stage
+#   sh bench/h100.sh setup     unpack the MLX CUDA wheel (mlx-cuda.part.*), join the real base
+#                              weights (weights.safetensors.part*), install carried wheels
+#   sh bench/h100.sh a1        energy VAD on CUDA at an hour, CPU/GPU parity, `mlxwx run` on both
+#   sh bench/h100.sh a2        the library end to end (bench/gpu_e2e.py), compiled vs eager decoder
+#                              step (bench/bench_steps.py), VAD throughput on an hour
+#   sh bench/h100.sh b         bench/gpu.py: mlxwx vs mlx-whisper vs transformers
+# Also carried: .carry/mw (mlx_whisper package), .carry/cache (converted Silero and pyannote
+# folders), .carry/librivox (Debian's LibriVox clips).
+set -u
+export PYTHONPATH=/root/mlxsite:/tmp/site:/tmp/stubs:$PWD PYTHONUNBUFFERED=1
+export MLXWX_CACHE=$PWD/.carry/cache HF_HUB_OFFLINE=1
+BASE=/root/base
+case "$1" in
+stage)
+  mkdir -p /root/stage && cp -r ".carry/up$2/." /root/stage/ && ls /root/stage | wc -l ;;
+setup)
+  mkdir -p /root/mlxsite $BASE /tmp/site /tmp/stubs
+  cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
+  python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
+  cat /root/stage/weights.safetensors.part* > $BASE/weights.safetensors
+  cp /root/stage/config.json /root/stage/mlxwx.json /root/stage/tokenizer.json $BASE/
+  for w in /root/stage/*.whl; do
+    case "$w" in *mlx-0.32*) ;; *) pip install -q --no-deps --target /tmp/site "$w" ;; esac
+  done
+  # mlx_whisper's package imports numba and scipy for word timings, which no bench here uses.
+  python3 -c 'import numba' 2>/dev/null || { mkdir -p /tmp/stubs/numba &&
+    echo 'jit = lambda *a, **k: (lambda f: f)' > /tmp/stubs/numba/__init__.py; }
+  python3 -c 'import scipy.signal' 2>/dev/null || { mkdir -p /tmp/stubs/scipy &&
+    touch /tmp/stubs/scipy/__init__.py /tmp/stubs/scipy/signal.py; }
+  mkdir -p /usr/share/pocketsphinx/test/data/librivox
+  cp .carry/librivox/* /usr/share/pocketsphinx/test/data/librivox/
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c 'import mlx.core as mx; print("mlx", mx.__version__, mx.default_device())' ;;
+a1)
+  python3 gpu_scratch/sortlimit.py 2>&1 | tee $OUT/sortlimit.txt
+  timeout 150 python3 bench/gpu_parity.py $BASE --beam-size 5 2>&1 | tee $OUT/parity-beam5.txt
+  timeout 100 python3 bench/gpu_parity.py $BASE --beam-size 1 2>&1 | tee $OUT/parity-greedy.txt
+  clips="tests/data/jfk.flac tests/data/synthconv.wav tests/data/sample.wav"
+  for d in gpu cpu; do
+    /usr/bin/time -f "mlxwx run --device $d: %e s wall, %M KB max RSS" python3 -m mlxwx run \
+      $clips --model $BASE --device $d -o $OUT/run-$d -f json,srt -q 2>&1 | tee $OUT/run-$d.txt
+  done ;;
+a2)
+  timeout 200 python3 bench/gpu_e2e.py --model $BASE --minutes 10 --cpu-minutes 2 \
+    --batches 16,32 2>&1 | tee $OUT/e2e.txt
+  timeout 120 python3 bench/bench_steps.py --device gpu --model $BASE --only-compiled --repeats 5 2>&1 \
+    | tee $OUT/steps.txt
+  timeout 150 python3 bench/bench_vad.py --device gpu --minutes 60 \
+    --methods "mlxwx energy,mlxwx silero,mlxwx pyannote,silero onnx" 2>&1 | tee $OUT/vad_gpu.txt ;;
+b)
+  timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
+    --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;
+esac

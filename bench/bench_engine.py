@@ -167,7 +167,7 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
 
     from mlxwx.decoding import DecodingOptions
     from mlxwx.engine import TranscribeOptions, transcribe_arrays
-    from mlxwx.vad.methods import default_options, load_vad
+    from mlxwx.vad.methods import load_vad, transcribe_options
     from mlxwx.vad.regions import VadOptions
 
     batch, beam, method = parse_mlxwx(system)
@@ -178,7 +178,7 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
     options = TranscribeOptions(
         DecodingOptions(beam_size=beam, language="en"),
         batch_size=batch,
-        vad_options=default_options(method) if method else VadOptions(),
+        vad_options=transcribe_options(method) if method else VadOptions(),
     )
     x = mx.array(audio)
     mx.eval(x)

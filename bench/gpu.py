@@ -10,8 +10,8 @@ checkpoint here use seeded random weights.
 
 - mlxwx: `mlxwx.decoding.encode` then `decode_features` (the engine's batched loop), eot added to
   the suppressed tokens.
-- mlxwx-eager: the same with `DecodingOptions(compiled_step=False)`: every decoder step built op
-  by op from Python (mlxwx's GPU default compiles the step once per batch shape).
+- mlxwx-compiled: the same with `DecodingOptions(compiled_step=True)` (the decoder step compiled
+  once per batch shape over the whole cache; mlxwx builds it op by op by default).
 - mlx-whisper: `mlx_whisper.decoding.decode` (its DecodingTask: one window at a time in its
   transcribe), batch 1, `suppress_tokens=[-1, eot]`, `sample_len=--tokens`.
 - transformers: `WhisperForConditionalGeneration` with `attn_implementation="sdpa"`, batched
@@ -93,7 +93,7 @@ from mlxwx.tokenizer import Tokenizer  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3, NVIDIA's datasheet figure
-SYSTEMS = ("mlxwx", "mlxwx-eager", "mlx-whisper", "transformers")
+SYSTEMS = ("mlxwx", "mlxwx-compiled", "mlx-whisper", "transformers")
 SHAPES = {  # ModelDimensions of the public checkpoints (their config.json)
     "base": ModelDimensions(80, 1500, 512, 8, 6, 51865, 448, 512, 8, 6),
     "large-v3": ModelDimensions(128, 1500, 1280, 20, 32, 51866, 448, 1280, 20, 32),
@@ -368,10 +368,10 @@ FORMULA = (
 
 
 def mlxwx_runner(
-    wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool, compiled: bool | None = None
+    wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool, compiled: bool = False
 ) -> Runner:
     """The engine's path: `encode` then `decode_features` on the whole batch; `compiled`: the
-    decoder step option (None: the default, compiled on a GPU; False: built op by op)."""
+    decoder step option (`DecodingOptions.compiled_step`)."""
     wm = fixed_length(wm)
     options = DecodingOptions(
         language="en",
@@ -594,8 +594,8 @@ def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace,
     memory = Memory(system, torch_device)
     memory.reset()
     mel = mx.array(shape.mel[:batch]).astype(wm.model.dtype)
-    if system in ("mlxwx", "mlxwx-eager"):
-        runner = mlxwx_runner(wm, mel, args.tokens, stamps, None if system == "mlxwx" else False)
+    if system in ("mlxwx", "mlxwx-compiled"):
+        runner = mlxwx_runner(wm, mel, args.tokens, stamps, system == "mlxwx-compiled")
     elif system == "mlx-whisper":
         runner = mlx_whisper_runner(mw, wm, mel, args.tokens, stamps)
     else:

@@ -7,8 +7,8 @@ float32 on the CPU, as `mlxwx run` does) and each --batches size, and prints wal
 included, audio already in memory), real-time factor, corpus WER against the ground truth and
 MLX's peak memory. One warm-up run on the first minute precedes each device's runs.
 
-    python bench/gpu_e2e.py --model DIR [--minutes 10] [--devices gpu,cpu] [--batches 16,32]
-        [--beam 5] [--vad silero] [--cpu-minutes 2]
+    python bench/gpu_e2e.py --model DIR [--minutes 10] [--devices gpu,cpu] [--batches 16,32,64]
+        [--beam 5] [--vad silero] [--cpu-minutes 2] [--cpu-batches 16]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import mlx.core as mx
 from bench.bench_engine import SAMPLE_RATE, build_input
 from mlxwx.decoding import DecodingOptions
 from mlxwx.engine import TranscribeOptions, transcribe_arrays
-from mlxwx.vad.methods import default_options, load_vad
+from mlxwx.vad.methods import load_vad, transcribe_options
 from mlxwx.vad.regions import VadOptions
 from tests.speech import wer
 
@@ -38,7 +38,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--cpu-minutes", type=float, default=2.0, help="input length on the CPU")
     p.add_argument("--devices", default="gpu,cpu")
-    p.add_argument("--batches", default="16,32")
+    p.add_argument("--batches", default="16,32,64")
+    p.add_argument("--cpu-batches", default="16", help="batch sizes on the CPU")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--vad", default="silero", help="silero, pyannote, energy or none")
     return p.parse_args()
@@ -54,12 +55,13 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
     mlxwx.use_device(device)
     wm = mlxwx.load_model(args.model)
     vad = None if args.vad == "none" else load_vad(args.vad)
-    vad_options = VadOptions() if vad is None else default_options(args.vad)
+    vad_options = VadOptions() if vad is None else transcribe_options(args.vad)
     minutes = args.minutes if device == "gpu" else args.cpu_minutes
     samples, reference = long.excerpt(minutes)
     audio = mx.array(long.audio[:samples])
     warm, _ = long.excerpt(1.0)
-    for batch in [int(b) for b in args.batches.split(",")]:
+    batches = args.batches if device == "gpu" else args.cpu_batches
+    for batch in [int(b) for b in batches.split(",")]:
         options = TranscribeOptions(
             DecodingOptions(beam_size=args.beam, language="en"),
             batch_size=batch,

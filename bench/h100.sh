@@ -5,9 +5,10 @@
 #   sh bench/h100.sh stage N   copy .carry/upN (this call's carry) into /root/stage
 #   sh bench/h100.sh setup     unpack the MLX CUDA wheel (mlx-cuda.part.*), join the real base
 #                              weights (weights.safetensors.part*), install carried wheels
-#   sh bench/h100.sh a1        energy VAD on CUDA at an hour, CPU/GPU parity, `mlxwx run` on both
-#   sh bench/h100.sh a2        the library end to end (bench/gpu_e2e.py), compiled vs eager decoder
-#                              step (bench/bench_steps.py), VAD throughput on an hour
+#   sh bench/h100.sh a1        CPU/GPU parity (bench/gpu_parity.py), beam 5 and greedy
+#   sh bench/h100.sh a2        `mlxwx run` on GPU and CPU, the library end to end (bench/gpu_e2e.py),
+#                              compiled vs eager decoder step (bench/bench_steps.py), VAD
+#                              throughput on an hour
 #   sh bench/h100.sh b         bench/gpu.py: mlxwx vs mlx-whisper vs transformers
 # Also carried: .carry/mw (mlx_whisper package), .carry/cache (converted Silero and pyannote
 # folders), .carry/librivox (Debian's LibriVox clips).
@@ -37,19 +38,19 @@ setup)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c 'import mlx.core as mx; print("mlx", mx.__version__, mx.default_device())' ;;
 a1)
-  python3 gpu_scratch/sortlimit.py 2>&1 | tee $OUT/sortlimit.txt
-  timeout 150 python3 bench/gpu_parity.py $BASE --beam-size 5 2>&1 | tee $OUT/parity-beam5.txt
-  timeout 100 python3 bench/gpu_parity.py $BASE --beam-size 1 2>&1 | tee $OUT/parity-greedy.txt
+  timeout 300 python3 bench/gpu_parity.py $BASE --beam-size 5 2>&1 | tee $OUT/parity-beam5.txt
+  timeout 250 python3 bench/gpu_parity.py $BASE --beam-size 1 2>&1 | tee $OUT/parity-greedy.txt ;;
+a2)
   clips="tests/data/jfk.flac tests/data/synthconv.wav tests/data/sample.wav"
   for d in gpu cpu; do
     /usr/bin/time -f "mlxwx run --device $d: %e s wall, %M KB max RSS" python3 -m mlxwx run \
-      $clips --model $BASE --device $d -o $OUT/run-$d -f json,srt -q 2>&1 | tee $OUT/run-$d.txt
-  done ;;
-a2)
+      $clips --model $BASE --device $d -o /tmp/run-$d -f txt -q 2>&1 | tee $OUT/run-$d.txt
+    cat /tmp/run-$d/*.txt | tee -a $OUT/run-$d.txt
+  done
   timeout 200 python3 bench/gpu_e2e.py --model $BASE --minutes 10 --cpu-minutes 2 \
-    --batches 16,32 2>&1 | tee $OUT/e2e.txt
-  timeout 120 python3 bench/bench_steps.py --device gpu --model $BASE --only-compiled --repeats 5 2>&1 \
-    | tee $OUT/steps.txt
+    2>&1 | tee $OUT/e2e.txt
+  timeout 120 python3 bench/bench_steps.py --device gpu --model $BASE --only-compiled \
+    --repeats 5 2>&1 | tee $OUT/steps.txt
   timeout 150 python3 bench/bench_vad.py --device gpu --minutes 60 \
     --methods "mlxwx energy,mlxwx silero,mlxwx pyannote,silero onnx" 2>&1 | tee $OUT/vad_gpu.txt ;;
 b)

@@ -23,7 +23,7 @@ from .engine import ProgressHook, TranscribeOptions, transcribe_arrays
 from .errors import MlxwxError
 from .load import load_model
 from .types import Result
-from .vad.methods import default_options, load_vad
+from .vad.methods import default_options, load_vad, transcribe_options
 from .vad.regions import VadOptions
 from .writers import FORMATS, timestamp, write_result
 
@@ -185,7 +185,8 @@ def run_vad_options(
         raise ValueError(f"--chunk-size must be within (0, 30] seconds, got {chunk_size}")
     if method == "none":
         return VadOptions(chunk_size=chunk_size)
-    return vad_options(method, onset=onset, offset=offset, chunk_size=chunk_size)
+    changes = {"onset": onset, "offset": offset, "chunk_size": chunk_size}
+    return transcribe_options(method, **{k: v for k, v in changes.items() if v is not None})
 
 
 def read_audio(path: Path) -> mx.array | None:

@@ -18,7 +18,7 @@ from .beam import BeamSearch, _rank
 from .load import WhisperModel
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
 from .models.whisper import KVCache, TextDecoder
-from .step import decoder_step, use_compiled_step
+from .step import decoder_step
 
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
 
@@ -41,9 +41,11 @@ class DecodingOptions:
         patience: beam search keeps going until beam_size * patience candidates have ended.
         length_penalty: None ranks by log-prob per token, else the Google NMT penalty alpha.
         best_of: samples drawn per window at temperature > 0; the best is kept.
-        compiled_step: run each one-token decoder step as one `mx.compile`d function (traced
-            once per batch shape) instead of building its graph op by op; None means on a GPU
-            only, where the step is bound by launch and host overhead.
+        compiled_step: run each one-token decoder step as one `mx.compile`d function over the
+            whole 448-slot cache (traced once per batch shape) instead of building it op by op.
+            Off by default: on the H100 it was 14% faster for base at batch 1 (3.02 vs 3.50 ms
+            per step) but slower for large-v3 (14.8 vs 11.1 ms at batch 1, 31.4 vs 16.0 at 64:
+            attention over every slot), bench/RESULTS.md.
     """
 
     task: str = "transcribe"
@@ -57,7 +59,7 @@ class DecodingOptions:
     patience: float = 1.0
     length_penalty: float | None = None
     best_of: int = 1
-    compiled_step: bool | None = None
+    compiled_step: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):
@@ -274,7 +276,7 @@ def _loop(
     cross_kv, cache, pad = batch_state
     width, padded = layout
     filters = LogitFilters(wm, options)
-    compiled = use_compiled_step(options.compiled_step)
+    compiled = options.compiled_step
     pending: mx.array | None = None
     for step in range(max_steps(wm, width, options)):
         logits = filters(logits, step, state)

@@ -29,6 +29,7 @@ def use_device(name: str = "auto") -> mx.Device:
             "this MLX has no GPU backend: run on Apple Silicon (Metal), install mlx[cuda] on "
             "Linux with an NVIDIA GPU, or use --device cpu"
         )
-    device = mx.gpu if name == "gpu" or (name == "auto" and gpu_available()) else mx.cpu
+    gpu = name == "gpu" or (name == "auto" and gpu_available())
+    device = mx.Device(mx.gpu if gpu else mx.cpu)
     mx.set_default_device(device)
     return device

@@ -29,7 +29,7 @@ from .lanes import Region, plan_chunk_lanes, plan_lanes
 from .load import WhisperModel, load_model
 from .types import Result, Segment
 from .vad.base import Vad
-from .vad.methods import speech_regions
+from .vad.methods import speech_regions, transcribe_options
 from .vad.regions import Chunk, VadOptions, chunk_audio, merge_chunks
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class TranscribeOptions:
         condition_on_previous_text: prompt each window with the previous window's text.
         initial_prompt: text that prompts every window that has no previous text.
         hotwords: words or phrases to favour, prompted before every window.
-        vad_options: how a VAD's frame probabilities become chunks, when one is used.
+        vad_options: how a VAD's frame probabilities become chunks, when one is used; None:
+            the VAD's transcription defaults (`mlxwx.vad.transcribe_options(vad.method)`).
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -69,7 +70,7 @@ class TranscribeOptions:
     condition_on_previous_text: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
-    vad_options: VadOptions = field(default_factory=VadOptions)
+    vad_options: VadOptions | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -329,8 +330,9 @@ def _transcribe_chunks(
     """Decode the VAD chunks of every input as inputs of their own, then map the segments back."""
     chunks: list[tuple[int, Chunk]] = []
     total, done = sum(a.shape[0] for a in audios), 0
+    vad_options = options.vad_options or transcribe_options(getattr(vad, "method", ""))
     for i, audio in enumerate(audios):
-        found = speech_chunks(audio, vad, options.vad_options)
+        found = speech_chunks(audio, vad, vad_options)
         if not found:
             logger.info("no speech found in input %d", i)
         chunks += [(i, c) for c in found]

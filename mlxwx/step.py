@@ -16,15 +16,9 @@ import mlx.core as mx
 
 from .models.whisper import KVCache, TextDecoder
 
-__all__ = ["compiled_step", "decoder_step", "use_compiled_step"]
+__all__ = ["compiled_step", "decoder_step"]
 
 StepFn = Callable[..., tuple[mx.array, list[tuple[mx.array, mx.array]]]]
-
-
-def use_compiled_step(option: bool | None) -> bool:
-    """`DecodingOptions.compiled_step` resolved: None means on a GPU only (on CPU it gains
-    nothing and every new batch shape costs a trace and a C++ build)."""
-    return mx.default_device() == mx.gpu if option is None else option
 
 
 def compiled_step(decoder: TextDecoder) -> StepFn:

@@ -232,7 +232,7 @@ def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
     """With each VAD: 20 s of pink noise, hum and brown noise around jfk and a LibriVox clip
     give no segment outside the speech and the same words as the clips alone; noise-only,
     silent and empty inputs give no text."""
-    from mlxwx.vad.methods import default_options, load_vad
+    from mlxwx.vad.methods import load_vad
 
     from .speech import noises
 
@@ -250,8 +250,7 @@ def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
     speech = [(starts[1], starts[2]), (starts[4], starts[5])]
     inputs = [mx.array(np.concatenate(parts))] + [mx.array(noise[k]) for k in ("white", "pink")]
     inputs += [mx.zeros(30 * SAMPLE_RATE), mx.zeros(0)]
-    options = replace(GREEDY, vad_options=default_options(method))
-    results = transcribe_arrays(wm, inputs, options, vad=load_vad(method))
+    results = transcribe_arrays(wm, inputs, GREEDY, vad=load_vad(method))  # its run defaults
     assert [r.text for r in results[1:]] == ["", "", "", ""]
     segments = results[0].segments
     assert segments and all(

@@ -36,7 +36,7 @@ from mlxwx.audio import load_audio
 from mlxwx.decoding import DecodingOptions
 from mlxwx.engine import TranscribeOptions, transcribe_arrays
 from mlxwx.load import load_model
-from mlxwx.vad.methods import default_options, load_vad
+from mlxwx.vad.methods import load_vad, transcribe_options
 from mlxwx.vad.regions import VadOptions
 
 from .speech import corpus, normalize, wer
@@ -142,7 +142,7 @@ def run_mlxwx(
     options = TranscribeOptions(
         DecodingOptions(beam_size=beam, language=language),
         batch_size=BATCH,
-        vad_options=default_options(vad) if vad else VadOptions(),
+        vad_options=transcribe_options(vad) if vad else VadOptions(),
     )
     model = load_vad(vad) if vad else None
     results = transcribe_arrays(wm, audios, options, progress=StallGuard(), vad=model)

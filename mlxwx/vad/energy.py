@@ -54,6 +54,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import mlx.core as mx
 import numpy as np
@@ -292,6 +293,8 @@ def _frames(seconds: float) -> int:
 
 class EnergyVad:
     """Energy VAD (see the module docstring): `vad(audio)` -> per-10 ms speech probabilities."""
+
+    method: ClassVar[str] = "energy"  # its name in mlxwx.vad.METHODS
 
     def __init__(self, options: EnergyOptions | None = None) -> None:
         self.options = options if options is not None else EnergyOptions()

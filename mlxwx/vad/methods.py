@@ -54,6 +54,18 @@ def default_options(method: str, **changes: Any) -> VadOptions:
     return replace(base, **{"max_speech": changes.get("chunk_size", base.chunk_size), **changes})
 
 
+# Region options that differ when the regions feed Whisper (`transcribe_options`): silero's own
+# 30 ms padding clips word onsets ("And Mr. John Dashwood" lost its "And", base beam 5); 100 ms
+# gave the lowest corpus WER of 30/100/200/400 ms (bench/RESULTS.md, session 3).
+_TRANSCRIBE: dict[str, dict[str, Any]] = {"silero": {"pad": 0.1}}
+
+
+def transcribe_options(method: str, **changes: Any) -> VadOptions:
+    """`default_options` for transcription (`mlxwx run`): the same, except Silero's regions grow
+    by 100 ms on each side instead of 30 ms."""
+    return default_options(method, **{**_TRANSCRIBE.get(method, {}), **changes})
+
+
 def load_vad(method: str) -> Vad:
     """The VAD called `method` (one of METHODS), its weights loaded (converted on first use).
 

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import mlx.core as mx
 import numpy as np
@@ -108,6 +109,8 @@ def overlap_add(scores: mx.array, layout: Layout) -> mx.array:
 
 class PyannoteVad:
     """WhisperX's default VAD: pyannote segmentation v2 frame scores, max over speakers."""
+
+    method: ClassVar[str] = "pyannote"  # its name in mlxwx.vad.METHODS
 
     def __init__(self, model: PyanNet, options: PyannoteOptions | None = None) -> None:
         self.model = model

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import mlx.core as mx
 import numpy as np
@@ -278,6 +279,8 @@ class SileroOptions:
 
 class SileroVad:
     """Silero VAD: speech probability of every 512-sample window (hop 32 ms) of 16 kHz audio."""
+
+    method: ClassVar[str] = "silero"  # its name in mlxwx.vad.METHODS
 
     def __init__(self, model: SileroVadNet | None = None, options: SileroOptions | None = None):
         self.model = model if model is not None else load_silero()

@@ -272,3 +272,23 @@ def test_chunk_lanes_keep_each_files_chunks_in_order():
         for prev, r in itertools.pairwise(lane):
             assert r.follows == (files[prev.source] == files[r.source])
         assert not lane[0].follows
+
+
+def test_vad_options_default_to_the_methods_transcription_options(wm, monkeypatch):
+    """No vad_options: each VAD's chunks follow `transcribe_options(vad.method)` (Silero padded
+    100 ms, not silero's 30 ms), as `mlxwx run` does; given options win."""
+    from mlxwx.cli import run_vad_options
+    from mlxwx.vad.energy import EnergyVad
+    from mlxwx.vad.methods import default_options, transcribe_options
+    from mlxwx.vad.regions import VadOptions
+    from mlxwx.vad.silero import SileroVad
+
+    seen = []
+    monkeypatch.setattr(engine, "speech_chunks", lambda audio, vad, o: seen.append(o) or [])
+    for vad in (SileroVad(), EnergyVad()):
+        transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], GREEDY, vad=vad)
+    given = VadOptions(onset=0.7)
+    transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], replace(GREEDY, vad_options=given), vad=vad)
+    assert seen == [transcribe_options("silero"), transcribe_options("energy"), given]
+    assert seen[0].pad == 0.1 and default_options("silero").pad == 0.03
+    assert run_vad_options("silero", None, None, 30.0) == transcribe_options("silero")

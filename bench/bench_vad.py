@@ -141,20 +141,25 @@ def _silero_onnx(args: argparse.Namespace) -> Runner:
 
 @method("pyannote torch")
 def _pyannote_torch(args: argparse.Namespace) -> Runner:
-    try:
-        import torch
-        from pyannote.audio import Inference, Model
-    except ImportError as err:
-        raise Skip(f"pyannote.audio does not import: {err}") from err
+    os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # no telemetry
     checkpoint = Path(args.pyannote_checkpoint).expanduser()
     if not checkpoint.exists():
         raise Skip(f"no checkpoint at {checkpoint} (--pyannote-checkpoint)")
-    cuda = args.device == "gpu" and torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    model = Model.from_pretrained(checkpoint)
+    try:
+        import torch
+
+        from tests.pyannote_ref import without_torchaudio  # an inert torchaudio if it is missing
+
+        with without_torchaudio():  # the model classes import torchaudio when loaded
+            from pyannote.audio import Inference, Model
+
+            model = Model.from_pretrained(checkpoint)
+    except ImportError as err:
+        raise Skip(f"pyannote.audio does not import: {err}") from err
     if model is None:
         raise Skip(f"pyannote.audio could not load {checkpoint}")
-    inference = Inference(model, device=device)
+    cuda = args.device == "gpu" and torch.cuda.is_available()
+    inference = Inference(model, device=torch.device("cuda" if cuda else "cpu"))
     return lambda audio: inference({"waveform": audio.torch[None], "sample_rate": SAMPLE_RATE})
 
 

@@ -9,6 +9,7 @@
 #   sh bench/h100.sh a2        `mlxwx run` on GPU and CPU, the library end to end (bench/gpu_e2e.py),
 #                              compiled vs eager decoder step (bench/bench_steps.py), VAD
 #                              throughput on an hour
+#   sh bench/h100.sh pyannote  pyannote.audio's torch model on an hour, CUDA and the host CPU
 #   sh bench/h100.sh b         bench/gpu.py: mlxwx vs mlx-whisper vs transformers
 # Also carried: .carry/mw (mlx_whisper package), .carry/cache (converted Silero and pyannote
 # folders), .carry/librivox (Debian's LibriVox clips).
@@ -53,6 +54,23 @@ a2)
     --repeats 5 2>&1 | tee $OUT/steps.txt
   timeout 150 python3 bench/bench_vad.py --device gpu --minutes 60 \
     --methods "mlxwx energy,mlxwx silero,mlxwx pyannote,silero onnx" 2>&1 | tee $OUT/vad_gpu.txt ;;
+pyannote)
+  # pyannote.audio's torch model (the reference) with its import-time dependencies, carried as
+  # .carry/up6p (wheels + WhisperX's checkpoint), installed apart so that mlx runs never see them.
+  rm -rf /tmp/pysite && mkdir -p /tmp/pysite  # wheels unzipped: pip --target skips the
+  for w in .carry/up6p/*.whl; do python3 -m zipfile -e "$w" /tmp/pysite; done  # 2nd pyannote/
+  # CPU: the host's 16 cores. GPU: torch loads its cuDNN (9.19) before MLX loads the older one
+  # its CUDA wheel bundles (9.14); the other order fails torch's cuDNN version check.
+  PYTHONPATH=$PYTHONPATH:/tmp/pysite timeout 250 python3 bench/bench_vad.py --device cpu \
+    --minutes 60 --methods "pyannote torch" --pyannote-checkpoint .carry/up6p/pytorch_model.bin \
+    2>&1 | grep -v Warning | tee $OUT/vad_pyannote_torch_cpu.txt
+  PYTHONPATH=$PYTHONPATH:/tmp/pysite timeout 150 python3 -c "
+import runpy, sys, torch
+torch.backends.cudnn.version()
+sys.argv = ['bench/bench_vad.py', '--device', 'gpu', '--minutes', '60', '--methods',
+            'pyannote torch', '--pyannote-checkpoint', '.carry/up6p/pytorch_model.bin']
+runpy.run_path('bench/bench_vad.py', run_name='__main__')" 2>&1 | grep -v Warning \
+    | tee $OUT/vad_pyannote_torch_gpu.txt ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

@@ -68,7 +68,7 @@ def _torchaudio_works() -> bool:
 
 
 @contextmanager
-def _without_torchaudio() -> Iterator[None]:
+def without_torchaudio() -> Iterator[None]:
     if _torchaudio_works():
         yield
         return
@@ -101,7 +101,7 @@ class Reference:
 
     def __init__(self, checkpoint: str) -> None:
         os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # no telemetry
-        with _without_torchaudio(), warnings.catch_warnings():
+        with without_torchaudio(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from pyannote.audio import Model
             from pyannote.audio.pipelines import VoiceActivityDetection

@@ -11,6 +11,7 @@ from mlxwx.vad.methods import (
     default_options,
     load_vad,
     speech_regions,
+    transcribe_options,
 )
 from mlxwx.vad.metrics import SweepRow, VadMetrics, combine, evaluate, sweep
 from mlxwx.vad.regions import Chunk, VadOptions, binarize, chunk_audio, merge_chunks
@@ -44,5 +45,6 @@ __all__ = [
     "read_rttm",
     "speech_regions",
     "sweep",
+    "transcribe_options",
     "write_rttm",
 ]

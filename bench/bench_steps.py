@@ -75,13 +75,12 @@ def parse_args() -> argparse.Namespace:
 
 
 def setup_device(name: str) -> mx.Dtype:
-    """Select the device (only when asked for the GPU) and return the dtype to run in."""
-    if name == "gpu":
-        if not mx.is_available(mx.gpu):
-            sys.exit("--device gpu: no MLX GPU backend available here")
-        mx.set_default_device(mx.gpu)
-        return mx.float16
-    return mx.float32
+    """Select the device and return the dtype to run in (float16 on the GPU)."""
+    try:
+        mlxwx.use_device(name)
+    except mlxwx.MlxwxError as err:
+        sys.exit(f"--device {name}: {err}")
+    return mlxwx.load.default_dtype()
 
 
 def cpu_model() -> str:

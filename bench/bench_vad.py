@@ -216,10 +216,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.device == "gpu":
-        if not mx.is_available(mx.gpu):
-            sys.exit("--device gpu: no MLX GPU backend available here")
-        mx.set_default_device(mx.gpu)
+    try:
+        mlxwx.use_device(args.device)
+    except mlxwx.MlxwxError as err:
+        sys.exit(f"--device {args.device}: {err}")
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     unknown = [n for n in names if n not in METHODS]
     if unknown:

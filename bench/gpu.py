@@ -152,13 +152,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_device(name: str) -> mx.Dtype:
     """Default device for MLX, and the dtype every system runs in (float16 on the GPU)."""
-    if name == "gpu":
-        if not mx.is_available(mx.gpu):
-            sys.exit("--device gpu: this MLX has no GPU backend (install mlx[cuda13])")
-        mx.set_default_device(mx.gpu)
-        return mx.float16
-    mx.set_default_device(mx.cpu)
-    return mx.float32
+    try:
+        mlxwx.use_device(name)
+    except mlxwx.MlxwxError as err:
+        sys.exit(f"--device {name}: {err}")
+    return mlxwx.load.default_dtype()
 
 
 def find_base_folder(given: Path | None) -> Path | None:

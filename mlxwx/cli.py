@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -172,9 +172,15 @@ def run(
         raise fail(f"{failed} of {len(audio)} files failed", code=1)
 
 
-def vad_options(method: str, **changes: float | str | None) -> VadOptions:
-    """The method's defaults with the options given on the command line (None: not given)."""
-    return default_options(method, **{k: v for k, v in changes.items() if v is not None})
+def vad_options(
+    method: str,
+    defaults: Callable[..., VadOptions] = default_options,
+    /,
+    **changes: float | str | None,
+) -> VadOptions:
+    """`defaults(method)` (the method's defaults, or `transcribe_options`) with the options given
+    on the command line (None: not given)."""
+    return defaults(method, **{k: v for k, v in changes.items() if v is not None})
 
 
 def run_vad_options(
@@ -185,8 +191,9 @@ def run_vad_options(
         raise ValueError(f"--chunk-size must be within (0, 30] seconds, got {chunk_size}")
     if method == "none":
         return VadOptions(chunk_size=chunk_size)
-    changes = {"onset": onset, "offset": offset, "chunk_size": chunk_size}
-    return transcribe_options(method, **{k: v for k, v in changes.items() if v is not None})
+    return vad_options(
+        method, transcribe_options, onset=onset, offset=offset, chunk_size=chunk_size
+    )
 
 
 def read_audio(path: Path) -> mx.array | None:

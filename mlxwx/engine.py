@@ -58,7 +58,8 @@ class TranscribeOptions:
         initial_prompt: text that prompts every window that has no previous text.
         hotwords: words or phrases to favour, prompted before every window.
         vad_options: how a VAD's frame probabilities become chunks, when one is used; None:
-            the VAD's transcription defaults (`mlxwx.vad.transcribe_options(vad.method)`).
+            the VAD's transcription defaults (`mlxwx.vad.transcribe_options(vad.method)`), or
+            `VadOptions()` for a VAD without a `method` name.
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -330,7 +331,8 @@ def _transcribe_chunks(
     """Decode the VAD chunks of every input as inputs of their own, then map the segments back."""
     chunks: list[tuple[int, Chunk]] = []
     total, done = sum(a.shape[0] for a in audios), 0
-    vad_options = options.vad_options or transcribe_options(getattr(vad, "method", ""))
+    method = getattr(vad, "method", None)  # mlxwx's VADs name themselves; others get VadOptions()
+    vad_options = options.vad_options or (transcribe_options(method) if method else VadOptions())
     for i, audio in enumerate(audios):
         found = speech_chunks(audio, vad, vad_options)
         if not found:

@@ -292,3 +292,16 @@ def test_vad_options_default_to_the_methods_transcription_options(wm, monkeypatc
     assert seen == [transcribe_options("silero"), transcribe_options("energy"), given]
     assert seen[0].pad == 0.1 and default_options("silero").pad == 0.03
     assert run_vad_options("silero", None, None, 30.0) == transcribe_options("silero")
+
+
+def test_a_vad_without_a_method_name_gets_generic_options(wm, monkeypatch):
+    """Any object that scores frames is a VAD; one that does not name an mlxwx method gets
+    `VadOptions()` when no vad_options are given (not an unknown-method error)."""
+    from mlxwx.vad.base import SpeechProbs
+    from mlxwx.vad.regions import VadOptions
+
+    seen = []
+    monkeypatch.setattr(engine, "speech_chunks", lambda audio, vad, o: seen.append(o) or [])
+    custom = lambda audio: SpeechProbs(probs=mx.zeros(10), hop=0.1)  # noqa: E731
+    (result,) = transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], GREEDY, vad=custom)
+    assert seen == [VadOptions()] and result.text == ""

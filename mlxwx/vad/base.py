@@ -18,6 +18,17 @@ import mlx.core as mx
 SAMPLE_RATE = 16000
 
 
+def check_bounds(
+    options: object, names: tuple[str, ...], low: float, strict: bool = False, unit: str = ""
+) -> None:
+    """Raise ValueError unless each field `names` of `options` is >= `low` (> with `strict`);
+    the option dataclasses' __post_init__ checks. NaN fails."""
+    for name in names:
+        value = getattr(options, name)
+        if not (value > low if strict else value >= low):
+            raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g}{unit}, got {value}")
+
+
 @dataclass(frozen=True)
 class SpeechProbs:
     """Per-frame speech probabilities of one input."""

@@ -59,7 +59,7 @@ from typing import ClassVar
 import mlx.core as mx
 import numpy as np
 
-from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs
+from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs, check_bounds
 
 FRAME = 400  # samples in one analysis window: 25 ms
 HOP = 160  # samples between frames: 10 ms
@@ -111,12 +111,8 @@ class EnergyOptions:
             raise ValueError(f"bands must be in [1, {bins}] for this band, got {self.bands}")
         if not 1 <= self.top_bands <= self.bands:
             raise ValueError(f"top_bands must be in [1, bands={self.bands}], got {self.top_bands}")
-        for name in ("smooth", "fill_gaps", "drop_bursts", "floor_bias", "snr_cap"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("floor_window", "snr_scale", "block_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_bounds(self, ("smooth", "fill_gaps", "drop_bursts", "floor_bias", "snr_cap"), 0)
+        check_bounds(self, ("floor_window", "snr_scale", "block_seconds"), 0, strict=True)
 
 
 @dataclass(frozen=True)

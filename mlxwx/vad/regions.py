@@ -27,7 +27,7 @@ from typing import Any, Literal
 import mlx.core as mx
 import numpy as np
 
-from .base import SAMPLE_RATE, SpeechProbs, SpeechRegion
+from .base import SAMPLE_RATE, SpeechProbs, SpeechRegion, check_bounds
 
 SILERO_NEG_GAP = 0.15  # silero-vad: offset = max(onset - 0.15, 0.01) when none is given
 
@@ -73,12 +73,9 @@ class VadOptions:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
-        for name in ("min_speech", "min_silence", "pad", "cut_min_silence"):
-            if not getattr(self, name) >= 0.0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)}")
-        for name in ("max_speech", "chunk_size"):
-            if not getattr(self, name) > 0.0:
-                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        seconds = ("min_speech", "min_silence", "pad", "cut_min_silence")
+        check_bounds(self, seconds, 0, unit=" seconds")
+        check_bounds(self, ("max_speech", "chunk_size"), 0, strict=True, unit=" seconds")
         if self.merge not in ("span", "concat"):
             raise ValueError(f"merge must be 'span' or 'concat', got {self.merge!r}")
         if self.cut not in ("min_score", "silence"):

@@ -34,7 +34,7 @@ from ..errors import ModelError
 from ..models.silero import SileroConfig, SileroVadNet
 from ..packs import cache_dir, wheel_member
 from ..writers import atomic_folder
-from .base import SAMPLE_RATE, SpeechProbs
+from .base import SAMPLE_RATE, SpeechProbs, check_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -270,11 +270,8 @@ class SileroOptions:
     scan_steps: int = 512
 
     def __post_init__(self) -> None:
-        for name in ("block", "streams", "encode_windows", "scan_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        check_bounds(self, ("block", "streams", "encode_windows", "scan_steps"), 1)
+        check_bounds(self, ("warmup",), 0)
 
 
 class SileroVad:

@@ -155,12 +155,15 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parse_mlxwx(system: str) -> tuple[int, int, str | None]:
-    """mlxwx-b16-beam5 -> (16, 5, None); mlxwx-b16-greedy -> (16, 1, None);
-    mlxwx-b16-beam5-silero -> (16, 5, "silero") (that VAD first, as `mlxwx run` does)."""
-    _, b, decoder, *vad = system.split("-")
+def parse_mlxwx(system: str) -> tuple[int, int, str | None, bool]:
+    """mlxwx-b16-beam5 -> (16, 5, None, False); mlxwx-b16-greedy -> (16, 1, None, False);
+    mlxwx-b16-beam5-silero -> (16, 5, "silero", False) (that VAD first, as `mlxwx run` does);
+    a final "-mlxops" (True) runs with MLX's own exp/erf ops instead of `mlxwx.ops`' CPU ones."""
+    _, b, decoder, *rest = system.split("-")
+    mlx_ops = rest[-1:] == ["mlxops"]
+    vad = rest[:-1] if mlx_ops else rest
     beam = 1 if decoder == "greedy" else int(decoder.removeprefix("beam"))
-    return int(b[1:]), beam, vad[0] if vad else None
+    return int(b[1:]), beam, vad[0] if vad else None, mlx_ops
 
 
 def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
@@ -171,7 +174,9 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
     from mlxwx.vad.methods import load_vad, transcribe_options
     from mlxwx.vad.regions import VadOptions
 
-    batch, beam, method = parse_mlxwx(system)
+    batch, beam, method, mlx_ops = parse_mlxwx(system)
+    if mlx_ops:
+        mlxwx.ops.set_fast_cpu_math(False)
     start = time.perf_counter()
     wm = mlxwx.load_model("base", dtype=mx.float32)
     vad = load_vad(method) if method else None

@@ -18,6 +18,7 @@ from .beam import BeamSearch, _rank
 from .load import WhisperModel
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
 from .models.whisper import KVCache, TextDecoder
+from .ops import logsumexp
 from .step import decoder_step
 
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
@@ -149,9 +150,8 @@ def decode_features(
         for lang, ctx in zip(languages, contexts or [[]] * batch, strict=True)
     ]
     repeat = options.beam_size if options.temperature == 0 else options.best_of
-    rows = mx.repeat(audio, repeat, axis=0) if repeat > 1 else audio
     prompts = [p for p in prompts for _ in range(repeat)]
-    decoded = _decode_rows(wm, rows, prompts, sot_len, options, batch)
+    decoded = _decode_rows(wm, audio, prompts, sot_len, options, batch)
     return [_result(wm, *d, lang, options) for d, lang in zip(decoded, languages, strict=True)]
 
 
@@ -188,7 +188,10 @@ def _decode_rows(
     options: DecodingOptions,
     batch: int,
 ) -> list[tuple[list[int], float, int, float]]:
-    """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows."""
+    """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows.
+
+    audio: one encoded window per `batch` entry; its rows (beams, samples) share its
+    cross-attention keys and values."""
     model, tok = wm.model, wm.tokenizer
     prompt, pad = left_pad(prompts, tok.eot)
     n_rows, width = prompt.shape
@@ -280,7 +283,7 @@ def _loop(
     pending: mx.array | None = None
     for step in range(max_steps(wm, width, options)):
         logits = filters(logits, step, state)
-        norm = mx.logsumexp(logits, axis=-1)  # the only pass over the vocabulary with exp
+        norm = logsumexp(logits, axis=-1)  # the only pass over the vocabulary with exp
         if beam is not None:
             token, src, logprob = beam.step(logits, norm, state.sum_logprob)
             state.take(src)
@@ -303,7 +306,8 @@ def _loop(
                 state.take(keep)
                 for c in cache:
                     c.keep(keep)
-                cross_kv = [(k[keep], v[keep]) for k, v in cross_kv]
+                window = keep // (token.shape[0] // cross_kv[0][0].shape[0])  # row -> window
+                cross_kv = [(k[window], v[window]) for k, v in cross_kv]
                 pad, token = pad[keep], token[keep]
         if compiled:
             logits = decoder_step(model.decoder, token, width + step, pad, cache, cross_kv)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 import numpy as np
 
+from .ops import logsumexp
+
 if TYPE_CHECKING:
     from .decoding import DecodingOptions
     from .load import WhisperModel
@@ -70,7 +72,7 @@ class LogitFilters:
         text = mx.where(after_lone[:, None], -mx.inf, text)
         # When all timestamps together outweigh the likeliest other token, emit a timestamp
         # (compared in logits: the log-softmax normaliser is the same on both sides).
-        ts_mass = mx.logsumexp(stamps, axis=-1)
+        ts_mass = logsumexp(stamps, axis=-1)
         other_best = mx.maximum(mx.max(text, axis=-1), mx.max(special, axis=-1))
         force = (ts_mass > other_best)[:, None]
         text, special = mx.where(force, -mx.inf, text), mx.where(force, -mx.inf, special)

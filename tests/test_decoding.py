@@ -125,3 +125,32 @@ def test_options_reject_bad_values():
         DecodingOptions(task="summarize")
     with pytest.raises(ValueError, match="temperature"):
         DecodingOptions(temperature=-1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [DecodingOptions(beam_size=5), DecodingOptions(temperature=0.6, best_of=3)],
+    ids=["beam5", "sampling-best-of-3"],
+)
+def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
+    """A window's beams (or samples) attend its keys as one grouped query; the tokens are those
+    of giving every row its own copy of the keys. Two windows, speech and silence, so that
+    sampled rows end at different steps and the batch drops ended rows (row -> window map)."""
+    from mlxwx.audio import load_audio
+    from mlxwx.decoding import _decode_rows, encode
+    from mlxwx.engine import window_mel
+
+    speech = load_audio(jfk_path)
+    mels = [window_mel(speech, 0, speech.shape[0], 80), window_mel(mx.zeros(16000), 0, 16000, 80)]
+    audio = encode(wm, mx.stack(mels))
+    tok, repeat = wm.tokenizer, max(options.beam_size, options.best_of)
+    prompt = tok.sot_sequence("en", "transcribe", True)
+    prompts = [prompt] * (2 * repeat)
+    runs = []
+    for keys in (audio, mx.repeat(audio, repeat, axis=0)):
+        mx.random.seed(7)
+        runs.append(_decode_rows(wm, keys, prompts, len(prompt), options, 2))
+    (shared_tokens, *_), (own_tokens, *_) = runs[0][0], runs[1][0]
+    assert shared_tokens == own_tokens and len(shared_tokens) > 10
+    assert [r[0] for r in runs[0]] == [r[0] for r in runs[1]]
+    assert [r[1] for r in runs[0]] == pytest.approx([r[1] for r in runs[1]], abs=1e-3)

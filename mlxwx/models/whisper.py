@@ -16,6 +16,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..ops import attention, gelu
+
 
 @dataclass(frozen=True)
 class ModelDimensions:
@@ -67,6 +69,23 @@ def merge_heads(x: mx.array) -> mx.array:
     return x.transpose(0, 2, 1, 3).reshape(b, t, h * dh)
 
 
+def group_rows(q: mx.array, groups: int) -> mx.array:
+    """(W*G, H, T, Dh) -> (W, H, G*T, Dh): a window's G rows as one longer query."""
+    r, h, t, dh = q.shape
+    return (
+        q.reshape(r // groups, groups, h, t, dh)
+        .transpose(0, 2, 1, 3, 4)
+        .reshape(-1, h, groups * t, dh)
+    )
+
+
+def ungroup_rows(o: mx.array, groups: int) -> mx.array:
+    """Inverse of `group_rows`."""
+    w, h, gt, dh = o.shape
+    t = gt // groups
+    return o.reshape(w, h, groups, t, dh).transpose(0, 2, 1, 3, 4).reshape(w * groups, h, t, dh)
+
+
 class KVCache:
     """Self-attention keys/values of one decoder layer, preallocated to `max_len` positions.
 
@@ -110,9 +129,15 @@ class MultiHeadAttention(nn.Module):
         return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
 
     def attend(self, x: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
+        """Attention of `x` (R, T, D) over head-split k, v (W, H, S, Dh). W may divide R: rows
+        are then window-major groups of R/W (beams, samples) sharing one window's keys."""
         q = split_heads(self.query(x), self.n_head)
         scale = q.shape[-1] ** -0.5
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+        groups = q.shape[0] // k.shape[0]
+        if groups > 1:
+            o = ungroup_rows(attention(group_rows(q, groups), k, v, scale, mask), groups)
+        else:
+            o = attention(q, k, v, scale, mask)
         return self.out(merge_heads(o))
 
     def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
@@ -133,7 +158,7 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp_ln = nn.LayerNorm(n_state)
 
     def mlp(self, x: mx.array) -> mx.array:
-        return x + self.mlp2(nn.gelu(self.mlp1(self.mlp_ln(x))))
+        return x + self.mlp2(gelu(self.mlp1(self.mlp_ln(x))))
 
     def __call__(self, x: mx.array) -> mx.array:
         """Encoder block: full self-attention, no cache."""
@@ -193,8 +218,8 @@ class AudioEncoder(nn.Module):
 
     def __call__(self, mel: mx.array) -> mx.array:
         """mel: (B, 2*n_audio_ctx, n_mels) log-mel -> (B, n_audio_ctx, n_audio_state)."""
-        x = nn.gelu(self.conv1(mel))
-        x = nn.gelu(self.conv2(x))
+        x = gelu(self.conv1(mel))
+        x = gelu(self.conv2(x))
         pos = self._positional_embedding
         if x.shape[1] != pos.shape[0]:
             raise ValueError(f"encoder expects {2 * pos.shape[0]} mel frames, got {mel.shape[1]}")

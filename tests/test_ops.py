@@ -117,3 +117,17 @@ def test_logsumexp_matches_float64_with_suppressed_entries():
     want = m + np.log(np.exp(x - m[:, None]).sum(-1))
     # 2.7e-5 measured: the many terms 20-30 below the maximum carry exp's larger relative error
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_no_compiler_means_mlx_ops_and_one_warning(monkeypatch, caplog):
+    """Without g++, MLX's compile leaves every operation its own pass: mlxwx keeps MLX's ops
+    and says once how to get the fast ones."""
+    monkeypatch.setattr(ops.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(ops.shutil, "which", lambda name: None)
+    ops._platform_supports.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="mlxwx.ops"):
+            assert not ops.fast_cpu_math() and not ops.fast_cpu_math()
+        assert [r.message.count("install g++") for r in caplog.records] == [1]
+    finally:
+        ops._platform_supports.cache_clear()

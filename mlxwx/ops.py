@@ -135,22 +135,20 @@ def _attention_cpu(
     group = max(1, rows // tq)  # batch rows per block
     outs = []
     for b0 in range(0, b, group):
-        b1 = min(b, b0 + group)
-        for q0 in range(0, tq, rows):
-            q1 = min(tq, q0 + rows)
-            block_mask = None if mask is None else mask[b0:b1, :, q0:q1]
-            outs.append(_block_attention(q[b0:b1, :, q0:q1], k[b0:b1], v[b0:b1], scale, block_mask))
-    out = outs[0] if len(outs) == 1 else _join(outs, b, tq, rows)
+        rows_of = slice(b0, b0 + group)
+        chunks = [
+            _block_attention(
+                q[rows_of, :, q0 : q0 + rows],
+                k[rows_of],
+                v[rows_of],
+                scale,
+                None if mask is None else mask[rows_of, :, q0 : q0 + rows],
+            )
+            for q0 in range(0, tq, rows)
+        ]
+        outs.append(chunks[0] if len(chunks) == 1 else mx.concatenate(chunks, axis=2))
+    out = outs[0] if len(outs) == 1 else mx.concatenate(outs, axis=0)
     return out.astype(dtype)
-
-
-def _join(outs: list[mx.array], b: int, tq: int, rows: int) -> mx.array:
-    if rows >= tq:  # blocks of whole batch rows
-        return mx.concatenate(outs, axis=0)
-    per_row = -(-tq // rows)
-    return mx.concatenate(
-        [mx.concatenate(outs[i : i + per_row], axis=2) for i in range(0, b * per_row, per_row)]
-    )
 
 
 def attention(

@@ -28,12 +28,17 @@ class BeamStep:
 
 
 class BeamSearch:
+    """The search state of B windows x K beams. Windows whose candidates are complete can leave
+    the batch (`compact`), so the steps after that cost only what the live windows need."""
+
     def __init__(self, batch: int, beam_size: int, patience: float, eot: int):
         self.b, self.k, self.eot = batch, beam_size, eot
         self.max_finished = round(beam_size * patience)
         self.n_finished = mx.zeros((batch,), mx.int32)
         self.history = mx.zeros((batch * beam_size, 0), mx.int32)
         self.steps: list[BeamStep] = []
+        self.windows = np.arange(batch)  # the original window of each live window
+        self.found: list[list[tuple[list[int], float]]] = [[] for _ in range(batch)]
 
     def initial_scores(self) -> mx.array:
         """(B*K,) start scores: only beam 0 is live, so step one does not pick K copies."""
@@ -79,12 +84,40 @@ class BeamSearch:
     def done(self) -> mx.array:
         return mx.all(self.n_finished >= self.max_finished)
 
+    def compact(self, sum_logprob: mx.array) -> mx.array | None:
+        """Drop the windows whose candidates are complete (reads the device): the batch rows to
+        keep, or None when every window or none has ended."""
+        ended = np.array(self.n_finished) >= self.max_finished
+        if ended.all() or not ended.any():
+            return None
+        self._close(np.flatnonzero(ended), sum_logprob)
+        live = np.flatnonzero(~ended)
+        rows = mx.array((live[:, None] * self.k + np.arange(self.k)).reshape(-1))
+        self.windows, self.b = self.windows[live], len(live)
+        self.n_finished, self.history = self.n_finished[mx.array(live)], self.history[rows]
+        return rows
+
     def finalize(
         self, sum_logprob: mx.array, length_penalty: float | None
     ) -> list[tuple[list[int], float, int]]:
         """Best (tokens without eot, sum logprob, length incl. eot) per window."""
-        live_tokens, live_scores = np.array(self.history), np.array(sum_logprob)
-        candidates: list[list[tuple[list[int], float]]] = [[] for _ in range(self.b)]
+        self._close(np.arange(self.b), sum_logprob)
+        best = [max(f, key=lambda c: _rank(c[1], len(c[0]), length_penalty)) for f in self.found]
+        return [(tokens, score, len(tokens) + 1) for tokens, score in best]
+
+    def _close(self, live: np.ndarray, sum_logprob: mx.array) -> None:
+        """Collect the ended candidates recorded so far, then close windows `live` (indices among
+        the live ones): where fewer than K candidates ended, its live beams compete too."""
+        self._collect()
+        history, scores = np.array(self.history), np.array(sum_logprob)
+        for i in live.tolist():
+            found = self.found[self.windows[i]]
+            if len(found) < self.k:
+                rows = range(i * self.k, (i + 1) * self.k)
+                found.extend((history[r].tolist(), float(scores[r])) for r in rows)
+
+    def _collect(self) -> None:
+        """Move the ended candidates of the recorded steps to the host, per original window."""
         for s in self.steps:
             finished = np.array(s.finished)
             if not finished.any():  # most steps: nothing ended, nothing to copy from the device
@@ -92,15 +125,9 @@ class BeamSearch:
             beams, scores, history = np.array(s.beam), np.array(s.score), np.array(s.history)
             for row, col in zip(*np.nonzero(finished), strict=True):
                 src = int(beams[row, col]) + row * self.k
-                candidates[row].append((history[src].tolist(), float(scores[row, col])))
-        best = []
-        for row in range(self.b):
-            found = candidates[row]
-            if len(found) < self.k:  # not enough ended: the live beams compete too
-                rows = range(row * self.k, (row + 1) * self.k)
-                found = found + [(live_tokens[r].tolist(), float(live_scores[r])) for r in rows]
-            best.append(max(found, key=lambda c: _rank(c[1], len(c[0]), length_penalty)))
-        return [(tokens, score, len(tokens) + 1) for tokens, score in best]
+                candidate = (history[src].tolist(), float(scores[row, col]))
+                self.found[self.windows[row]].append(candidate)
+        self.steps = []
 
 
 def _rank(score: float, length: int, length_penalty: float | None) -> float:

@@ -288,7 +288,7 @@ def _loop(
             token, src, logprob = beam.step(logits, norm, state.sum_logprob)
             state.take(src)
             for c in cache:
-                c.take(src, width + step)
+                c.take(src)
         else:
             token = mx.where(state.finished, tok.eot, select(logits, options.temperature))
             logprob = mx.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - norm
@@ -300,19 +300,26 @@ def _loop(
         if pending is not None and pending.item():  # read the previous step while this one runs
             break
         pending = done
-        if rows is not None and step % COMPACT_EVERY == COMPACT_EVERY - 1:
-            keep = rows.live(state)
+        if step % COMPACT_EVERY == COMPACT_EVERY - 1:
+            keep = beam.compact(state.sum_logprob) if beam is not None else _live(rows, state)
             if keep is not None:
                 state.take(keep)
                 for c in cache:
-                    c.keep(keep)
-                window = keep // (token.shape[0] // cross_kv[0][0].shape[0])  # row -> window
+                    c.take(keep)
+                # beams leave by whole windows and stay grouped; sampled rows each get their own
+                per_window = beam.k if beam is not None else 1
+                window = keep[::per_window] // (token.shape[0] // cross_kv[0][0].shape[0])
                 cross_kv = [(k[window], v[window]) for k, v in cross_kv]
                 pad, token = pad[keep], token[keep]
         if compiled:
             logits = decoder_step(model.decoder, token, width + step, pad, cache, cross_kv)
         else:
             logits = _eager_step(model.decoder, token, (width, step), pad, cache, cross_kv, padded)
+
+
+def _live(rows: _Rows | None, state: DecodeState) -> mx.array | None:
+    assert rows is not None  # greedy or sampled: rows are tracked
+    return rows.live(state)
 
 
 def _eager_step(

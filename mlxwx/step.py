@@ -48,7 +48,9 @@ def decoder_step(
     cross_kv: list[tuple[mx.array, mx.array]],
 ) -> mx.array:
     """Compiled step for `token` (B,) at cache slot `offset`: float32 logits (B, n_vocab). The
-    caches' keys/values are replaced by the step's outputs, so `KVCache.take`/`keep` see them."""
+    caches' keys/values are replaced by the step's outputs, so `KVCache.take` sees them."""
+    for c in cache:
+        c.reserve(c.max_len)  # the trace's shapes: every slot
     kv = [(c.keys, c.values) for c in cache]
     step = compiled_step(decoder)
     logits, new_kv = step(token[:, None], mx.array(offset, mx.int32), pad, kv, cross_kv)

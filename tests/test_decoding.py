@@ -154,3 +154,49 @@ def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
     assert shared_tokens == own_tokens and len(shared_tokens) > 10
     assert [r[0] for r in runs[0]] == [r[0] for r in runs[1]]
     assert [r[1] for r in runs[0]] == pytest.approx([r[1] for r in runs[1]], abs=1e-3)
+
+
+def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk_path, monkeypatch):
+    """Beam search drops the rows of windows whose candidates are complete (silence ends at
+    once, speech much later). Each window's tokens and score are those of decoding it alone."""
+    from mlxwx import beam
+    from mlxwx.audio import load_audio
+    from mlxwx.decoding import decode_features, encode
+    from mlxwx.engine import window_mel
+    from mlxwx.models.whisper import MultiHeadAttention
+
+    speech = load_audio(jfk_path)
+    mels = [
+        window_mel(speech, 0, speech.shape[0], 80),
+        window_mel(mx.zeros(16000), 0, 16000, 80),
+        window_mel(speech, 0, 3 * 16000, 80),
+    ]
+    audio = encode(wm, mx.stack(mels))
+    kept: list[int] = []
+    compact = beam.BeamSearch.compact
+
+    def counted(self, sum_logprob):
+        rows = compact(self, sum_logprob)
+        kept.append(-1 if rows is None else rows.shape[0])
+        return rows
+
+    cross_calls: set[tuple[int, int]] = set()
+    attend = MultiHeadAttention.attend
+
+    def seen(self, x, k, v, mask):
+        if k.shape[2] == audio.shape[1]:  # cross-attention: (rows, windows) of the call
+            cross_calls.add((x.shape[0], k.shape[0]))
+        return attend(self, x, k, v, mask)
+
+    monkeypatch.setattr(beam.BeamSearch, "compact", counted)
+    monkeypatch.setattr(MultiHeadAttention, "attend", seen)
+    options = DecodingOptions(beam_size=5)
+    together = decode_features(wm, audio, options)
+    assert any(0 < n < 15 for n in kept), kept  # some window's rows left the batch
+    assert {rows // windows for rows, windows in cross_calls} == {5}, cross_calls  # still grouped
+    assert len(cross_calls) > 1
+    alone = [decode_features(wm, audio[i : i + 1], options)[0] for i in range(3)]
+    assert [r.tokens for r in together] == [r.tokens for r in alone]
+    assert len(together[0].tokens) > 20
+    got, want = [r.avg_logprob for r in together], [r.avg_logprob for r in alone]
+    assert got == pytest.approx(want, abs=1e-4)

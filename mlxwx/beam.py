@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
+from .ops import top_k_columns
+
 
 @dataclass
 class BeamStep:
@@ -55,7 +57,7 @@ class BeamSearch:
         the vocabulary is cut to those per row before the beams compete."""
         b, k = self.b, self.k
         n = 2 * k
-        top = mx.argpartition(-logits, kth=n - 1, axis=-1)[:, :n]  # (B*K, 2K)
+        top = top_k_columns(logits, n)  # (B*K, 2K)
         logprobs = mx.take_along_axis(logits, top, axis=-1) - norm[:, None]
         scores = (sum_logprob[:, None] + logprobs).reshape(b, k * n)
         order = mx.argsort(-scores, axis=-1)[:, :n]

@@ -57,26 +57,33 @@ class LogitFilters:
         return self.timestamp_rules(logits, state)
 
     def timestamp_rules(self, logits: mx.array, state: DecodeState) -> mx.array:
-        """Whisper's timestamp rules. Text columns only take a per-row ban, so the vocabulary-wide
-        work is two cheap passes; the rules proper run on the 1501 timestamp columns."""
+        """Whisper's timestamp rules. Every rule bans a range of columns per row, so the rules
+        proper run on (rows,) arrays and the 1501 timestamp columns, and the vocabulary-wide work
+        is three passes: the static mask, the best text logit, and one fused ban."""
         eot, ts = self.eot, self.ts_begin
-        text, special, stamps = logits[:, :eot], logits[:, eot:ts], logits[:, ts:]
+        x = logits + self.static
         last_ts = state.last >= ts
         pen_ts = (state.penult >= ts) | (state.penult < 0)
         after_pair, after_lone = last_ts & pen_ts, last_ts & ~pen_ts
         # Timestamps come in pairs: after a pair, text (or the end); after a lone one, another.
         # Timestamps never go back; after a lone timestamp the next may repeat it (empty segment).
-        floor = state.max_ts + mx.where(after_lone, 0, 1)
-        going_back = (self.ids[None, ts:] < floor[:, None]) & (state.max_ts >= 0)[:, None]
-        stamps = mx.where(after_pair[:, None] | going_back, -mx.inf, stamps)
-        text = mx.where(after_lone[:, None], -mx.inf, text)
+        floor = mx.where(state.max_ts >= 0, state.max_ts + mx.where(after_lone, 0, 1), ts)
+        stamps_end = mx.where(after_pair, x.shape[-1], floor)  # stamps before it are banned
+        stamps = mx.where(self.ids[ts:] < stamps_end[:, None], -mx.inf, x[:, ts:])
         # When all timestamps together outweigh the likeliest other token, emit a timestamp
-        # (compared in logits: the log-softmax normaliser is the same on both sides).
+        # (compared in logits: the log-softmax normaliser is the same on both sides). Of the
+        # special columns only <|endoftext|> is open (`static`).
         ts_mass = logsumexp(stamps, axis=-1)
-        other_best = mx.maximum(mx.max(text, axis=-1), mx.max(special, axis=-1))
-        force = (ts_mass > other_best)[:, None]
-        text, special = mx.where(force, -mx.inf, text), mx.where(force, -mx.inf, special)
-        return mx.concatenate([text, special, stamps], axis=-1)
+        text_best = mx.where(after_lone, -mx.inf, mx.max(x[:, :eot], axis=-1))
+        force = ts_mass > mx.maximum(text_best, x[:, eot])
+        text_end = mx.where(force, ts, mx.where(after_lone, eot, 0))  # columns before it banned
+        return _ban(x, self.ids, ts, text_end[:, None], stamps_end[:, None])
+
+
+@mx.compile
+def _ban(x: mx.array, ids: mx.array, ts: int, text_end: mx.array, stamps_end: mx.array) -> mx.array:
+    """-inf at columns [0, text_end) and [ts, stamps_end) of each row, in one fused pass."""
+    return mx.where((ids < text_end) | ((ids >= ts) & (ids < stamps_end)), -mx.inf, x)
 
 
 @dataclass

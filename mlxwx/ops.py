@@ -170,6 +170,39 @@ def logsumexp(x: mx.array, axis: int = -1) -> mx.array:
     return (m + mx.log(total)).squeeze(axis).astype(x.dtype)
 
 
+def top_k_columns(x: mx.array, k: int) -> mx.array:
+    """Column indices (rows, k), unordered, of the k largest entries of each row of `x`.
+
+    A full-row partition over Whisper's vocabulary costs 36 ms at 80 rows on our CPU. The k
+    largest entries lie in the k blocks (of `_column_block` columns) with the largest maxima:
+    each lies in a block whose maximum is at least the k-th largest value, and at most k blocks
+    reach it. So one max pass and two small partitions find them (4 ms). Ties may resolve to
+    other columns than a full partition picks."""
+    rows, cols = x.shape
+    block = _column_block(cols, k)
+    if block == 0:
+        return mx.argpartition(-x, kth=k - 1, axis=-1)[:, :k]
+    main = cols - cols % block  # the last columns that fill no block are candidates as they are
+    maxima = mx.max(x[:, :main].reshape(rows, -1, block), axis=-1)
+    best = mx.argpartition(-maxima, kth=k - 1, axis=-1)[:, :k]
+    candidates = (best[:, :, None] * block + mx.arange(block)).reshape(rows, -1)
+    if main < cols:
+        tail = mx.broadcast_to(mx.arange(main, cols), (rows, cols - main))
+        candidates = mx.concatenate([candidates, tail], axis=-1)
+    values = mx.take_along_axis(x, candidates, axis=-1)
+    pick = mx.argpartition(-values, kth=k - 1, axis=-1)[:, :k]
+    return mx.take_along_axis(candidates, pick, axis=-1)
+
+
+@functools.cache
+def _column_block(cols: int, k: int) -> int:
+    """Block width for `top_k_columns`: a divisor of `cols` in [16, 64] if there is one, else 32;
+    0 (a plain partition) when the blocks would not cut the work."""
+    if cols < 64 * k:
+        return 0
+    return next((b for b in range(64, 15, -1) if cols % b == 0), 32)
+
+
 def _erf_arg(x: mx.array) -> mx.array:
     return mx.clip(x * (1 / math.sqrt(2)), -4.0, 4.0)
 

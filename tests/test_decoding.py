@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -73,6 +75,57 @@ def test_timestamp_mass_beats_best_text_token(wm):
     state = state_after([[ts + 10, word], [ts + 10, word]], ts, tok.eot)
     ok = allowed(f.timestamp_rules(mx.array(logits), state))
     assert word not in ok[0] and word in ok[1]
+
+
+def reference_rules(logits: np.ndarray, seq: list[int], ts: int, eot: int) -> np.ndarray:
+    """openai-whisper's ApplyTimestampRules for one row, in float64 (logits already masked)."""
+    out = logits.astype(np.float64)
+    last = len(seq) >= 1 and seq[-1] >= ts
+    penult = len(seq) < 2 or seq[-2] >= ts
+    if last:
+        out[ts:] = -np.inf if penult else out[ts:]
+        out[:eot] = out[:eot] if penult else -np.inf
+    stamps = [t for t in seq if t >= ts]
+    if stamps:
+        out[ts : stamps[-1] + (0 if last and not penult else 1)] = -np.inf
+    finite = out[ts:][np.isfinite(out[ts:])]
+    mass = np.log(np.exp(finite - finite.max()).sum()) + finite.max() if finite.size else -np.inf
+    if mass > out[:ts].max():
+        out[:ts] = -np.inf
+    return out
+
+
+def test_timestamp_rules_match_openai_whisper_on_random_rows(wm):
+    """Random histories (text, lone and paired timestamps, eot) and logits whose timestamp mass
+    sometimes wins and sometimes loses: the banned columns are openai-whisper's, row by row."""
+    tok, vocab = wm.tokenizer, wm.dims.n_vocab
+    ts, eot = tok.timestamp_begin, tok.eot
+    f = LogitFilters(wm, DecodingOptions())
+    rng = np.random.default_rng(0)
+    seqs = []
+    for _ in range(64):
+        seq, t = [], ts + int(rng.integers(0, 50))
+        for _ in range(int(rng.integers(1, 9))):
+            if rng.random() < 0.5:
+                t += int(rng.integers(0, 40))
+                seq.append(t)
+            else:
+                seq.append(int(rng.integers(0, eot)))
+        seqs.append(seq)
+    rows = [state_after([s], ts, eot) for s in seqs]
+    state = DecodeState(
+        *(mx.concatenate([getattr(r, f.name) for r in rows]) for f in fields(DecodeState))
+    )
+    logits = rng.normal(0, 2, (len(seqs), vocab)).astype(np.float32)
+    logits[:, ts:] += rng.uniform(-12, 2, (len(seqs), 1)).astype(np.float32)
+    got = np.array(f.timestamp_rules(mx.array(logits), state))
+    masked = np.array(mx.array(logits) + f.static)
+    forced = 0
+    for row, seq in enumerate(seqs):
+        want = reference_rules(masked[row], seq, ts, eot)
+        assert (np.isfinite(got[row]) == np.isfinite(want)).all(), (row, seq)
+        forced += bool(np.isinf(want[:ts]).all())
+    assert 5 < forced < 59  # both outcomes of the mass rule are exercised
 
 
 def test_suppressed_tokens_never_allowed(wm):

@@ -131,3 +131,19 @@ def test_no_compiler_means_mlx_ops_and_one_warning(monkeypatch, caplog):
         assert [r.message.count("install g++") for r in caplog.records] == [1]
     finally:
         ops._platform_supports.cache_clear()
+
+
+@pytest.mark.parametrize("cols", [51865, 51864, 51866, 300])
+def test_top_k_columns_are_the_k_largest(cols):
+    """Whisper's vocabularies (a block width divides 51865 and 51864, not 51866: its last
+    columns are candidates as they are) and a row too short for blocks; distinct columns even
+    where a row has fewer finite entries than k."""
+    rng = np.random.default_rng(cols)
+    x = rng.normal(size=(6, cols)).astype(np.float32)
+    x[1, : cols - 2] = -np.inf  # 2 finite entries, both at the very end
+    x[2, :-1] = -np.inf
+    x[3, -5:] += 10.0  # the largest in the columns that fill no block
+    got = np.array(ops.top_k_columns(mx.array(x), 10))
+    for row, cols_got in zip(x, got, strict=True):
+        assert len(set(cols_got.tolist())) == 10 and cols_got.max() < cols
+        assert np.sort(row[cols_got]).tolist() == np.sort(row)[-10:].tolist()

@@ -7,6 +7,7 @@ timestamp-vs-text probability rule).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,7 @@ class LogitFilters:
         return _ban(x, self.ids, ts, text_end[:, None], stamps_end[:, None])
 
 
-@mx.compile
+@functools.partial(mx.compile, shapeless=True)  # one trace for any number of rows
 def _ban(x: mx.array, ids: mx.array, ts: int, text_end: mx.array, stamps_end: mx.array) -> mx.array:
     """-inf at columns [0, text_end) and [ts, stamps_end) of each row, in one fused pass."""
     return mx.where((ids < text_end) | ((ids >= ts) & (ids < stamps_end)), -mx.inf, x)

@@ -10,11 +10,15 @@ from the per-step records (`BeamStep`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import numpy as np
 
 from .ops import top_k_columns
+
+if TYPE_CHECKING:
+    from .logits import DecodeState
 
 
 @dataclass
@@ -86,13 +90,13 @@ class BeamSearch:
     def done(self) -> mx.array:
         return mx.all(self.n_finished >= self.max_finished)
 
-    def compact(self, sum_logprob: mx.array) -> mx.array | None:
+    def compact(self, state: DecodeState) -> mx.array | None:
         """Drop the windows whose candidates are complete (reads the device): the batch rows to
         keep, or None when every window or none has ended."""
         ended = np.array(self.n_finished) >= self.max_finished
         if ended.all() or not ended.any():
             return None
-        self._close(np.flatnonzero(ended), sum_logprob)
+        self._close(np.flatnonzero(ended), state.sum_logprob)
         live = np.flatnonzero(~ended)
         rows = mx.array((live[:, None] * self.k + np.arange(self.k)).reshape(-1))
         self.windows, self.b = self.windows[live], len(live)

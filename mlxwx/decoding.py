@@ -202,26 +202,27 @@ def _decode_rows(
     mask = attention_mask(pad, 0, width) if padded else None
     logits = model.decoder(prompt, cross_kv, cache, 0, positions, mask).astype(mx.float32)
     no_speech = mx.softmax(logits[:, width - sot_len], axis=-1)[:, tok.no_speech]
-    beam = None
-    if options.temperature == 0 and options.beam_size > 1:
-        beam = BeamSearch(batch, options.beam_size, options.patience, tok.eot)
     state = DecodeState.start(n_rows)
-    if beam is not None:
-        state.sum_logprob = beam.initial_scores()
-    rows = None if beam is not None else _Rows.new(n_rows, max_steps(wm, width, options), tok.eot)
-    _loop(wm, logits[:, -1], (cross_kv, cache, pad), (width, padded), state, beam, rows, options)
+    search: BeamSearch | _Rows
+    if options.temperature == 0 and options.beam_size > 1:
+        search = BeamSearch(batch, options.beam_size, options.patience, tok.eot)
+        state.sum_logprob = search.initial_scores()
+    else:
+        search = _Rows.new(n_rows, max_steps(wm, width, options), tok.eot)
+    _loop(wm, logits[:, -1], (cross_kv, cache, pad), (width, padded), state, search, options)
     repeat = n_rows // batch
     no_speech_np = np.array(no_speech)[::repeat].tolist()
-    if beam is not None:
+    if isinstance(search, BeamSearch):
         return [
             (*b, ns)
             for b, ns in zip(
-                beam.finalize(state.sum_logprob, options.length_penalty), no_speech_np, strict=True
+                search.finalize(state.sum_logprob, options.length_penalty),
+                no_speech_np,
+                strict=True,
             )
         ]
-    assert rows is not None
-    rows.flush(state)
-    return _pick_samples(rows, repeat, tok.eot, no_speech_np, options.length_penalty)
+    search.flush(state)
+    return _pick_samples(search, repeat, tok.eot, no_speech_np, options.length_penalty)
 
 
 @dataclass
@@ -254,7 +255,7 @@ class _Rows:
         self.sums[self.ids] = np.array(state.sum_logprob)
         self.lengths[self.ids] = np.array(state.length)
 
-    def live(self, state: DecodeState) -> mx.array | None:
+    def compact(self, state: DecodeState) -> mx.array | None:
         """Batch rows to keep, when at most half of them are still decoding (else None)."""
         live = np.flatnonzero(~np.array(state.finished))
         if len(live) == 0 or 2 * len(live) > len(self.ids):
@@ -270,11 +271,11 @@ def _loop(
     batch_state: tuple[list, list, mx.array],
     layout: tuple[int, bool],
     state: DecodeState,
-    beam: BeamSearch | None,
-    rows: _Rows | None,
+    search: BeamSearch | _Rows,
     options: DecodingOptions,
 ) -> None:
     """Run decode steps until every row (or every window's beams) has ended."""
+    beam = search if isinstance(search, BeamSearch) else None
     model, tok = wm.model, wm.tokenizer
     cross_kv, cache, pad = batch_state
     width, padded = layout
@@ -293,15 +294,15 @@ def _loop(
             token = mx.where(state.finished, tok.eot, select(logits, options.temperature))
             logprob = mx.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - norm
         state.advance(token, logprob, filters.ts_begin, tok.eot)
-        if rows is not None:
-            rows.steps.append(token)
+        if isinstance(search, _Rows):
+            search.steps.append(token)
         done = beam.done() if beam is not None else mx.all(state.finished)
         mx.async_eval(token, done, state.sum_logprob)
         if pending is not None and pending.item():  # read the previous step while this one runs
             break
         pending = done
         if step % COMPACT_EVERY == COMPACT_EVERY - 1:
-            keep = beam.compact(state.sum_logprob) if beam is not None else _live(rows, state)
+            keep = search.compact(state)
             if keep is not None:
                 state.take(keep)
                 for c in cache:
@@ -315,11 +316,6 @@ def _loop(
             logits = decoder_step(model.decoder, token, width + step, pad, cache, cross_kv)
         else:
             logits = _eager_step(model.decoder, token, (width, step), pad, cache, cross_kv, padded)
-
-
-def _live(rows: _Rows | None, state: DecodeState) -> mx.array | None:
-    assert rows is not None  # greedy or sampled: rows are tracked
-    return rows.live(state)
 
 
 def _eager_step(

@@ -228,8 +228,8 @@ def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk
     kept: list[int] = []
     compact = beam.BeamSearch.compact
 
-    def counted(self, sum_logprob):
-        rows = compact(self, sum_logprob)
+    def counted(self, state):
+        rows = compact(self, state)
         kept.append(-1 if rows is None else rows.shape[0])
         return rows
 

@@ -2,8 +2,8 @@
 
 Parameter names follow mlx-whisper (and so the mlx-community repos), so checkpoints move both ways.
 Decoding state lives outside the modules: cross-attention keys/values are computed once per window
-in the head-split layout (`TextDecoder.cross_kv`), and the self-attention cache is preallocated to
-the text context (448 tokens) as it fills and written by slice assignment (`KVCache`).
+in the head-split layout (`TextDecoder.cross_kv`), and the self-attention cache grows towards
+the text context (448 tokens) in 64-position steps and is written by slice assignment (`KVCache`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ RTF = audio seconds / wall seconds (x real time, higher is faster).
 
 Systems (all on the same `base` weights, float32 unless said, language fixed to "en", no
 conditioning on previous text, each tool's default temperature fallback unless said):
-- mlxwx-bB-beamK / mlxwx-bB-greedy: `mlxwx.engine.transcribe_arrays` with batch_size B.
+- mlxwx-bB-beamK / mlxwx-bB-greedy: `mlxwx.engine.transcribe_arrays` with batch_size B, in
+  mlxwx's default number of processes (`TranscribeOptions.workers`: two on this 2-core CPU);
+  "-w1" in one process. The peak RSS column is the main process; workers' peak (the largest
+  worker) is in the note.
 - mlx-whisper: `mlx_whisper.transcribe` on mlxwx's converted base folder (mlx-whisper's layout).
   Greedy only: its beam search raises NotImplementedError. fp16=False, and its parameters cast
   to float32 (its loader keeps the folder's float16 weights otherwise). It is given the waveform,
@@ -66,6 +69,7 @@ GAP_SECONDS = 0.5
 BEAM = 5
 DEFAULT_SYSTEMS = (
     "mlxwx-b1-beam5",
+    "mlxwx-b8-beam5-w1",
     "mlxwx-b8-beam5",
     "mlxwx-b16-beam5",
     "mlxwx-b16-greedy",
@@ -155,18 +159,23 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parse_mlxwx(system: str) -> tuple[int, int, str | None, bool]:
-    """mlxwx-b16-beam5 -> (16, 5, None, False); mlxwx-b16-greedy -> (16, 1, None, False);
-    mlxwx-b16-beam5-silero -> (16, 5, "silero", False) (that VAD first, as `mlxwx run` does);
-    a final "-mlxops" (True) runs with MLX's own exp/erf ops instead of `mlxwx.ops`' CPU ones."""
+def parse_mlxwx(system: str) -> tuple[int, int, str | None, bool, int | None]:
+    """mlxwx-b16-beam5 -> (16, 5, None, False, None); mlxwx-b16-greedy -> (16, 1, None, False,
+    None); mlxwx-b16-beam5-silero -> (16, 5, "silero", False, None) (that VAD first, as `mlxwx
+    run` does); "-wN" (N) decodes in N processes (default: mlxwx's, two on 2+ cores); a final
+    "-mlxops" (True) runs with MLX's own exp/erf ops instead of `mlxwx.ops`' CPU ones."""
     _, b, decoder, *rest = system.split("-")
     mlx_ops = rest[-1:] == ["mlxops"]
-    vad = rest[:-1] if mlx_ops else rest
+    rest = rest[:-1] if mlx_ops else rest
+    workers = [int(r[1:]) for r in rest if r[:1] == "w" and r[1:].isdigit()]
+    vad = [r for r in rest if not (r[:1] == "w" and r[1:].isdigit())]
     beam = 1 if decoder == "greedy" else int(decoder.removeprefix("beam"))
-    return int(b[1:]), beam, vad[0] if vad else None, mlx_ops
+    return int(b[1:]), beam, vad[0] if vad else None, mlx_ops, workers[0] if workers else None
 
 
 def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
+    import resource
+
     import mlx.core as mx
 
     from mlxwx.decoding import DecodingOptions
@@ -174,7 +183,7 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
     from mlxwx.vad.methods import load_vad, transcribe_options
     from mlxwx.vad.regions import VadOptions
 
-    batch, beam, method, mlx_ops = parse_mlxwx(system)
+    batch, beam, method, mlx_ops, workers = parse_mlxwx(system)
     if mlx_ops:
         mlxwx.ops.set_fast_cpu_math(False)
     start = time.perf_counter()
@@ -185,13 +194,17 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
         DecodingOptions(beam_size=beam, language="en"),
         batch_size=batch,
         vad_options=transcribe_options(method) if method else VadOptions(),
+        workers=workers,
     )
     x = mx.array(audio)
     mx.eval(x)
     mx.random.seed(SEED)  # fallback sampling: the same draws from run to run
     start = time.perf_counter()  # VAD included: it runs on the audio in memory
     (result,) = transcribe_arrays(wm, [x], options, vad=vad)
-    return {"load_s": loaded, "wall_s": time.perf_counter() - start, "text": result.text}
+    wall = time.perf_counter() - start
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    note = f"+ worker processes' peak RSS {worker_mb:.0f} MB" if worker_mb else "one process"
+    return {"load_s": loaded, "wall_s": wall, "text": result.text, "note": note}
 
 
 def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:

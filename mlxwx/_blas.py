@@ -78,3 +78,16 @@ def warn_if_slow() -> None:
             "import mlxwx before mlx.core (or set LD_PRELOAD to OpenBLAS) for "
             "fast matmuls on Linux CPUs"
         )
+
+
+def set_threads(n: int) -> int | None:
+    """Make OpenBLAS use `n` threads; returns the count before, or None where the loaded BLAS is
+    not OpenBLAS (nothing changed)."""
+    try:
+        lib = ctypes.CDLL(None)  # the global scope: the library preloaded above or by LD_PRELOAD
+        get, set_ = lib.openblas_get_num_threads, lib.openblas_set_num_threads
+    except (OSError, AttributeError):
+        return None
+    before = int(get())
+    set_(n)
+    return before

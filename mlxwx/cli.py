@@ -129,6 +129,12 @@ def run(
         float, typer.Option(help="Longest stretch of speech decoded as one window, seconds.")
     ] = 30.0,
     device: DeviceOption = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Processes decoding on the CPU (default: one per core, at most 2)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:
@@ -153,6 +159,7 @@ def run(
             initial_prompt=initial_prompt,
             hotwords=hotwords,
             vad_options=run_vad_options(vad, vad_onset, vad_offset, chunk_size),
+            workers=workers,
         )
         vad_model = None if vad == "none" else load_vad(vad)
         wm = load_model(model)

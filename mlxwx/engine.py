@@ -15,6 +15,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
+from . import workers
 from .audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from .decoding import (
     TIME_PRECISION,
@@ -60,6 +61,8 @@ class TranscribeOptions:
         vad_options: how a VAD's frame probabilities become chunks, when one is used; None:
             the VAD's transcription defaults (`mlxwx.vad.transcribe_options(vad.method)`), or
             `VadOptions()` for a VAD without a `method` name.
+        workers: processes decoding on the CPU, each with a share of the lanes
+            (`mlxwx.workers`); None: one per core, at most two. Ignored on a GPU.
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -72,10 +75,13 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     hotwords: str | None = None
     vad_options: VadOptions | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise ValueError(f"temperatures must be non-negative, got {self.temperatures}")
 
@@ -370,6 +376,21 @@ def _decode_lanes(
     languages: list[str | None],
     options: TranscribeOptions,
     progress: ProgressHook | None,
+) -> list[list[Segment]]:
+    """Decode every lane, in this process or shared with CPU workers; segments per input."""
+    n = workers.count(options.workers, wm, lanes)
+    if n == 1:
+        return decode_lanes_serial(wm, audios, lanes, languages, options, progress)
+    return workers.decode(decode_lanes_serial, wm, audios, lanes, languages, options, progress, n)
+
+
+def decode_lanes_serial(
+    wm: WhisperModel,
+    audios: list[mx.array],
+    lanes: list[Lane],
+    languages: list[str | None],
+    options: TranscribeOptions,
+    progress: ProgressHook | None = None,
 ) -> list[list[Segment]]:
     """Decode every lane window by window, the lanes' windows batched; segments per input."""
     out: list[list[Segment]] = [[] for _ in audios]

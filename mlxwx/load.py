@@ -78,7 +78,8 @@ def load_folder(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
     model.load_weights(list(weights.items()), strict=True)
     dtype = dtype or default_dtype()
     model.set_dtype(dtype, lambda x: mx.issubdtype(x, mx.floating))
-    mx.eval(model.parameters())
+    # the sinusoid table too: an array left lazy here belongs to this thread's stream
+    mx.eval(model.parameters(), model.encoder._positional_embedding)
     return model
 
 

@@ -16,7 +16,14 @@ import pytest
 
 import mlxwx  # noqa: F401  first of all: loads OpenBLAS before mlx.core (see mlxwx/_blas.py)
 
+# isort: split
+import mlx.core as mx
+
+from mlxwx.audio import load_audio
+from mlxwx.load import WhisperModel, load_model
+
 DATA = Path(__file__).parent / "data"
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
 def package_dir(module: str) -> Path:
@@ -69,6 +76,18 @@ def base_dir(base_ct2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from convert.ct2 import convert
 
     return convert(base_ct2_dir, tmp_path_factory.mktemp("mlx") / "base")
+
+
+@pytest.fixture(scope="session")
+def wm(tiny_en_dir: Path) -> WhisperModel:
+    """tiny.en, loaded in float32."""
+    return load_model(str(tiny_en_dir), dtype=mx.float32)
+
+
+@pytest.fixture(scope="session")
+def clips(jfk_path: Path) -> list[mx.array]:
+    """Real speech: jfk.flac, then the LibriVox utterances of pocketsphinx-testdata."""
+    return [load_audio(jfk_path)] + [load_audio(p) for p in sorted(LIBRIVOX.glob("*.wav"))]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -22,17 +22,11 @@ from mlxwx.decoding import (
     left_pad,
 )
 from mlxwx.engine import window_mel
-from mlxwx.load import load_model
 from mlxwx.models.whisper import TextDecoder
 from mlxwx.step import compiled_step
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 SHORT_CLIP = "sense_and_sensibility_01_austen_64kb-0880.wav"  # "he was not an ill disposed..."
-
-
-@pytest.fixture(scope="module")
-def wm(tiny_en_dir):
-    return load_model(str(tiny_en_dir), dtype=mx.float32)
 
 
 @pytest.fixture(scope="module")

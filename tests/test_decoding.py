@@ -10,13 +10,7 @@ import pytest
 
 from mlxwx.decoding import DecodingOptions, DecodingResult
 from mlxwx.engine import split_segments
-from mlxwx.load import load_model
 from mlxwx.logits import DecodeState, LogitFilters
-
-
-@pytest.fixture(scope="module")
-def wm(tiny_en_dir):
-    return load_model(str(tiny_en_dir), dtype=mx.float32)
 
 
 def state_after(tokens_per_row: list[list[int]], ts_begin: int, eot: int) -> DecodeState:

@@ -29,16 +29,6 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z' ]", " ", text.lower()).split()
 
 
-@pytest.fixture(scope="module")
-def wm(tiny_en_dir):
-    return load_model(str(tiny_en_dir), dtype=mx.float32)
-
-
-@pytest.fixture(scope="module")
-def clips(jfk_path):
-    return [load_audio(jfk_path)] + [load_audio(p) for p in sorted(LIBRIVOX.glob("*.wav"))]
-
-
 def test_lanes_cut_long_files_in_silence_and_cover_everything():
     rng = np.random.default_rng(0)
     speech = lambda s: rng.normal(0, 0.3, int(s * SAMPLE_RATE)).astype(np.float32)  # noqa: E731

@@ -98,17 +98,18 @@ def test_reader_matches_torch_state_dict(checkpoint: Path, ref: dict[str, np.nda
 
 @pytest.mark.parametrize("clip", RAW)
 def test_window_outputs_match(clip: str, vad: PyannoteVad, ref: dict[str, np.ndarray]) -> None:
-    """Raw outputs per window. Band-limited audio (sample.wav is telephone speech) leaves some
-    SincNet bands near-empty; instance norm then scales their rounding noise up to 300x, so
-    torch's own float32 output differs from its float64 output by up to ~1.6e-2 there. Where
-    that floor exceeds TOL we require being within half of it (measured: 0.12 of it)."""
+    """Raw outputs per window, against pyannote.audio's float64 outputs: ours (float32) must be
+    no further from them than TOL or than torch's own float32 outputs are. Band-limited audio
+    (sample.wav is telephone speech) leaves some SincNet bands near-empty; instance norm then
+    scales their rounding noise up to 300x, so float32 outputs differ from float64 by up to
+    ~1.6e-2 there, by an amount that depends on the CPU's BLAS kernels (on an AVX-512 EPYC:
+    torch 1.6e-2, ours 8.7e-3; ours and torch 1.5e-2 apart there, 0.2e-2 apart on a Xeon)."""
     audio = CLIPS[clip]()
     layout = vad.layout(audio.shape[0])
-    expected = ref[f"raw:{clip}"]
-    floor = np.abs(expected - ref[f"raw64:{clip}"]).max()
+    expected, exact = ref[f"raw:{clip}"], ref[f"raw64:{clip}"]
     got = np.array(vad.window_scores(mx.array(audio)))
     assert got.shape == expected.shape == (len(layout.window_starts), 293, 3)
-    assert np.abs(got - expected).max() <= max(TOL, 0.5 * floor)
+    assert np.abs(got - exact).max() <= max(TOL, np.abs(expected - exact).max())
 
 
 @pytest.mark.parametrize("clip", sorted(CLIPS))

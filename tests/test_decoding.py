@@ -247,3 +247,16 @@ def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk
     assert len(together[0].tokens) > 20
     got, want = [r.avg_logprob for r in together], [r.avg_logprob for r in alone]
     assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_cpu_encodes_window_by_window_as_one_batch(wm):
+    """On the CPU `encode` runs one window at a time: the same features, in order, as the
+    encoder given the whole batch."""
+    from mlxwx.decoding import encode
+
+    mel = mx.random.normal((3, 2 * wm.dims.n_audio_ctx, wm.dims.n_mels), key=mx.random.key(1))
+    assert mx.default_device() == mx.cpu
+    got = np.array(encode(wm, mel))
+    whole = np.array(wm.model.encoder(mel))
+    assert got.shape == whole.shape and not np.allclose(got[0], got[1], atol=1e-3)
+    np.testing.assert_allclose(got, whole, rtol=0, atol=1e-4)

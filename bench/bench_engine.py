@@ -7,17 +7,19 @@ between clips, until it lasts --minutes. It is built once and written once to a 
 float32 16 kHz wav that every system reads (soundfile, identical samples). Its reference text is
 the clips' texts in the same order.
 
-Each system runs in its own subprocess, one after another, so that its peak RSS (`os.wait4`'s
-ru_maxrss of that child alone) and CPU time are its own. The wall time is the transcription call
-only: model loading is timed apart (the "load s" column) and the audio is already in memory.
+Each system runs in its own subprocess, one after another, so that its peak RSS and CPU time
+(`os.wait4` of that child: its CPU time includes its own worker processes, its peak RSS is the
+largest of it and them, g++ runs of mx.compile included) are its own. The wall time is the
+transcription call only: model loading is timed apart (the "load s" column) and the audio is
+already in memory. With --repeat N every system runs once per round, N rounds, and its row is
+the run of median wall time (the machine's speed drifts between runs minutes apart).
 RTF = audio seconds / wall seconds (x real time, higher is faster).
 
 Systems (all on the same `base` weights, float32 unless said, language fixed to "en", no
 conditioning on previous text, each tool's default temperature fallback unless said):
 - mlxwx-bB-beamK / mlxwx-bB-greedy: `mlxwx.engine.transcribe_arrays` with batch_size B, in
   mlxwx's default number of processes (`TranscribeOptions.workers`: two on this 2-core CPU);
-  "-w1" in one process. The peak RSS column is the main process; workers' peak (the largest
-  worker) is in the note.
+  "-w1" in one process. Each worker's own peak RSS is in the note (read from /proc).
 - mlx-whisper: `mlx_whisper.transcribe` on mlxwx's converted base folder (mlx-whisper's layout).
   Greedy only: its beam search raises NotImplementedError. fp16=False, and its parameters cast
   to float32 (its loader keeps the folder's float16 weights otherwise). It is given the waveform,
@@ -35,6 +37,7 @@ conditioning on previous text, each tool's default temperature fallback unless s
 one `transcribe_arrays` call against a loop calling it on one input at a time (same options).
 
     python bench/bench_engine.py [--minutes M] [--systems a,b,...] [--excerpt sys=MIN,...]
+                                 [--repeat N]
     python bench/bench_engine.py --quick        # 2-minute smoke run of everything
 
 --excerpt runs a slow system on the first MIN minutes of the same input only (whole clips); its
@@ -174,8 +177,6 @@ def parse_mlxwx(system: str) -> tuple[int, int, str | None, bool, int | None]:
 
 
 def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
-    import resource
-
     import mlx.core as mx
 
     from mlxwx.decoding import DecodingOptions
@@ -200,11 +201,55 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
     mx.eval(x)
     mx.random.seed(SEED)  # fallback sampling: the same draws from run to run
     start = time.perf_counter()  # VAD included: it runs on the audio in memory
-    (result,) = transcribe_arrays(wm, [x], options, vad=vad)
+    with WorkerPeaks() as peaks:
+        (result,) = transcribe_arrays(wm, [x], options, vad=vad)
     wall = time.perf_counter() - start
-    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    note = f"+ worker processes' peak RSS {worker_mb:.0f} MB" if worker_mb else "one process"
+    note = "one process"
+    if peaks.mb:
+        note = f"{len(peaks.mb) + 1} processes; workers' peak RSS {'/'.join(map(str, peaks.mb))} MB"
     return {"load_s": loaded, "wall_s": wall, "text": result.text, "note": note}
+
+
+class WorkerPeaks:
+    """Peak RSS (MB) of each mlxwx decoding worker this process starts, read from /proc while
+    they run (VmHWM; `getrusage(RUSAGE_CHILDREN)` would also count the g++ runs of mx.compile)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peaks: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> WorkerPeaks:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def mb(self) -> list[int]:
+        return [kb // 1024 for kb in self.peaks.values()]
+
+    def _poll(self) -> None:
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+        while not self.stop.wait(0.1):
+            try:
+                pids = children.read_text().split()
+            except OSError:
+                return
+            for pid in pids:
+                try:
+                    if b"mlxwx.workers" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                hwm = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")]
+                if hwm:
+                    self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), int(hwm[0]))
 
 
 def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:
@@ -441,6 +486,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--many-files", type=int, default=20, help="inputs of the many-file mode (clips in turn)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of all systems; rows give the median run"
+    )
     parser.add_argument("--texts", help="folder to write each system's transcript and reference")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per system")
     parser.add_argument(
@@ -471,7 +519,7 @@ def main() -> None:
     ]
     if unknown:
         sys.exit(f"unknown systems: {unknown}; known: {', '.join(DEFAULT_SYSTEMS)}")
-    excerpts = parse_excerpts(args.excerpt)
+    parse_excerpts(args.excerpt)  # fail early on a malformed value
     started = time.perf_counter()
     print(f"date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     print(f"cpu: {cpu_model()}, {os.cpu_count()} cores ({usable_cores()} usable)")
@@ -489,47 +537,70 @@ def main() -> None:
         f"{len(' '.join(long.texts).split())} reference words\n",
         flush=True,
     )
-    rows: list[Row] = []
-    many: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         import soundfile
 
         wav = Path(tmp) / "long.wav"
         soundfile.write(wav, long.audio, SAMPLE_RATE, subtype="FLOAT")
-        for system in systems:
-            samples, reference = long.excerpt(excerpts.get(system))
-            row, data = run_system(system, wav, samples, args)
-            if system.startswith("many-"):
-                row.audio_s = data.get("audio_s", 0.0)
-                if data:
-                    row.wer = wer(data["refs"], data["texts"])
-                many[system] = data
-            elif data:
-                row.wer = wer([reference], [data["text"]])
-            if args.texts and data:
-                folder = Path(args.texts)
-                folder.mkdir(parents=True, exist_ok=True)
-                texts = data.get("texts") or [data["text"]]
-                refs = data.get("refs") or [reference]
-                (folder / f"{system}.txt").write_text("\n".join(texts) + "\n")
-                (folder / f"{system}.ref.txt").write_text("\n".join(refs) + "\n")
-            if system in excerpts:
-                row.note = f"EXCERPT: first {samples / SAMPLE_RATE / 60:.2f} min; {row.note}"
-            rows.append(row)
-            print(f"[{time.perf_counter() - started:.0f} s] ", end="")
-            print_table([row])
+        rows = run_rounds(systems, long, wav, args, started)
     print("\n## Long input\n")
     print_table([r for r in rows if not r.system.startswith("many-")])
-    if many:
+    walls = {r.system: r.wall_s for r in rows if r.wall_s and r.system.startswith("many-")}
+    if walls:
         print("\n## Many-file mode\n")
         print_table([r for r in rows if r.system.startswith("many-")])
-        walls = {r.system: r.wall_s for r in rows if r.wall_s}
         if "many-batched" in walls and "many-loop" in walls:
             ratio = walls["many-loop"] / walls["many-batched"]
             print(f"\nmany-file: one batched call is {ratio:.2f}x the speed of the loop")
     goals(rows)
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
+def run_rounds(
+    systems: list[str], long: Input, wav: Path, args: argparse.Namespace, started: float
+) -> list[Row]:
+    """Every system once per round, --repeat rounds one after another: this machine's speed
+    drifts by up to 1.5x over an hour, so systems compared are run side by side, and each
+    system's row is its run of median wall time, its note giving the range."""
+    runs: dict[str, list[Row]] = {s: [] for s in systems}
+    for round_ in range(1, args.repeat + 1):
+        for system in systems:
+            row = run_one(system, long, wav, args)
+            runs[system].append(row)
+            print(f"[{time.perf_counter() - started:.0f} s, round {round_}] ", end="")
+            print_table([row])
+    return [median_row(r) for r in runs.values()]
+
+
+def median_row(rows: list[Row]) -> Row:
+    timed = sorted((r for r in rows if r.wall_s), key=lambda r: r.wall_s or 0.0)
+    if len(timed) < 2:
+        return timed[0] if timed else rows[0]
+    row = timed[len(timed) // 2]  # of two, the slower
+    rtfs = sorted(r.rtf or 0.0 for r in timed)
+    row.note = f"median of {len(timed)} runs, RTF {rtfs[0]:.2f}-{rtfs[-1]:.2f}; {row.note}"
+    return row
+
+
+def run_one(system: str, long: Input, wav: Path, args: argparse.Namespace) -> Row:
+    """One run of `system`: its row, WER included (texts written under --texts)."""
+    excerpts = parse_excerpts(args.excerpt)
+    samples, reference = long.excerpt(excerpts.get(system))
+    row, data = run_system(system, wav, samples, args)
+    texts, refs = data.get("texts") or [data.get("text", "")], data.get("refs") or [reference]
+    if system.startswith("many-"):
+        row.audio_s = data.get("audio_s", 0.0)
+    if data:
+        row.wer = wer(refs, texts)
+    if args.texts and data:
+        folder = Path(args.texts)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{system}.txt").write_text("\n".join(texts) + "\n")
+        (folder / f"{system}.ref.txt").write_text("\n".join(refs) + "\n")
+    if system in excerpts:
+        row.note = f"EXCERPT: first {samples / SAMPLE_RATE / 60:.2f} min; {row.note}"
+    return row
 
 
 def goals(rows: list[Row]) -> None:

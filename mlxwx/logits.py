@@ -46,15 +46,15 @@ class LogitFilters:
             begin[: self.ts_begin] = -np.inf  # the first token is a timestamp...
             last_initial = self.ts_begin + round(options.max_initial_timestamp / TIME_PRECISION)
             begin[last_initial + 1 :] = -np.inf  # ...no later than max_initial_timestamp
-        self.begin = mx.array(begin)
+        self.first = mx.array(static + begin)  # the masks of the first step
         self.ids = mx.array(ids)
 
     def __call__(self, logits: mx.array, step: int, state: DecodeState) -> mx.array:
-        logits = logits + self.static
+        """One pass over the vocabulary adds the masks; the timestamp rules add `static`."""
         if step == 0:
-            return logits + self.begin
+            return logits + self.first
         if self.options.without_timestamps:
-            return logits
+            return logits + self.static
         return self.timestamp_rules(logits, state)
 
     def timestamp_rules(self, logits: mx.array, state: DecodeState) -> mx.array:

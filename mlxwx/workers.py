@@ -9,8 +9,10 @@ gained 1.1x: page faults and the GIL serialise them.
 
 This process decodes the first group of lanes itself while `workers - 1` child processes
 (`main` below, run by `sys.executable`) each load the same checkpoint and decode another group.
-Jobs and results travel as pickles over the children's stdin and stdout. A child that fails or
-dies has its lanes decoded here afterwards: a crash costs time, never segments.
+Jobs and results travel as pickles over the children's stdin and stdout; each job carries a seed
+drawn from this process's random state, so a seeded run samples the same fallbacks every time.
+A child that fails or dies has its lanes decoded here afterwards: a crash costs time, never
+segments.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Job:
     lanes: list[Lane]
     languages: list[str | None]
     options: TranscribeOptions
+    seed: int  # of the worker's sampling (temperature fallback), drawn from this process's
 
 
 def count(requested: int | None, wm: WhisperModel, lanes: list[Lane]) -> int:
@@ -102,6 +105,7 @@ def job_for(
         moved,
         [languages[s] for s in sources],
         options,
+        int(np.asarray(mx.random.randint(0, 2**31 - 1, ()))),  # seeded runs stay reproducible
     )
     return job, sources
 
@@ -140,11 +144,22 @@ class _Child:
             self.error = f"exited with code {self.process.wait()}"
 
 
+# The child imports this very mlxwx (installed or a checkout) by its location, without putting
+# its parent folder (site-packages, for an install) ahead of the standard library on sys.path.
+_BOOT = """import importlib.util, sys
+spec = importlib.util.spec_from_file_location("mlxwx", {init!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules["mlxwx"] = module
+spec.loader.exec_module(module)
+from mlxwx.workers import main
+main()
+"""
+
+
 def _start(job: Job, threads: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    root = str(Path(__file__).resolve().parents[1])  # this mlxwx, installed or a checkout
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-c", "from mlxwx.workers import main; main()"]
+    boot = _BOOT.format(init=str(Path(__file__).resolve().with_name("__init__.py")))
+    command = [sys.executable, "-c", boot]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert process.stdin is not None
     try:
@@ -220,6 +235,7 @@ def _serve(job_in: BinaryIO, out: BinaryIO) -> None:
     try:
         job: Job = pickle.load(job_in)
         mx.set_default_device(mx.cpu)
+        mx.random.seed(job.seed)
         wm = load_model(job.model, getattr(mx, job.dtype))
 
         def report(_stage: str = "", completed: int = 0, **_: Any) -> None:

@@ -78,7 +78,7 @@ def test_a_failed_worker_has_its_share_decoded_here(wm, clips, started, monkeypa
 
 
 def test_a_worker_reports_its_error(tmp_path):
-    job = workers.Job(str(tmp_path / "missing"), "float32", [], [], [], GREEDY)
+    job = workers.Job(str(tmp_path / "missing"), "float32", [], [], [], GREEDY, 0)
     out = io.BytesIO()
     workers._serve(io.BytesIO(pickle.dumps(job)), out)
     out.seek(0)
@@ -120,3 +120,18 @@ def test_a_job_carries_only_the_inputs_its_lanes_read(wm):
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be >= 1"):
         TranscribeOptions(workers=0)
+
+
+def test_a_seeded_run_samples_the_same_in_workers(wm, clips, started):
+    """Every window falls back to sampling at temperature 1; the workers' draws follow the
+    parent's seed, so two runs with one seed agree and runs with two seeds do not."""
+    sampled = replace(GREEDY, workers=2, temperatures=(0.0, 1.0), logprob_threshold=0.0)
+
+    def run(seed: int) -> list[dict]:
+        mx.random.seed(seed)
+        return [r.to_dict() for r in transcribe_arrays(wm, clips, sampled)]
+
+    first = run(3)
+    assert started and all(s["temperature"] == 1.0 for r in first for s in r["segments"])
+    assert run(3) == first
+    assert run(4) != first

@@ -25,7 +25,7 @@ from .decoding import (
     detect_language,
     encode,
 )
-from .guards import collapse_segments
+from .guards import LOOP_WORDS, collapse_segments
 from .lanes import Region, plan_chunk_lanes, plan_lanes
 from .load import WhisperModel, load_model
 from .types import Result, Segment
@@ -290,8 +290,8 @@ def _route(
         return N_SAMPLES
     segments, frames = split_segments(result, wm, lane.pos / SAMPLE_RATE, window)
     threshold = options.compression_ratio_threshold
-    if threshold is not None and result.compression_ratio > threshold:  # the ladder failed
-        segments = collapse_segments(segments)
+    failed = threshold is not None and result.compression_ratio > threshold  # after the ladder
+    segments = collapse_segments(segments, shortest=1 if failed else LOOP_WORDS)
     end = region.end / SAMPLE_RATE
     out[region.source] += [replace(s, end=min(s.end, end)) for s in segments if s.text.strip()]
     if options.condition_on_previous_text and result.temperature <= 0.5:

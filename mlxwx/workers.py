@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 MIN_SECONDS = 60.0  # of audio per process: below this, starting a process costs more than it saves
 SAMPLE_RATE = 16000
+EXIT_SECONDS = 10.0  # a worker that reported but has not exited by then is killed
 
 Decode = Callable[..., "list[list[Segment]]"]
 
@@ -134,14 +135,20 @@ class _Child:
                 kind, value = pickle.load(stream)
                 if kind == "progress":
                     self.completed = value
-                elif kind == "done":
+                    continue
+                if kind == "done":
                     self.result = value
-                    return
                 else:
                     self.error = value
-                    return
+                break
         except (EOFError, OSError, pickle.UnpicklingError):
             self.error = f"exited with code {self.process.wait()}"
+            return
+        try:  # it exits once it has reported: reap it (no zombie; its CPU time is counted)
+            self.process.wait(timeout=EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 # The child imports this very mlxwx (installed or a checkout) by its location, without putting

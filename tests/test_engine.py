@@ -295,3 +295,28 @@ def test_a_vad_without_a_method_name_gets_generic_options(wm, monkeypatch):
     custom = lambda audio: SpeechProbs(probs=mx.zeros(10), hop=0.1)  # noqa: E731
     (result,) = transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], GREEDY, vad=custom)
     assert seen == [VadOptions()] and result.text == ""
+
+
+def test_loops_of_three_words_or_more_are_cut_in_every_window():
+    """In a window that passed the quality checks only loops of LOOP_WORDS words or more are
+    cut, within and across segments; short repeats and untouched segments stay as they are."""
+    from mlxwx.guards import LOOP_WORDS, collapse_segments
+    from mlxwx.types import Segment
+
+    texts = [" No, no, no.", " I don't hear that.", " I'm Sheila."] + [" I don't hear that."] * 4
+    texts += [
+        " Thank you, thank you, thank you.",
+        " I'm going to get a call. I'm going to get a call. I'm going to get a call.",
+    ]
+    segments = [Segment(float(i), i + 1.0, t) for i, t in enumerate(texts)]
+    kept = collapse_segments(segments, shortest=LOOP_WORDS)
+    assert (
+        [s.text for s in kept]
+        == [  # two of the four repeats go
+            *texts[:5],
+            " Thank you, thank you, thank you.",
+            " I'm going to get a call. I'm going to get a call.",
+        ]
+    )
+    assert kept[0] is segments[0] and kept[-1].start == 8.0 and len(kept) == 7
+    assert [s.text for s in collapse_segments(segments)][-2] == " Thank you, thank you,"

@@ -503,6 +503,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.many_files = 2.0, 8
+    args.excerpts = parse_excerpts(args.excerpt)  # SYSTEM -> minutes
     return args
 
 
@@ -519,7 +520,6 @@ def main() -> None:
     ]
     if unknown:
         sys.exit(f"unknown systems: {unknown}; known: {', '.join(DEFAULT_SYSTEMS)}")
-    parse_excerpts(args.excerpt)  # fail early on a malformed value
     started = time.perf_counter()
     print(f"date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     print(f"cpu: {cpu_model()}, {os.cpu_count()} cores ({usable_cores()} usable)")
@@ -585,8 +585,7 @@ def median_row(rows: list[Row]) -> Row:
 
 def run_one(system: str, long: Input, wav: Path, args: argparse.Namespace) -> Row:
     """One run of `system`: its row, WER included (texts written under --texts)."""
-    excerpts = parse_excerpts(args.excerpt)
-    samples, reference = long.excerpt(excerpts.get(system))
+    samples, reference = long.excerpt(args.excerpts.get(system))
     row, data = run_system(system, wav, samples, args)
     texts, refs = data.get("texts") or [data.get("text", "")], data.get("refs") or [reference]
     if system.startswith("many-"):
@@ -598,7 +597,7 @@ def run_one(system: str, long: Input, wav: Path, args: argparse.Namespace) -> Ro
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{system}.txt").write_text("\n".join(texts) + "\n")
         (folder / f"{system}.ref.txt").write_text("\n".join(refs) + "\n")
-    if system in excerpts:
+    if system in args.excerpts:
         row.note = f"EXCERPT: first {samples / SAMPLE_RATE / 60:.2f} min; {row.note}"
     return row
 

@@ -18,6 +18,10 @@ MAX_PHRASE = 8  # longest phrase (in words) checked for loops
 LOOP_WORDS = 3  # shortest phrase cut back in windows that pass the quality checks
 
 
+def _norm(word: str) -> str:
+    return word.lower().strip(".,!?")
+
+
 def collapse_words(words: list[str], keep: int = 2, shortest: int = 1) -> list[str]:
     """Cut runs of a phrase (`shortest`..MAX_PHRASE words) repeated more than `keep` times to
     `keep`."""
@@ -25,11 +29,9 @@ def collapse_words(words: list[str], keep: int = 2, shortest: int = 1) -> list[s
     for n in range(shortest, MAX_PHRASE + 1):
         i = 0
         while i + n <= len(out):
-            phrase = [w.lower().strip(".,!?") for w in out[i : i + n]]
+            phrase = [_norm(w) for w in out[i : i + n]]
             reps = 1
-            while [
-                w.lower().strip(".,!?") for w in out[i + reps * n : i + (reps + 1) * n]
-            ] == phrase:
+            while [_norm(w) for w in out[i + reps * n : i + (reps + 1) * n]] == phrase:
                 reps += 1
             if reps > keep:
                 del out[i + keep * n : i + reps * n]
@@ -45,7 +47,7 @@ def collapse_segments(segments: list[Segment], keep: int = 2, shortest: int = 1)
     for s in segments:
         words = s.text.split()
         cut = collapse_words(words, keep, shortest)
-        norm = " ".join(w.lower().strip(".,!?") for w in cut)
+        norm = " ".join(map(_norm, cut))
         if len(cut) >= shortest and len(norms) >= keep and set(norms[-keep:]) == {norm}:
             continue
         kept.append(s if cut == words else replace(s, text=" " + " ".join(cut) if cut else ""))

@@ -59,7 +59,7 @@ class Job:
     lanes: list[Lane]
     languages: list[str | None]
     options: TranscribeOptions
-    seed: int  # of the worker's sampling (temperature fallback), drawn from this process's
+    seed: int  # of the worker's fallback sampling, drawn from this process's random state
 
 
 def count(requested: int | None, wm: WhisperModel, lanes: list[Lane]) -> int:

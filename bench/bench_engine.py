@@ -17,7 +17,7 @@ RTF = audio seconds / wall seconds (x real time, higher is faster).
 
 Systems (all on the same `base` weights, float32 unless said, language fixed to "en", no
 conditioning on previous text, each tool's default temperature fallback unless said):
-- mlxwx-bB-beamK / mlxwx-bB-greedy: `mlxwx.engine.transcribe_arrays` with batch_size B, in
+- mlxwx-bB-beamK / mlxwx-bB-greedy: `mlxwx.Pipeline.transcribe` with batch_size B, in
   mlxwx's default number of processes (`TranscribeOptions.workers`: two on this 2-core CPU);
   "-w1" in one process. Each worker's own peak RSS is in the note (read from /proc).
 - mlx-whisper: `mlx_whisper.transcribe` on mlxwx's converted base folder (mlx-whisper's layout).
@@ -34,7 +34,7 @@ conditioning on previous text, each tool's default temperature fallback unless s
   offline). By its design it decodes without timestamps and with no temperature fallback.
 
 "Many-file mode" (systems many-batched, many-loop): 20 inputs (the 8 distinct clips in turn), in
-one `transcribe_arrays` call against a loop calling it on one input at a time (same options).
+one `Pipeline.transcribe` call against a loop calling it on one input at a time (same options).
 
     python bench/bench_engine.py [--minutes M] [--systems a,b,...] [--excerpt sys=MIN,...]
                                  [--repeat N]
@@ -179,30 +179,26 @@ def parse_mlxwx(system: str) -> tuple[int, int, str | None, bool, int | None]:
 def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
     import mlx.core as mx
 
-    from mlxwx.decoding import DecodingOptions
-    from mlxwx.engine import TranscribeOptions, transcribe_arrays
-    from mlxwx.vad.methods import load_vad, transcribe_options
-    from mlxwx.vad.regions import VadOptions
+    from mlxwx.asr.decoding import DecodingOptions
+    from mlxwx.asr.engine import TranscribeOptions
 
     batch, beam, method, mlx_ops, workers = parse_mlxwx(system)
     if mlx_ops:
         mlxwx.ops.set_fast_cpu_math(False)
-    start = time.perf_counter()
-    wm = mlxwx.load_model("base", dtype=mx.float32)
-    vad = load_vad(method) if method else None
-    loaded = time.perf_counter() - start
-    options = TranscribeOptions(
-        DecodingOptions(beam_size=beam, language="en"),
-        batch_size=batch,
-        vad_options=transcribe_options(method) if method else VadOptions(),
-        workers=workers,
+    options = mlxwx.PipelineOptions(
+        TranscribeOptions(
+            DecodingOptions(beam_size=beam, language="en"), batch_size=batch, workers=workers
+        ),
+        vad=method,
     )
-    x = mx.array(audio)
-    mx.eval(x)
+    start = time.perf_counter()
+    pipeline = mlxwx.load_model("base", options, dtype=mx.float32)
+    pipeline.vad(method)
+    loaded = time.perf_counter() - start
     mx.random.seed(SEED)  # fallback sampling: the same draws from run to run
     start = time.perf_counter()  # VAD included: it runs on the audio in memory
     with WorkerPeaks() as peaks:
-        (result,) = transcribe_arrays(wm, [x], options, vad=vad)
+        result = pipeline.transcribe(audio)
     wall = time.perf_counter() - start
     note = "one process"
     if peaks.mb:
@@ -242,7 +238,7 @@ class WorkerPeaks:
                 return
             for pid in pids:
                 try:
-                    if b"mlxwx.workers" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    if b"mlxwx.asr.workers" not in Path(f"/proc/{pid}/cmdline").read_bytes():
                         continue
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
@@ -262,7 +258,7 @@ def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:
 
     mw_transcribe = importlib.import_module("mlx_whisper.transcribe")  # the package shadows it
 
-    path = str(mlxwx.load.resolve("base"))  # mlxwx's converted folder, mlx-whisper's layout
+    path = str(mlxwx.asr.model.resolve("base"))  # mlxwx's converted folder, mlx-whisper's layout
     start = time.perf_counter()
     model = mw_load_model(path, dtype=mx.float32)
     stored = {str(v.dtype) for _, v in tree_flatten(model.parameters())}
@@ -321,26 +317,28 @@ def work_many(system: str, args: argparse.Namespace) -> dict:
     one call per input."""
     import mlx.core as mx
 
-    from mlxwx.audio import load_audio
-    from mlxwx.decoding import DecodingOptions
-    from mlxwx.engine import TranscribeOptions, transcribe_arrays
+    from mlxwx.asr.decoding import DecodingOptions
+    from mlxwx.asr.engine import TranscribeOptions
+    from mlxwx.audio import read_audio
 
     distinct = corpus()
     clips = [distinct[i % len(distinct)] for i in range(args.many_files)]
-    audios = [load_audio(c.path) for c in clips]
-    mx.eval(audios)
+    audios = [read_audio(c.path) for c in clips]
     mx.random.seed(SEED)
-    start = time.perf_counter()
-    wm = mlxwx.load_model("base", dtype=mx.float32)
-    loaded = time.perf_counter() - start
-    options = TranscribeOptions(
-        DecodingOptions(beam_size=args.many_beam, language="en"), batch_size=MANY_BATCH
+    options = mlxwx.PipelineOptions(
+        TranscribeOptions(
+            DecodingOptions(beam_size=args.many_beam, language="en"), batch_size=MANY_BATCH
+        ),
+        vad=None,
     )
     start = time.perf_counter()
+    pipeline = mlxwx.load_model("base", options, dtype=mx.float32)
+    loaded = time.perf_counter() - start
+    start = time.perf_counter()
     if system == "many-batched":
-        results = transcribe_arrays(wm, audios, options)
+        results = pipeline.transcribe(audios)
     else:
-        results = [transcribe_arrays(wm, [a], options)[0] for a in audios]
+        results = [pipeline.transcribe(a) for a in audios]
     wall = time.perf_counter() - start
     return {
         "load_s": loaded,

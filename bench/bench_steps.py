@@ -39,9 +39,9 @@ import numpy as np
 from mlx_whisper import decoding as mw_decoding
 from mlx_whisper.load_models import load_model as mw_load_model
 
+from mlxwx.asr.decoding import DecodingOptions, decode
+from mlxwx.asr.step import decoder_step
 from mlxwx.audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim
-from mlxwx.decoding import DecodingOptions, decode
-from mlxwx.step import decoder_step
 
 JFK = Path(__file__).resolve().parents[1] / "tests" / "data" / "jfk.flac"
 N_STEPS = 100  # teacher-forced continuation length for the decoder-step timing
@@ -80,7 +80,7 @@ def setup_device(name: str) -> mx.Dtype:
         mlxwx.use_device(name)
     except mlxwx.MlxwxError as err:
         sys.exit(f"--device {name}: {err}")
-    return mlxwx.load.default_dtype()
+    return mlxwx.asr.model.default_dtype()
 
 
 def cpu_model() -> str:
@@ -118,7 +118,7 @@ def load_average() -> str:
 def load_models(
     name: str, dtype: mx.Dtype
 ) -> tuple[mlxwx.WhisperModel, mlx_whisper.whisper.Whisper]:
-    wm = mlxwx.load_model(name, dtype=dtype)
+    wm = mlxwx.load_model(name, dtype=dtype).whisper
     theirs = mw_load_model(str(wm.path), dtype=dtype)
     theirs.set_dtype(dtype)  # floating parameters only; see the module docstring
     mx.eval(theirs.parameters())
@@ -225,7 +225,7 @@ class TheirsStepper:
 
 
 class CompiledStepper(OursStepper):
-    """mlxwx's compiled step (`mlxwx.step.decoder_step`, as the decode loop calls it): the same
+    """mlxwx's compiled step (`mlxwx.asr.step.decoder_step`, as the decode loop calls it): the same
     cache and prompt, each 1-token step one replay of a function traced once per batch size."""
 
     def __init__(self, model, audio: mx.array, prompt: mx.array):
@@ -364,7 +364,7 @@ def main() -> None:
     print(f"load average at start: {load_average()}\n")
     mel = jfk_mel()
     if args.only_compiled:
-        wm = mlxwx.load_model(args.model, dtype=dtype)
+        wm = mlxwx.load_model(args.model, dtype=dtype).whisper
         audio1 = wm.model.encoder(mel[None].astype(dtype))
         mx.eval(audio1)
     else:

@@ -24,7 +24,7 @@ import numpy as np
 
 from mlxwx.audio import load_audio
 from mlxwx.vad.pyannote import PyannoteOptions, PyannoteVad
-from mlxwx.vad.pyannote_load import fetch_checkpoint, read_checkpoint
+from mlxwx.weights.pyannote import fetch_checkpoint, read_checkpoint
 from tests.speech import DATA, LIBRIVOX
 
 
@@ -45,7 +45,7 @@ def main() -> int:
     args = p.parse_args()
     audio = speech(args.minutes)
     seconds = audio.size / 16000
-    from mlxwx.vad.pyannote_load import build
+    from mlxwx.weights.pyannote import build
 
     model = build(*read_checkpoint(fetch_checkpoint()))
     print(f"{seconds / 60:.1f} min of speech, mlx {mx.__version__} on {mx.default_device()}")

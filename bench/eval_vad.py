@@ -30,7 +30,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlxwx.audio import load_audio
-from mlxwx.vad.base import SAMPLE_RATE, SpeechRegion
+from mlxwx.vad.base import SAMPLE_RATE, SpanSeconds
 from mlxwx.vad.energy import EnergyOptions, EnergyVad
 from mlxwx.vad.metrics import evaluate, format_metrics, format_sweep, sweep
 from mlxwx.vad.rttm import read_rttm
@@ -42,7 +42,7 @@ LIBRIVOX = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav
 OFFSET = 0.363
 
 
-def silero_regions(audio: np.ndarray) -> list[SpeechRegion] | None:
+def silero_regions(audio: np.ndarray) -> list[SpanSeconds] | None:
     try:
         import torch
         from silero_vad import get_speech_timestamps, load_silero_vad
@@ -50,7 +50,7 @@ def silero_regions(audio: np.ndarray) -> list[SpeechRegion] | None:
         return None
     model = load_silero_vad(onnx=True)
     stamps = get_speech_timestamps(torch.from_numpy(audio), model, sampling_rate=SAMPLE_RATE)
-    return [SpeechRegion(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    return [SpanSeconds(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
 
 
 def speech_in_noise() -> None:

@@ -8,8 +8,8 @@ decode loop and logit filters) and <|endoftext|> suppressed, so that every windo
 --tokens tokens. Decoding speed does not depend on the weights' values, so shapes without a
 checkpoint here use seeded random weights.
 
-- mlxwx: `mlxwx.decoding.encode` then `decode_features` (the engine's batched loop), eot added to
-  the suppressed tokens.
+- mlxwx: `mlxwx.asr.decoding.encode`, then `decode_features` (the engine's batched loop), eot
+  added to the suppressed tokens.
 - mlxwx-compiled: the same with `DecodingOptions(compiled_step=True)` (the decoder step compiled
   once per batch shape over the whole cache; mlxwx builds it op by op by default).
 - mlx-whisper: `mlx_whisper.decoding.decode` (its DecodingTask: one window at a time in its
@@ -85,11 +85,11 @@ import tokenizers  # noqa: E402
 from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
 
 from convert.hf import hf_config, to_hf_weights  # noqa: E402
-from mlxwx.decoding import DecodingOptions, decode_features, encode  # noqa: E402
-from mlxwx.load import WhisperModel, load_model  # noqa: E402
+from mlxwx.asr.decoding import DecodingOptions, decode_features, encode  # noqa: E402
+from mlxwx.asr.model import WhisperModel, load_model  # noqa: E402
+from mlxwx.asr.tokenizer import Tokenizer  # noqa: E402
 from mlxwx.models.whisper import ModelDimensions, Whisper  # noqa: E402
-from mlxwx.packs import cache_dir  # noqa: E402
-from mlxwx.tokenizer import Tokenizer  # noqa: E402
+from mlxwx.weights.folder import cache_dir  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3, NVIDIA's datasheet figure
@@ -156,7 +156,7 @@ def setup_device(name: str) -> mx.Dtype:
         mlxwx.use_device(name)
     except mlxwx.MlxwxError as err:
         sys.exit(f"--device {name}: {err}")
-    return mlxwx.load.default_dtype()
+    return mlxwx.asr.model.default_dtype()
 
 
 def find_base_folder(given: Path | None) -> Path | None:

@@ -1,7 +1,7 @@
 """End to end through the library on a GPU: VAD, then the batched engine, on a long input.
 
 The input is bench_engine's (the offline corpus repeated in seeded orders with 0.5 s gaps until
---minutes long); every run transcribes it with `mlxwx.engine.transcribe_arrays` after the chosen
+--minutes long); every run transcribes it with `mlxwx.Pipeline.transcribe` after the chosen
 VAD, on each --devices entry (MLX's default device set by `mlxwx.use_device`; float16 on a GPU,
 float32 on the CPU, as `mlxwx run` does) and each --batches size, and prints wall time (VAD
 included, audio already in memory), real-time factor, corpus WER against the ground truth and
@@ -25,10 +25,8 @@ import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
 import mlx.core as mx
 
 from bench.bench_engine import SAMPLE_RATE, build_input
-from mlxwx.decoding import DecodingOptions
-from mlxwx.engine import TranscribeOptions, transcribe_arrays
-from mlxwx.vad.methods import load_vad, transcribe_options
-from mlxwx.vad.regions import VadOptions
+from mlxwx.asr.decoding import DecodingOptions
+from mlxwx.asr.engine import TranscribeOptions
 from tests.speech import wer
 
 
@@ -45,31 +43,33 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def run_once(wm, audio, options, vad) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+def run_once(pipeline, audio, options) -> tuple[float, str]:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    (result,) = transcribe_arrays(wm, [audio], options, vad=vad)
+    result = pipeline.transcribe(audio, options)
     return time.perf_counter() - start, result.text
 
 
 def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: ignore[no-untyped-def]
     mlxwx.use_device(device)
-    wm = mlxwx.load_model(args.model)
-    vad = None if args.vad == "none" else load_vad(args.vad)
-    vad_options = VadOptions() if vad is None else transcribe_options(args.vad)
+    pipeline = mlxwx.load_model(args.model)
+    wm = pipeline.whisper
+    method = None if args.vad == "none" else args.vad
+    pipeline.vad(method)
     minutes = args.minutes if device == "gpu" else args.cpu_minutes
     samples, reference = long.excerpt(minutes)
     audio = mx.array(long.audio[:samples])
     warm, _ = long.excerpt(1.0)
     batches = args.batches if device == "gpu" else args.cpu_batches
     for batch in [int(b) for b in batches.split(",")]:
-        options = TranscribeOptions(
-            DecodingOptions(beam_size=args.beam, language="en"),
-            batch_size=batch,
-            vad_options=vad_options,
+        options = mlxwx.PipelineOptions(
+            TranscribeOptions(
+                DecodingOptions(beam_size=args.beam, language="en"), batch_size=batch
+            ),
+            vad=method,
         )
-        run_once(wm, audio[:warm], options, vad)
+        run_once(pipeline, audio[:warm], options)
         mx.reset_peak_memory()
-        wall, text = run_once(wm, audio, options, vad)
+        wall, text = run_once(pipeline, audio, options)
         seconds, dtype = samples / SAMPLE_RATE, str(wm.model.dtype).split(".")[-1]
         print(
             f"| {device} | {dtype} | {batch} | {args.beam} | {args.vad} "

@@ -1,9 +1,9 @@
 """CPU vs GPU parity of the whole transcription path on the same weights and audio.
 
-Runs `transcribe_arrays` on the bundled speech on the CPU (float32) and on the default GPU
-(float32 and float16; float16 with the compiled decoder step, `compiled_step=True`) and prints,
-per clip, whether the GPU tokens match the CPU's, the WER between them, and wall times. A
-configuration that raises is reported and the others still run.
+Runs `mlxwx.Pipeline.transcribe` (no VAD) on the bundled speech on the CPU (float32) and on the
+default GPU (float32 and float16; float16 with the compiled decoder step, `compiled_step=True`)
+and prints, per clip, whether the GPU tokens match the CPU's, the WER between them, and wall
+times. A configuration that raises is reported and the others still run.
 Runnable on MLX's CUDA backend (or Metal) with only mlx, numpy, tokenizers,
 safetensors, typer, rich and av installed:
 
@@ -23,9 +23,9 @@ import mlxwx  # first of all: loads OpenBLAS before mlx.core on Linux
 # isort: split
 import mlx.core as mx
 
+from mlxwx.asr.decoding import DecodingOptions
+from mlxwx.asr.engine import TranscribeOptions
 from mlxwx.audio import load_audio
-from mlxwx.decoding import DecodingOptions
-from mlxwx.engine import TranscribeOptions, transcribe_arrays
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 CLIPS = ["jfk.flac", "synthconv.wav", "sample.wav"]
@@ -47,13 +47,13 @@ def word_errors(ref: list[str], hyp: list[str]) -> int:
 
 def run(model: str, device: mx.Device, dtype: mx.Dtype, audios, beam: int, compiled=False):
     mx.set_default_device(device)
-    wm = mlxwx.load_model(model, dtype=dtype)
     decoding = DecodingOptions(beam_size=beam, compiled_step=compiled)
-    opts = TranscribeOptions(decoding, batch_size=8)
-    transcribe_arrays(wm, audios[:1], opts)  # warm-up
+    opts = mlxwx.PipelineOptions(TranscribeOptions(decoding, batch_size=8), vad=None)
+    pipeline = mlxwx.load_model(model, opts, dtype=dtype)
+    pipeline.transcribe(audios[:1])  # warm-up
     mx.random.seed(0)  # fallback sampling draws the same numbers on both devices
     start = time.perf_counter()
-    results = transcribe_arrays(wm, audios, opts)
+    results = pipeline.transcribe(audios)
     return results, time.perf_counter() - start
 
 

@@ -1,9 +1,9 @@
 """Checkpoint converters: CTranslate2, Hugging Face and OpenAI Whisper -> MLX Whisper folders.
 
 Each module has `convert(src, dst, *, dtype="float16", quantize=None, ...) -> Path`; they map names
-and layouts, then hand the weights to `mlxwx.checkpoint.save_model`, which checks the key set and
-shapes, refuses to overwrite and writes atomically. `python -m convert {ct2,hf,openai} SRC DST`
-is the command line.
+and layouts, then hand the weights to `mlxwx.weights.whisper.save_model`, which checks the key
+set and shapes, refuses to overwrite and writes atomically. `python -m convert {ct2,hf,openai}
+SRC DST` is the command line.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mlxwx.checkpoint import DTYPES
 from mlxwx.models.whisper import ModelDimensions
+from mlxwx.weights.whisper import DTYPES
 
 
 def check_output(dst: str | Path, dtype: str) -> Path:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlxwx.checkpoint import DTYPES
+from mlxwx.weights.whisper import DTYPES
 
 
 def parser() -> argparse.ArgumentParser:

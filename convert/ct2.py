@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxwx.checkpoint import save_model
-from mlxwx.ct2 import read_ct2
+from mlxwx.weights.ct2 import read_ct2
+from mlxwx.weights.whisper import save_model
 
 from . import check_output
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from mlxwx.checkpoint import save_model
-from mlxwx.ct2 import check_sinusoids
 from mlxwx.models.whisper import ModelDimensions
+from mlxwx.weights.ct2 import check_sinusoids
+from mlxwx.weights.whisper import save_model
 
 from . import alignment_pairs, check_consumed, check_output
 

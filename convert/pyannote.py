@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxwx.vad.pyannote_load import fetch_checkpoint, read_checkpoint, save_folder
+from mlxwx.weights.pyannote import fetch_checkpoint, read_checkpoint, save_pyannote
 
 
 def convert(src: str | Path | None, dst: str | Path) -> Path:
@@ -16,4 +16,4 @@ def convert(src: str | Path | None, dst: str | Path) -> Path:
     if dst.exists():
         raise FileExistsError(f"refusing to overwrite {dst}")
     cfg, weights = read_checkpoint(fetch_checkpoint() if src is None else src)
-    return save_folder(dst, cfg, weights)
+    return save_pyannote(dst, cfg, weights)

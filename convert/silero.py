@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlxwx.vad.silero import ONNX_FILE, read_weights, save_silero
+from mlxwx.weights.silero import ONNX_FILE, read_weights, save_silero
 
 
 def source_file(src: str | Path) -> Path:

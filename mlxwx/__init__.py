@@ -10,22 +10,40 @@ from . import _blas
 _blas.preload()  # before anything imports mlx.core: fast matmuls on Linux CPUs
 _blas.warn_if_slow()
 
-from .decoding import DecodingOptions  # noqa: E402
+from .asr.decoding import DecodingOptions  # noqa: E402
+from .asr.engine import TranscribeOptions  # noqa: E402
+from .asr.model import WhisperModel  # noqa: E402
 from .device import use_device  # noqa: E402
-from .engine import TranscribeOptions, transcribe  # noqa: E402
 from .errors import MlxwxError, ModelError  # noqa: E402
-from .load import WhisperModel, load_model  # noqa: E402
-from .types import Result, Segment, Word  # noqa: E402
+from .pipeline import (  # noqa: E402
+    DEFAULT_MODEL,
+    Pipeline,
+    PipelineOptions,
+    detect_speech,
+    load,
+    transcribe,
+)
+from .pipeline import load_pipeline as load_model  # noqa: E402
+from .types import AudioChunk, Result, Segment, SpanSamples, SpanSeconds, Window, Word  # noqa: E402
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "AudioChunk",
     "DecodingOptions",
     "MlxwxError",
     "ModelError",
+    "Pipeline",
+    "PipelineOptions",
     "Result",
     "Segment",
+    "SpanSamples",
+    "SpanSeconds",
     "TranscribeOptions",
     "WhisperModel",
+    "Window",
     "Word",
+    "detect_speech",
+    "load",
     "load_model",
     "transcribe",
     "use_device",

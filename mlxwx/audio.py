@@ -12,9 +12,9 @@ import mlx.core as mx
 import numpy as np
 
 from .errors import MlxwxError
+from .types import SAMPLE_RATE
 
-# Whisper's fixed audio hyperparameters.
-SAMPLE_RATE = 16000  # Hz
+# Whisper's fixed audio hyperparameters (SAMPLE_RATE, 16 kHz, is every stage's rate: mlxwx.types).
 N_FFT = 400  # 25 ms analysis window
 HOP_LENGTH = 160  # 10 ms between frames
 CHUNK_LENGTH = 30  # seconds in one encoder window
@@ -39,6 +39,11 @@ def _one_line(message: object, limit: int = 200) -> str:
 
 
 def load_audio(source: AudioSource, sample_rate: int | None = None) -> mx.array:
+    """`read_audio` as an `mx.array`: (n_samples,) float32 at 16 kHz."""
+    return mx.array(read_audio(source, sample_rate))
+
+
+def read_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarray:
     """Load audio as a 1-D float32 mono waveform at SAMPLE_RATE (16 kHz), nominally in [-1, 1].
 
     Args:
@@ -63,7 +68,7 @@ def load_audio(source: AudioSource, sample_rate: int | None = None) -> mx.array:
         samples = _decode_file(Path(source))
     else:
         samples = _from_array(source, SAMPLE_RATE if sample_rate is None else sample_rate)
-    return mx.array(samples)
+    return samples
 
 
 def _decode_file(path: Path) -> np.ndarray:

@@ -1,9 +1,39 @@
-"""Typed results passed between stages, with WhisperX's JSON schema in `to_dict`."""
+"""Typed records passed between stages; `Result.to_dict` is WhisperX's JSON schema.
+
+Stretches of audio are named by their unit: `SpanSamples` (16 kHz samples) or `SpanSeconds`.
+"""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
+
+SAMPLE_RATE = 16000  # Hz: the one rate of every stage (Whisper's, the VADs')
+
+
+@dataclass(frozen=True)
+class SpanSamples:
+    """Samples [start, end) of an input at SAMPLE_RATE."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SpanSeconds:
+    """A stretch of an input's timeline, in seconds."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
 
 
 def _r(t: float) -> float:
@@ -61,14 +91,96 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class AudioChunk:
+    """Audio the recogniser reads as one stretch: `pieces` of input `file`, concatenated.
+
+    Without VAD a chunk is a whole input (or a long part of one); with VAD, speech regions merged
+    into at most `chunk_size` seconds: one piece spanning them (WhisperX), or only the speech,
+    one piece per region (faster-whisper's batched mode).
+    """
+
+    file: int  # the input's position in the run
+    audio: Any  # (samples,) float32 mx.array: the pieces' samples, concatenated
+    pieces: tuple[SpanSamples, ...]  # where those samples lie on the input's timeline
+
+    @property
+    def length(self) -> int:
+        return sum(p.length for p in self.pieces)
+
+    def _offsets(self) -> list[int]:
+        out = [0]
+        for p in self.pieces[:-1]:
+            out.append(out[-1] + p.length)
+        return out
+
+    def to_file(self, t: float, *, end: bool = False) -> float:
+        """Seconds from the chunk's start -> seconds on the input's timeline. A time on the seam
+        of two pieces belongs to the later piece, or to the earlier one with `end=True`."""
+        offsets = [o / SAMPLE_RATE for o in self._offsets()]
+        i = (bisect.bisect_left if end else bisect.bisect_right)(offsets, t) - 1
+        i = min(max(i, 0), len(self.pieces) - 1)
+        return self.pieces[i].start / SAMPLE_RATE + (t - offsets[i])
+
+    def file_spans(self, start: int, end: int) -> tuple[SpanSamples, ...]:
+        """Chunk samples [start, end) as spans of the input's timeline (one per piece crossed)."""
+        out = []
+        for offset, p in zip(self._offsets(), self.pieces, strict=True):
+            a, b = max(start, offset), min(end, offset + p.length)
+            if b > a:
+                out.append(SpanSamples(p.start + a - offset, p.start + b - offset))
+        return tuple(out)
+
+    def split(self, at: int) -> tuple[AudioChunk, AudioChunk]:
+        """The chunk cut before its sample `at` (0 < at < length)."""
+        left, right = self.file_spans(0, at), self.file_spans(at, self.length)
+        return (
+            AudioChunk(self.file, self.audio[:at], left),
+            AudioChunk(self.file, self.audio[at:], right),
+        )
+
+
+@dataclass(frozen=True)
+class Window:
+    """One decoded window (at most 30 s of a chunk), as the decoder saw and decoded it.
+
+    An aligner recomputes the decoder's cross-attention from these: the window's audio is the
+    input's samples `spans` concatenated (log-mel zero-padded past them to 30 s), its prompt the
+    SOT sequence of `language`, and the tokens those of `segments` (timestamp tokens included).
+    """
+
+    file: int  # the input's position in the run
+    spans: tuple[SpanSamples, ...]  # its audio on the input's timeline (VAD chunk mapped back)
+    language: str | None
+    segments: tuple[Segment, ...]  # on the input's timeline, tokens with their timestamps
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+
+    @property
+    def start(self) -> float:
+        return self.spans[0].start / SAMPLE_RATE if self.spans else 0.0
+
+
+@dataclass(frozen=True)
 class Result:
-    """The transcript of one input."""
+    """The transcript of one input; `windows` are the decode records it was built from."""
 
     segments: tuple[Segment, ...]
     language: str | None
     duration: float
     source: str = ""
     word_segments: tuple[Word, ...] = field(default=())
+    windows: tuple[Window, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_windows(
+        cls, windows: tuple[Window, ...], language: str | None, duration: float, source: str = ""
+    ) -> Result:
+        """The transcript of decoded windows: their segments in time order."""
+        ordered = tuple(sorted(windows, key=lambda w: w.start))
+        segments = tuple(sorted((s for w in ordered for s in w.segments), key=lambda s: s.start))
+        return cls(segments, language, duration, source, windows=ordered)
 
     @property
     def text(self) -> str:

@@ -1,4 +1,9 @@
-"""Write results as json (WhisperX schema), txt, srt, vtt, tsv and aud; every file atomically."""
+"""The write stage: results as json (WhisperX schema), txt, srt, vtt, tsv and aud.
+
+Every file is written atomically: a reader, or a run killed at any moment, sees either the whole
+file or none of it, never a part, and no temporary file is left behind on Linux (see
+`write_atomic`). The json is written last, so an input whose .json exists has all its outputs.
+"""
 
 from __future__ import annotations
 
@@ -75,13 +80,55 @@ WRITERS: dict[str, Callable[[Result], str]] = {
 }
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _link_unnamed(path: Path, data: bytes) -> bool:
+    """Write `data` to an unnamed file in `path`'s folder and link it in as `path` (Linux
+    O_TMPFILE): until the link the file has no name, so a crash leaves nothing behind. False
+    when the system or the file system cannot."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        fd = os.open(path.parent, flag | os.O_WRONLY, 0o666)  # the umask applies
+    except OSError:
+        return False
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as f:
+            f.write(data)
+        # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N names the unnamed file (a dir fd makes
+        # os.link call linkat; plain link() would link the /proc symlink itself)
+        unnamed = f"/proc/self/fd/{fd}"
+        try:
+            os.link(unnamed, path.name, dst_dir_fd=folder, follow_symlinks=True)
+        except FileExistsError:  # replacing a file: rename a named link over it
+            tmp = f".{path.name}.{os.getpid()}.{fd}.tmp"
+            os.link(unnamed, tmp, dst_dir_fd=folder, follow_symlinks=True)
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        os.close(fd)
+        os.close(folder)
+    return True
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename."""
+    """Write `text` to `path` atomically, readable as the umask allows: through an unnamed file
+    linked into place where the system has them (Linux), else a temporary file in the same
+    folder renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8")
+    if _link_unnamed(path, data):
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -96,9 +143,7 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private
         os.replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -106,9 +151,10 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
 
 
 def write_result(result: Result, stem: Path, formats: Iterable[str]) -> list[Path]:
-    """Write `result` next to `stem` (`stem.json`, `stem.srt`, ...); returns the paths."""
+    """The write stage: `result` next to `stem` (`stem.json`, `stem.srt`, ...), the json last;
+    returns the paths."""
     paths = []
-    for fmt in formats:
+    for fmt in sorted(formats, key=lambda f: f == "json"):
         if fmt not in WRITERS:
             raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
         path = stem.with_name(f"{stem.name}.{fmt}")

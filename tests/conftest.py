@@ -19,8 +19,8 @@ import mlxwx  # noqa: F401  first of all: loads OpenBLAS before mlx.core (see ml
 # isort: split
 import mlx.core as mx
 
+from mlxwx.asr.model import WhisperModel, load_model
 from mlxwx.audio import load_audio
-from mlxwx.load import WhisperModel, load_model
 
 DATA = Path(__file__).parent / "data"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

@@ -17,7 +17,7 @@ from types import ModuleType
 import numpy as np
 
 from mlxwx.audio import SAMPLE_RATE
-from mlxwx.vad.base import SpeechProbs, SpeechRegion
+from mlxwx.vad.base import SpanSeconds, SpeechProbs
 from mlxwx.vad.regions import VadOptions, binarize
 
 DATA = Path(__file__).parent / "data"
@@ -94,7 +94,7 @@ def noises(seconds: float, level_db: float, seed: int = 0) -> dict[str, np.ndarr
     return {k: (x * gain / np.sqrt(np.mean(x**2))).astype(np.float32) for k, x in raw.items()}
 
 
-def hysteresis(probs: SpeechProbs, onset: float = 0.5, offset: float = 0.363) -> list[SpeechRegion]:
+def hysteresis(probs: SpeechProbs, onset: float = 0.5, offset: float = 0.363) -> list[SpanSeconds]:
     """Regions by the shared binarize with WhisperX's plain hysteresis: speech from a frame
     >= onset to the next frame < min(onset, offset), no padding, durations or cuts."""
     options = VadOptions(onset=onset, offset=min(onset, offset), max_speech=math.inf)
@@ -110,3 +110,13 @@ def import_silero() -> ModuleType:
     silero = pytest.importorskip("silero_vad", reason="silero-vad missing: pip install -e '.[dev]'")
     torch.set_num_threads(threads)
     return silero
+
+
+def transcribe_arrays(wm, audios, options=None, vad=None, progress=None, vad_options=None):
+    """`Pipeline.transcribe` of 16 kHz arrays with a loaded Whisper: transcribe-stage `options`
+    (default: the library's), no VAD unless `vad` (a loaded one) is given."""
+    from mlxwx.asr.engine import TranscribeOptions
+    from mlxwx.pipeline import Pipeline, PipelineOptions
+
+    options = PipelineOptions(options or TranscribeOptions(), vad=None, vad_options=vad_options)
+    return Pipeline(wm, options, vad=vad).transcribe(list(audios), progress=progress)

@@ -134,8 +134,8 @@ def test_gpu_asked_for_without_one_is_one_line(runner, jfk_path, tiny_en_dir):
 
 
 def test_use_device_sets_default_device_and_dtype(tiny_en_dir):
+    from mlxwx.asr.model import default_dtype
     from mlxwx.device import use_device
-    from mlxwx.load import default_dtype
 
     before = mx.default_device()
     try:

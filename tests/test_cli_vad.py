@@ -17,7 +17,7 @@ import mlxwx.vad
 from mlxwx.audio import load_audio
 from mlxwx.cli import app
 from mlxwx.vad import methods
-from mlxwx.vad.base import SpeechRegion
+from mlxwx.vad.base import SpanSeconds
 from mlxwx.vad.methods import default_options, load_vad, speech_regions
 from mlxwx.vad.metrics import combine, evaluate
 from mlxwx.vad.regions import binarize, merge_chunks
@@ -45,8 +45,8 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-def regions(items: list[dict[str, float]]) -> list[SpeechRegion]:
-    return [SpeechRegion(r["start"], r["end"]) for r in items]
+def regions(items: list[dict[str, float]]) -> list[SpanSeconds]:
+    return [SpanSeconds(r["start"], r["end"]) for r in items]
 
 
 def test_evaluate_is_the_function_metrics_the_module() -> None:
@@ -174,7 +174,7 @@ def test_combine_is_pyannote_accumulated() -> None:
     from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.detection import DetectionErrorRate, DetectionPrecision
 
-    def annotation(items: list[SpeechRegion]) -> Annotation:
+    def annotation(items: list[SpanSeconds]) -> Annotation:
         out = Annotation()
         for i, r in enumerate(items):
             out[Segment(r.start, r.end), i] = "speech"

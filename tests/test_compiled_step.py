@@ -12,8 +12,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxwx.audio import load_audio
-from mlxwx.decoding import (
+from mlxwx.asr.decoding import (
     DecodingOptions,
     _eager_step,
     attention_mask,
@@ -21,9 +20,10 @@ from mlxwx.decoding import (
     encode,
     left_pad,
 )
-from mlxwx.engine import window_mel
+from mlxwx.asr.engine import window_mel
+from mlxwx.asr.step import compiled_step
+from mlxwx.audio import load_audio
 from mlxwx.models.whisper import TextDecoder
-from mlxwx.step import compiled_step
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 SHORT_CLIP = "sense_and_sensibility_01_austen_64kb-0880.wav"  # "he was not an ill disposed..."

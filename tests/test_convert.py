@@ -28,10 +28,10 @@ from convert.__main__ import main
 from convert.ct2 import convert as convert_ct2
 from convert.hf import convert as convert_hf
 from convert.openai import convert as convert_openai
-from mlxwx.checkpoint import quantize_predicate
-from mlxwx.ct2 import read_ct2, read_model_bin
-from mlxwx.load import load_folder
+from mlxwx.asr.model import load_whisper as load_folder
 from mlxwx.models.whisper import ModelDimensions, Whisper
+from mlxwx.weights.ct2 import read_ct2, read_model_bin
+from mlxwx.weights.whisper import quantize_predicate
 
 TOL = 1e-4
 D, HEADS, LAYERS = 64, 4, 2  # divisible by the quantization group of 64

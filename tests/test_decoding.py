@@ -8,9 +8,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxwx.decoding import DecodingOptions, DecodingResult
-from mlxwx.engine import split_segments
-from mlxwx.logits import DecodeState, LogitFilters
+from mlxwx.asr.decoding import DecodingOptions, DecodingResult
+from mlxwx.asr.logits import DecodeState, LogitFilters
+from mlxwx.asr.segments import Thresholds, build_window
+from mlxwx.types import AudioChunk, SpanSamples
 
 
 def state_after(tokens_per_row: list[list[int]], ts_begin: int, eot: int) -> DecodeState:
@@ -141,30 +142,37 @@ def test_state_tracks_finished_rows_and_logprobs(wm):
     assert np.array(state.length).tolist() == [2, 1]
 
 
-def result(tokens: list[int]) -> DecodingResult:
-    return DecodingResult(tokens, "", "en", -0.1, 0.01, 0.0)
+def result(wm, tokens: list[int]) -> DecodingResult:
+    units = tuple(wm.tokenizer.units(tokens))
+    return DecodingResult(tokens, "", "en", -0.1, 0.01, 0.0, units=units)
 
 
-def test_split_segments_pairs_and_seek(wm):
+def window(wm, tokens: list[int], offset: float, window: float):
+    """`build_window` of `tokens` decoded at the start of a chunk of `window` seconds lying
+    `offset` seconds into its input."""
+    start, n = round(offset * 16000), round(window * 16000)
+    chunk = AudioChunk(0, mx.zeros(n), (SpanSamples(start, start + n),))
+    return build_window(result(wm, tokens), chunk, 0, wm.tokenizer.timestamp_begin, Thresholds())
+
+
+def test_window_segments_pairs_and_seek(wm):
     tok = wm.tokenizer
     ts, a, b = tok.timestamp_begin, tok.encode(" one")[0], tok.encode(" two")[0]
     # two closed segments, the last closed by a lone final timestamp: the window is done
-    segs, advance = split_segments(
-        result([ts, a, ts + 50, ts + 60, b, ts + 100]), wm, offset=30.0, window=30.0
-    )
+    record, advance = window(wm, [ts, a, ts + 50, ts + 60, b, ts + 100], 30.0, 30.0)
+    segs = record.segments
     assert [(s.start, s.end, s.text) for s in segs] == [(30.0, 31.0, " one"), (31.2, 32.0, " two")]
-    assert advance == 3000
+    assert [s.tokens for s in segs] == [(ts, a, ts + 50), (ts + 60, b, ts + 100)]
+    assert advance == 3000 * 160 and record.spans == (SpanSamples(480000, 960000),)
     # ending on a pair: resume at that pair's timestamp (2.00 s = 200 frames)
-    segs, advance = split_segments(
-        result([ts, a, ts + 50, ts + 60, b, ts + 100, ts + 100]), wm, 0.0, 30.0
-    )
-    assert len(segs) == 2 and advance == 200
+    record, advance = window(wm, [ts, a, ts + 50, ts + 60, b, ts + 100, ts + 100], 0.0, 30.0)
+    assert len(record.segments) == 2 and advance == 200 * 160
     # the last segment is cut by the window edge: resume at the last closed timestamp
-    segs, advance = split_segments(result([ts, a, ts + 50, ts + 60, b]), wm, 0.0, 30.0)
-    assert [s.text for s in segs] == [" one"] and advance == 100
+    record, advance = window(wm, [ts, a, ts + 50, ts + 60, b], 0.0, 30.0)
+    assert [s.text for s in record.segments] == [" one"] and advance == 100 * 160
     # no timestamps at all: one segment over the window
-    segs, advance = split_segments(result([a, b]), wm, 0.0, 12.5)
-    assert [(s.start, s.end) for s in segs] == [(0.0, 12.5)] and advance == 1250
+    record, advance = window(wm, [a, b], 0.0, 12.5)
+    assert [(s.start, s.end) for s in record.segments] == [(0.0, 12.5)] and advance == 1250 * 160
 
 
 def test_options_reject_bad_values():
@@ -183,9 +191,9 @@ def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
     """A window's beams (or samples) attend its keys as one grouped query; the tokens are those
     of giving every row its own copy of the keys. Two windows, speech and silence, so that
     sampled rows end at different steps and the batch drops ended rows (row -> window map)."""
+    from mlxwx.asr.decoding import _decode_rows, encode
+    from mlxwx.asr.engine import window_mel
     from mlxwx.audio import load_audio
-    from mlxwx.decoding import _decode_rows, encode
-    from mlxwx.engine import window_mel
 
     speech = load_audio(jfk_path)
     mels = [window_mel(speech, 0, speech.shape[0], 80), window_mel(mx.zeros(16000), 0, 16000, 80)]
@@ -206,10 +214,10 @@ def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
 def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk_path, monkeypatch):
     """Beam search drops the rows of windows whose candidates are complete (silence ends at
     once, speech much later). Each window's tokens and score are those of decoding it alone."""
-    from mlxwx import beam
+    from mlxwx.asr import beam
+    from mlxwx.asr.decoding import decode_features, encode
+    from mlxwx.asr.engine import window_mel
     from mlxwx.audio import load_audio
-    from mlxwx.decoding import decode_features, encode
-    from mlxwx.engine import window_mel
     from mlxwx.models.whisper import MultiHeadAttention
 
     speech = load_audio(jfk_path)
@@ -252,7 +260,7 @@ def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk
 def test_cpu_encodes_window_by_window_as_one_batch(wm):
     """On the CPU `encode` runs one window at a time: the same features, in order, as the
     encoder given the whole batch."""
-    from mlxwx.decoding import encode
+    from mlxwx.asr.decoding import encode
 
     mel = mx.random.normal((3, 2 * wm.dims.n_audio_ctx, wm.dims.n_mels), key=mx.random.key(1))
     assert mx.default_device() == mx.cpu

@@ -1,4 +1,5 @@
-"""The batched engine: lanes, batching across files, fallback, silence, language detection."""
+"""The transcribe stage: lanes, batching across files, fallback, silence, language detection,
+window records."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-import mlxwx.engine as engine
-from mlxwx.audio import SAMPLE_RATE, load_audio
-from mlxwx.decoding import DecodingOptions, DecodingResult
-from mlxwx.engine import TranscribeOptions, transcribe_arrays
-from mlxwx.guards import collapse_words
-from mlxwx.lanes import MIN_PIECE, Region, plan_lanes
-from mlxwx.load import load_model
+import mlxwx.asr.engine as engine
+from mlxwx.asr.decoding import DecodingOptions, DecodingResult
+from mlxwx.asr.engine import SpeechFile, TranscribeOptions, transcribe_stream
+from mlxwx.asr.guards import LOOP_WORDS, collapse_segments, collapse_words, words_of
+from mlxwx.asr.lanes import MIN_PIECE, Lane
+from mlxwx.asr.model import load_model
+from mlxwx.audio import HOP_LENGTH, SAMPLE_RATE, AudioError, load_audio
+from mlxwx.pipeline import PipelineOptions, chunking
+from mlxwx.types import AudioChunk, SpanSamples
 
-from .speech import JFK_TEXT, corpus, wer
+from .speech import JFK_TEXT, corpus, transcribe_arrays, wer
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 GREEDY = TranscribeOptions(DecodingOptions(beam_size=1))
@@ -29,42 +32,54 @@ def words(text: str) -> list[str]:
     return re.sub(r"[^a-z' ]", " ", text.lower()).split()
 
 
-def test_lanes_cut_long_files_in_silence_and_cover_everything():
+def whole(audio: mx.array, file: int = 0) -> AudioChunk:
+    return AudioChunk(file, audio, (SpanSamples(0, audio.shape[0]),))
+
+
+def test_idle_lanes_share_long_chunks_cut_in_silence_covering_everything():
     rng = np.random.default_rng(0)
     speech = lambda s: rng.normal(0, 0.3, int(s * SAMPLE_RATE)).astype(np.float32)  # noqa: E731
     gap = np.zeros(SAMPLE_RATE // 2, np.float32)
     long = mx.array(np.concatenate([np.concatenate([speech(9.7), gap]) for _ in range(24)]))
-    short = mx.array(speech(5))
-    plan = plan_lanes([long, short, short], lanes=4)
-    regions = sorted((r for lane in plan for r in lane), key=lambda r: (r.source, r.start))
-    by_source = {s: [r for r in regions if r.source == s] for s in range(3)}
-    assert [(r.start, r.end) for r in by_source[1]] == [(0, short.shape[0])]  # short: never cut
-    pieces = by_source[0]
-    assert len(pieces) > 1 and all(r.length >= MIN_PIECE * 0.9 for r in pieces)
+    lanes = [Lane([whole(long)])]
+    while len(lanes) < 8 and (given := max(lanes, key=lambda ln: ln.remaining).share()):
+        lanes.append(Lane(given))
+    pieces = sorted((ln.chunk.pieces[0] for ln in lanes), key=lambda p: p.start)
+    assert len(pieces) > 4 and all(p.length >= MIN_PIECE for p in pieces)
     assert pieces[0].start == 0 and pieces[-1].end == long.shape[0]
     assert all(a.end == b.start for a, b in itertools.pairwise(pieces))
-    for cut in (r.start for r in pieces[1:]):  # every cut lies in a silent gap
+    for cut in (p.start for p in pieces[1:]):  # every cut lies in a silent gap
         assert float(mx.abs(long[cut - 80 : cut + 80]).max()) == 0.0
-    loads = [sum(r.length for r in lane) for lane in plan]
-    assert max(loads) < 2 * min(loads)
+    for lane in lanes:  # each piece's audio is its span of the input
+        p = lane.chunk.pieces[0]
+        assert lane.chunk.audio.shape[0] == p.length
+        assert mx.array_equal(lane.chunk.audio[:100], long[p.start : p.start + 100])
+    short = Lane([whole(mx.array(speech(50)))])
+    assert short.share() == []  # never pieces shorter than a window
+
+
+def test_a_lane_shares_its_later_chunks_evenly():
+    chunks = [AudioChunk(0, mx.zeros(n), (SpanSamples(0, n),)) for n in (10, 40, 30, 20, 10)]
+    lane = Lane(list(chunks))
+    lane.pos = 5  # 105 samples left: keep 5 + 40 + 30 = 75? no: 5 + 40 = 45 against 60
+    given = lane.share()
+    assert lane.chunks == chunks[:2] and given == chunks[2:]
 
 
 def test_batch_1_and_16_give_identical_greedy_output(wm, clips):
     one = transcribe_arrays(wm, clips, replace(GREEDY, batch_size=1))
     many = transcribe_arrays(wm, clips, replace(GREEDY, batch_size=16))
     assert [r.to_dict() for r in one] == [r.to_dict() for r in many]
-    assert words(one[0].text) == words(
-        "And so my fellow Americans, ask not what your country can do for you, "
-        "ask what you can do for your country."
-    )
+    assert words(one[0].text) == words(JFK_TEXT)
 
 
+@pytest.mark.slow
 def test_long_input_in_lanes_matches_clip_by_clip_quality(wm):
     """90 s of distinct speech in one input: lanes (batch 4) lose nothing against batch 1 or
     against transcribing each clip alone. Where windows fall changes what tiny.en hears on the
-    telephone clip (measured: alone 0.075, batch 1 0.103, batch 4 0.140, the differences being
-    words like "I needed to die" / "I need to design", not lost audio), so each bound allows 5
-    points over the other; a lane that dropped a sentence (10+ of the 107 words) fails it."""
+    telephone clip (the differences are words like "I needed to die" / "I need to design", not
+    lost audio), so each bound allows 5 points over the other; a lane that dropped a sentence
+    (10+ of the 107 words) fails it."""
     clips = corpus()
     audios = [load_audio(c.path) for c in clips]
     truth = " ".join(c.text for c in clips)
@@ -80,15 +95,17 @@ def test_long_input_in_lanes_matches_clip_by_clip_quality(wm):
         assert starts == sorted(starts) and result.segments[-1].end <= long.shape[0] / SAMPLE_RATE
 
 
-def test_silence_noise_and_empty_give_no_text(wm):
+def test_silence_and_noise_give_no_text_and_empty_input_is_an_error(wm):
     rng = np.random.default_rng(1)
     silent = mx.zeros(20 * SAMPLE_RATE)
     noise = mx.array(rng.normal(0, 0.05, 20 * SAMPLE_RATE).astype(np.float32))
     hum = mx.array(
         0.1 * np.sin(2 * np.pi * 50 * np.arange(20 * SAMPLE_RATE) / SAMPLE_RATE, dtype=np.float32)
     )
-    results = transcribe_arrays(wm, [silent, noise, hum, mx.zeros(0)], TranscribeOptions())
-    assert [r.text for r in results] == ["", "", "", ""]
+    results = transcribe_arrays(wm, [silent, noise, hum], GREEDY)
+    assert [r.text for r in results] == ["", "", ""]
+    with pytest.raises(AudioError, match="audio array is empty"):
+        transcribe_arrays(wm, [silent, mx.zeros(0)])
 
 
 def test_only_failing_rows_fall_back(wm, monkeypatch):
@@ -112,18 +129,75 @@ def test_only_failing_rows_fall_back(wm, monkeypatch):
     assert [r.temperature for r in out] == [0.4, 0.0, 0.0]
 
 
-def test_language_detected_on_first_speech_not_leading_silence(base_dir, jfk_path):
+def test_no_speech_threshold_none_never_marks_silence(wm, monkeypatch):
+    """A window with a failing log-prob and a no-speech probability of 0.99 is silence with the
+    default threshold (no fallback, no text), and decoded like any other with None."""
+    calls = []
+
+    def fake_decode(wm_, audio, options, languages, contexts):
+        calls.append(options.temperature)
+        return [DecodingResult([1], "x", "en", -2.0, 0.99, options.temperature, 1.0)]
+
+    monkeypatch.setattr(engine, "decode_features", fake_decode)
+    engine.decode_with_fallback(wm, mx.zeros((1, 1500, 384)), TranscribeOptions(), ["en"], [[]])
+    assert calls == [0.0]
+    calls.clear()
+    options = TranscribeOptions(no_speech_threshold=None)
+    engine.decode_with_fallback(wm, mx.zeros((1, 1500, 384)), options, ["en"], [[]])
+    assert calls == list(options.temperatures)
+    assert options.thresholds.is_silence(DecodingResult([], "", "en", -5.0, 1.0, 0.0)) is False
+
+
+def test_language_detected_once_per_file_on_its_first_decoded_window(
+    base_dir, jfk_path, monkeypatch
+):
+    """One detection per input, on the features of the input's first window that is decoded
+    (leading digital silence is skipped), never by encoding a window twice."""
     wm = load_model(str(base_dir), dtype=mx.float32)
     speech = load_audio(jfk_path)
     late = mx.concatenate([mx.zeros(35 * SAMPLE_RATE), speech])
-    opts = TranscribeOptions(DecodingOptions(beam_size=1))
-    assert engine.file_languages(wm, [speech, late], opts) == ["en", "en"]
-    (result,) = transcribe_arrays(wm, [late], opts)
-    # The silent first window yields nothing; speech (at 35 s) is found in the second window.
-    # Its first timestamp is forced within 1 s of the window start (Whisper's max initial
-    # timestamp), so the segment starts near 30 s: VAD, not decoding, places it at 35 s.
-    assert result.language == "en" and result.segments[0].start >= 30.0
-    assert words(result.text) == words(JFK_TEXT)
+    detected, encoded = [], []
+    detect, encode = engine.detect_language, engine.encode
+    monkeypatch.setattr(
+        engine, "detect_language", lambda wm_, f: detected.append(f.shape[0]) or detect(wm_, f)
+    )
+    monkeypatch.setattr(
+        engine, "encode", lambda wm_, m: encoded.append(m.shape[0]) or encode(wm_, m)
+    )
+    results = transcribe_arrays(wm, [speech, late], GREEDY)
+    assert [r.language for r in results] == ["en", "en"]
+    # one detection per input: `speech` in the first batch; `late` in the second, whose first
+    # window (silent: skipped) was not decoded
+    assert detected == [1, 1]
+    assert sum(encoded) == sum(len(r.windows) for r in results)
+    # The silent first window of `late` is skipped; speech (at 35 s) is found in the second
+    # window. Its first timestamp is forced within 1 s of the window start (Whisper's max
+    # initial timestamp), so the segment starts near 30 s: VAD, not decoding, places it at 35 s.
+    assert results[1].segments[0].start >= 30.0
+    assert words(results[1].text) == words(JFK_TEXT)
+
+
+def test_windows_record_their_file_spans_and_segment_tokens(wm, clips):
+    """Each window names its input and the samples it read (VAD chunks mapped back to the
+    input's timeline), and holds its segments with their tokens, timestamps included; the
+    result's segments are exactly the windows' segments."""
+    from mlxwx.vad.silero import SileroVad
+
+    gap = mx.zeros(7 * SAMPLE_RATE)
+    audio = mx.concatenate([gap, clips[0], gap, clips[1]])
+    (result,) = transcribe_arrays(wm, [audio], GREEDY, vad=SileroVad())
+    assert result.windows and all(w.file == 0 for w in result.windows)
+    assert [s for w in result.windows for s in w.segments] == list(result.segments)
+    ts = wm.tokenizer.timestamp_begin
+    for w in result.windows:
+        (span,) = w.spans  # span merge: one stretch of the input per window
+        assert span.start >= 6 * SAMPLE_RATE and span.end <= audio.shape[0]
+        for s in w.segments:
+            assert span.start / SAMPLE_RATE <= s.start < s.end <= span.end / SAMPLE_RATE + 0.02
+            assert s.tokens[0] >= ts and s.tokens[-1] >= ts
+            assert wm.tokenizer.decode(list(s.tokens)) == s.text
+            offset = s.start - span.start / SAMPLE_RATE
+            assert offset == pytest.approx((s.tokens[0] - ts) * 0.02, abs=1e-6)
 
 
 def test_repetition_guard_keeps_two_repeats():
@@ -134,24 +208,20 @@ def test_repetition_guard_keeps_two_repeats():
     assert collapse_words("ask not ask what".split()) == "ask not ask what".split()
 
 
-def test_lane_always_moves_and_finishes_regions_with_less_than_a_frame_left():
-    from mlxwx.audio import HOP_LENGTH
-    from mlxwx.lanes import Region
-
-    lane = engine.Lane([Region(0, 0, 1000), Region(1, 0, 5000)])
-    lane.advance(0)
-    assert lane.pos == HOP_LENGTH  # a zero step (a window too short for a frame) still moves
-    lane.advance(700)  # 140 samples left: less than one mel frame, the region is done
-    assert (lane.index, lane.pos) == (1, 0)
-    lane.advance(5000)
-    assert not lane.active
+def test_lane_always_moves_and_finishes_chunks_with_less_than_a_frame_left():
+    first, second = whole(mx.zeros(1000)), whole(mx.zeros(5000), file=1)
+    lane = Lane([first, second])
+    assert lane.advance(0) == (HOP_LENGTH, None)  # a zero step still moves one frame
+    covered, done = lane.advance(700)  # 140 samples left: less than one frame, chunk done
+    assert (covered, done, lane.index, lane.pos) == (1000 - HOP_LENGTH, first, 1, 0)
+    assert lane.advance(5000) == (5000, second) and not lane.active
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_rows_with_different_prompts_decode_as_alone(wm, clips, beam_size):
     """Left-padded prompts of different lengths: masks and per-row positions keep rows apart."""
-    from mlxwx.decoding import decode_features, encode
-    from mlxwx.engine import window_mel
+    from mlxwx.asr.decoding import decode_features, encode
+    from mlxwx.asr.engine import window_mel
 
     mels = mx.stack([window_mel(c, 0, c.shape[0], 80) for c in clips[:2]])
     features = encode(wm, mels)
@@ -166,11 +236,11 @@ def test_rows_with_different_prompts_decode_as_alone(wm, clips, beam_size):
 
 
 def test_prompt_contexts(wm):
-    lanes = [engine.Lane([Region(0, 0, 10)]), engine.Lane([Region(0, 0, 10)])]
+    lanes = [Lane([whole(mx.zeros(10))]), Lane([whole(mx.zeros(10))])]
     lanes[1].context = [7, 8]
     opts = TranscribeOptions(initial_prompt="Kennedy.", hotwords="Dashwood")
     hot, initial = wm.tokenizer.encode(" Dashwood"), wm.tokenizer.encode(" Kennedy.")
-    assert engine._contexts(wm, lanes, opts) == [hot + initial, [*hot, 7, 8]]
+    assert engine.prompt_contexts(wm, lanes, opts) == [hot + initial, [*hot, 7, 8]]
 
 
 def test_progress_reports_every_sample_once(wm, clips):
@@ -182,9 +252,27 @@ def test_progress_reports_every_sample_once(wm, clips):
         progress=lambda stage, completed, total: seen.append((stage, completed, total)),
     )
     total = sum(c.shape[0] for c in clips[:3])
-    assert seen and all(t == total for _, _, t in seen)
-    done = [c for _, c, _ in seen]
-    assert done == sorted(done) and done[-1] == total
+    done = [(c, t) for stage, c, t in seen if stage == "transcribe"]
+    assert done == sorted(done) and done[-1] == (total, total)
+    assert [c for stage, c, _ in seen if stage == "finish"] == [1, 2, 3]
+    assert [c for stage, c, _ in seen if stage == "load"] == [1, 2, 3]
+
+
+def test_inputs_stream_through_the_lanes_and_finish_in_turn(wm, clips):
+    """The stage reads an input only when a lane has nothing left to read, and yields each
+    input's transcript as soon as its last window is decoded."""
+    pulled = []
+
+    def stream():
+        for i, c in enumerate(clips[:4]):
+            pulled.append(i)
+            yield SpeechFile(i, (whole(c, i),))
+
+    out = transcribe_stream(wm, stream(), replace(GREEDY, batch_size=2))
+    first = next(out)
+    assert pulled == [0, 1] and first.file in (0, 1)  # two lanes: two inputs in flight
+    rest = list(out)
+    assert pulled == [0, 1, 2, 3] and sorted(t.file for t in [first, *rest]) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("merge", ["span", "concat"])
@@ -201,9 +289,11 @@ def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
     a[12 * SAMPLE_RATE : 12 * SAMPLE_RATE + len(jfk)] += jfk
     b0 = 12 * SAMPLE_RATE + len(jfk) + 8 * SAMPLE_RATE
     a[b0 : b0 + len(libri)] += libri
-    options = replace(GREEDY, vad_options=VadOptions.silero(merge=merge, chunk_size=10.0))
+    chunks = VadOptions.silero(merge=merge, chunk_size=10.0)
     plain = transcribe_arrays(wm, [clips[0], clips[1]], GREEDY)
-    with_vad = transcribe_arrays(wm, [mx.array(a), mx.zeros(0)], options, vad=SileroVad())
+    with_vad = transcribe_arrays(
+        wm, [mx.array(a), mx.zeros(SAMPLE_RATE)], GREEDY, vad=SileroVad(), vad_options=chunks
+    )
     assert with_vad[1].segments == ()
     segments = with_vad[0].segments
     jfk_end, libri_end = 12 + len(jfk) / SAMPLE_RATE, (b0 + len(libri)) / SAMPLE_RATE
@@ -215,13 +305,16 @@ def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
     assert [s.start for s in segments] == sorted(s.start for s in segments)
     truth = words(plain[0].text + " " + plain[1].text)
     assert wer([" ".join(truth)], [" ".join(words(with_vad[0].text))]) <= 0.1
+    for w in with_vad[0].windows:  # concat windows read several stretches of the input
+        assert sum(s.length for s in w.spans) <= 10 * SAMPLE_RATE
+        assert all(0 <= s.start < s.end <= len(a) for s in w.spans)
 
 
 @pytest.mark.parametrize("method", ["silero", "pyannote", "energy"])
 def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
     """With each VAD: 20 s of pink noise, hum and brown noise around jfk and a LibriVox clip
-    give no segment outside the speech and the same words as the clips alone; noise-only,
-    silent and empty inputs give no text."""
+    give no segment outside the speech and the same words as the clips alone; noise-only and
+    silent inputs give no text."""
     from mlxwx.vad.methods import load_vad
 
     from .speech import noises
@@ -239,9 +332,9 @@ def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
     starts = np.cumsum([0] + [len(p) for p in parts]) / SAMPLE_RATE
     speech = [(starts[1], starts[2]), (starts[4], starts[5])]
     inputs = [mx.array(np.concatenate(parts))] + [mx.array(noise[k]) for k in ("white", "pink")]
-    inputs += [mx.zeros(30 * SAMPLE_RATE), mx.zeros(0)]
+    inputs += [mx.zeros(30 * SAMPLE_RATE)]
     results = transcribe_arrays(wm, inputs, GREEDY, vad=load_vad(method))  # its run defaults
-    assert [r.text for r in results[1:]] == ["", "", "", ""]
+    assert [r.text for r in results[1:]] == ["", "", ""]
     segments = results[0].segments
     assert segments and all(
         any(a - 0.5 <= s.start and s.end <= b + 0.5 for a, b in speech) for s in segments
@@ -251,72 +344,63 @@ def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
     assert wer([truth], [" ".join(words(results[0].text))]) <= 0.1
 
 
-def test_chunk_lanes_keep_each_files_chunks_in_order():
-    from mlxwx.lanes import plan_chunk_lanes
-
-    lengths, files = [10, 20, 30, 5, 25, 30, 10], [0, 0, 0, 1, 1, 2, 2]
-    plan = plan_chunk_lanes(lengths, files, 3)
-    assert [r.source for lane in plan for r in lane] == list(range(7))
-    assert len(plan) == 3
-    for lane in plan:
-        for prev, r in itertools.pairwise(lane):
-            assert r.follows == (files[prev.source] == files[r.source])
-        assert not lane[0].follows
-
-
-def test_vad_options_default_to_the_methods_transcription_options(wm, monkeypatch):
+def test_vad_options_default_to_the_methods_transcription_options():
     """No vad_options: each VAD's chunks follow `transcribe_options(vad.method)` (Silero padded
-    100 ms, not silero's 30 ms), as `mlxwx run` does; given options win."""
-    from mlxwx.cli import run_vad_options
+    100 ms, not silero's 30 ms), as `mlxwx run` does; given options win; a VAD that names no
+    mlxwx method (any object that scores frames) gets `VadOptions()`."""
+    from mlxwx.cli.run import run_vad_options
+    from mlxwx.vad.base import SpeechProbs
     from mlxwx.vad.energy import EnergyVad
     from mlxwx.vad.methods import default_options, transcribe_options
     from mlxwx.vad.regions import VadOptions
     from mlxwx.vad.silero import SileroVad
 
-    seen = []
-    monkeypatch.setattr(engine, "speech_chunks", lambda audio, vad, o: seen.append(o) or [])
-    for vad in (SileroVad(), EnergyVad()):
-        transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], GREEDY, vad=vad)
+    default = PipelineOptions()
+    assert chunking(default, SileroVad()) == transcribe_options("silero")
+    assert chunking(default, EnergyVad()) == transcribe_options("energy")
     given = VadOptions(onset=0.7)
-    transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], replace(GREEDY, vad_options=given), vad=vad)
-    assert seen == [transcribe_options("silero"), transcribe_options("energy"), given]
-    assert seen[0].pad == 0.1 and default_options("silero").pad == 0.03
+    assert chunking(replace(default, vad_options=given), SileroVad()) == given
+    custom = lambda audio: SpeechProbs(probs=mx.zeros(10), hop=0.1)  # noqa: E731
+    assert chunking(default, custom) == VadOptions()
+    assert transcribe_options("silero").pad == 0.1 and default_options("silero").pad == 0.03
     assert run_vad_options("silero", None, None, 30.0) == transcribe_options("silero")
 
 
-def test_a_vad_without_a_method_name_gets_generic_options(wm, monkeypatch):
-    """Any object that scores frames is a VAD; one that does not name an mlxwx method gets
-    `VadOptions()` when no vad_options are given (not an unknown-method error)."""
+def test_a_custom_vad_that_finds_nothing_gives_no_text(wm):
     from mlxwx.vad.base import SpeechProbs
-    from mlxwx.vad.regions import VadOptions
 
-    seen = []
-    monkeypatch.setattr(engine, "speech_chunks", lambda audio, vad, o: seen.append(o) or [])
     custom = lambda audio: SpeechProbs(probs=mx.zeros(10), hop=0.1)  # noqa: E731
-    (result,) = transcribe_arrays(wm, [mx.zeros(SAMPLE_RATE)], GREEDY, vad=custom)
-    assert seen == [VadOptions()] and result.text == ""
+    (result,) = transcribe_arrays(
+        wm, [load_audio(Path(__file__).parent / "data/jfk.flac")], vad=custom
+    )
+    assert result.text == "" and result.windows == ()
 
 
-def test_loops_of_three_words_or_more_are_cut_in_every_window():
+def test_loops_of_three_words_or_more_are_cut_in_every_window(wm):
     """In a window that passed the quality checks only loops of LOOP_WORDS words or more are
-    cut, within and across segments; short repeats and untouched segments stay as they are."""
-    from mlxwx.guards import LOOP_WORDS, collapse_segments
-    from mlxwx.types import Segment
-
+    cut, within and across segments, words with their tokens; short repeats and untouched
+    segments stay as they are."""
+    tok = wm.tokenizer
     texts = [" No, no, no.", " I don't hear that.", " I'm Sheila."] + [" I don't hear that."] * 4
     texts += [
         " Thank you, thank you, thank you.",
         " I'm going to get a call. I'm going to get a call. I'm going to get a call.",
     ]
-    segments = [Segment(float(i), i + 1.0, t) for i, t in enumerate(texts)]
+    segments = [words_of(tok.units(tok.encode(t))) for t in texts]
+
+    def text(ws):
+        return "".join(u[0] for w in ws for u in w)
+
     kept = collapse_segments(segments, shortest=LOOP_WORDS)
     assert (
-        [s.text for s in kept]
+        [text(ws) for _, ws in kept]
         == [  # two of the four repeats go
             *texts[:5],
             " Thank you, thank you, thank you.",
             " I'm going to get a call. I'm going to get a call.",
         ]
     )
-    assert kept[0] is segments[0] and kept[-1].start == 8.0 and len(kept) == 7
-    assert [s.text for s in collapse_segments(segments)][-2] == " Thank you, thank you,"
+    assert [i for i, _ in kept] == [0, 1, 2, 3, 4, 7, 8]
+    last = kept[-1][1]
+    assert [t for w in last for u in w for t in u[1]] == tok.encode(text(last))
+    assert text(collapse_segments(segments)[-2][1]) == " Thank you, thank you,"

@@ -19,8 +19,8 @@ from mlx.utils import tree_flatten, tree_map
 
 from bench import gpu
 from convert.hf import map_hf_weights, to_hf_weights
-from mlxwx.checkpoint import save_model
-from mlxwx.load import WhisperModel
+from mlxwx.asr.model import WhisperModel
+from mlxwx.weights.whisper import save_model
 from tests.conftest import package_dir
 
 TOL = 1e-4

@@ -6,10 +6,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlxwx.asr.decoding import DecodingOptions, decode
+from mlxwx.asr.engine import window_mel
+from mlxwx.asr.model import load_model
 from mlxwx.audio import load_audio
-from mlxwx.decoding import DecodingOptions, decode
-from mlxwx.engine import window_mel
-from mlxwx.load import load_model
 from mlxwx.models.whisper import ModelDimensions, Whisper
 
 

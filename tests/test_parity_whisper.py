@@ -14,10 +14,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlxwx.asr.decoding import DecodingOptions, decode
+from mlxwx.asr.engine import window_mel
+from mlxwx.asr.model import load_model
 from mlxwx.audio import N_FRAMES, load_audio, log_mel_spectrogram
-from mlxwx.decoding import DecodingOptions, decode
-from mlxwx.engine import window_mel
-from mlxwx.load import load_model
 
 faster_whisper = pytest.importorskip("faster_whisper")
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

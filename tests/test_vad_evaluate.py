@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxwx.vad.base import SpeechProbs, SpeechRegion
+from mlxwx.vad.base import SpanSeconds, SpeechProbs
 from mlxwx.vad.metrics import VadMetrics, evaluate, format_metrics, format_sweep, sweep
 from mlxwx.vad.rttm import RttmError, read_rttm, speech_support, to_rttm, write_rttm
 
@@ -18,27 +18,27 @@ DATA = Path(__file__).parent / "data"
 SAMPLE_RTTM = DATA / "sample.rttm"
 
 
-def _threshold(probs: SpeechProbs, onset: float) -> list[SpeechRegion]:
+def _threshold(probs: SpeechProbs, onset: float) -> list[SpanSeconds]:
     """Plain thresholding (no hysteresis): regions where probs >= onset."""
     above = np.concatenate([[False], np.array(probs.probs) >= onset, [False]])
     edges = np.flatnonzero(np.diff(above.astype(np.int8)))
     return [
-        SpeechRegion(probs.offset + s * probs.hop, probs.offset + e * probs.hop)
+        SpanSeconds(probs.offset + s * probs.hop, probs.offset + e * probs.hop)
         for s, e in zip(edges[::2], edges[1::2], strict=True)
     ]
 
 
-def _hypotheses(reference: list[SpeechRegion]) -> dict[str, list[SpeechRegion]]:
+def _hypotheses(reference: list[SpanSeconds]) -> dict[str, list[SpanSeconds]]:
     rng = np.random.default_rng(0)
     jitter = [
-        SpeechRegion(r.start + rng.uniform(-0.4, 0.4), r.end + rng.uniform(-0.4, 0.4))
+        SpanSeconds(r.start + rng.uniform(-0.4, 0.4), r.end + rng.uniform(-0.4, 0.4))
         for r in reference
     ]
     return {
-        "jittered": [*jitter, SpeechRegion(0.5, 1.2), SpeechRegion(29.5, 31.0)],
-        "split": [SpeechRegion(t, t + 0.7) for t in np.arange(0.0, 30.0, 1.0)],
+        "jittered": [*jitter, SpanSeconds(0.5, 1.2), SpanSeconds(29.5, 31.0)],
+        "split": [SpanSeconds(t, t + 0.7) for t in np.arange(0.0, 30.0, 1.0)],
         "empty": [],
-        "everything": [SpeechRegion(0.0, 30.0)],
+        "everything": [SpanSeconds(0.0, 30.0)],
     }
 
 
@@ -56,12 +56,12 @@ def test_read_rttm_union_and_turns() -> None:
 
 
 def test_rttm_round_trip_and_errors(tmp_path: Path) -> None:
-    regions = {"a": [SpeechRegion(0.5, 1.25), SpeechRegion(2.0, 3.0)], "b": []}
+    regions = {"a": [SpanSeconds(0.5, 1.25), SpanSeconds(2.0, 3.0)], "b": []}
     path = write_rttm(tmp_path / "out" / "hyp.rttm", regions)
     assert read_rttm(path) == {"a": regions["a"]}
     assert not list(path.parent.glob(".*"))  # no temporary file left behind
     with pytest.raises(ValueError, match="file id"):
-        to_rttm({"has space": [SpeechRegion(0, 1)]})
+        to_rttm({"has space": [SpanSeconds(0, 1)]})
     bad = tmp_path / "bad.rttm"
     bad.write_text("SPEAKER x 1 0.0 1.0 <NA> <NA> s <NA> <NA>\nSPEAKER x 1 zero 1.0\n")
     with pytest.raises(RttmError, match=r"bad\.rttm:2"):
@@ -71,12 +71,12 @@ def test_rttm_round_trip_and_errors(tmp_path: Path) -> None:
 
 
 def test_speech_support() -> None:
-    regions = [SpeechRegion(3, 4), SpeechRegion(0, 1), SpeechRegion(0.5, 2), SpeechRegion(2, 2.5)]
-    assert speech_support(regions) == [SpeechRegion(0, 2.5), SpeechRegion(3, 4)]
+    regions = [SpanSeconds(3, 4), SpanSeconds(0, 1), SpanSeconds(0.5, 2), SpanSeconds(2, 2.5)]
+    assert speech_support(regions) == [SpanSeconds(0, 2.5), SpanSeconds(3, 4)]
 
 
 def test_by_hand_with_collar() -> None:
-    ref, hyp = [SpeechRegion(1, 3)], [SpeechRegion(2, 4)]
+    ref, hyp = [SpanSeconds(1, 3)], [SpanSeconds(2, 4)]
     m = evaluate(ref, hyp, duration=5)
     assert (m.miss, m.false_alarm, m.detection_error_rate) == (0.5, 0.5, 1.0)
     assert (m.precision, m.recall, m.scored) == (0.5, 0.5, 5.0)
@@ -85,15 +85,15 @@ def test_by_hand_with_collar() -> None:
     assert (m.reference_speech, m.hypothesis_speech, m.scored) == (1.0, 1.0, 3.0)
     assert (m.miss, m.false_alarm, m.precision) == (0.5, 0.5, 0.5)
     # No UEM: only the extent [1, 4] is scored, as pyannote.metrics does.
-    assert evaluate(ref, [SpeechRegion(0.0, 0.5), *hyp]).scored == 4.0
+    assert evaluate(ref, [SpanSeconds(0.0, 0.5), *hyp]).scored == 4.0
     assert evaluate(ref, hyp).scored == 3.0
 
 
 def test_empty_conventions() -> None:
     assert evaluate([], [], duration=10) == VadMetrics(0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 10.0)
-    m = evaluate([], [SpeechRegion(1, 2)], duration=10)
+    m = evaluate([], [SpanSeconds(1, 2)], duration=10)
     assert (m.detection_error_rate, m.false_alarm, m.precision) == (1.0, 1.0, 0.0)
-    m = evaluate([SpeechRegion(1, 2)], [], duration=10)
+    m = evaluate([SpanSeconds(1, 2)], [], duration=10)
     assert (m.detection_error_rate, m.miss, m.precision, m.recall) == (1.0, 1.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="collar"):
         evaluate([], [], collar=-1)
@@ -116,14 +116,14 @@ def test_matches_pyannote_metrics(collar: float, duration: float | None) -> None
         DetectionRecall,
     )
 
-    def annotation(regions: list[SpeechRegion], labels: list[str] | None = None) -> Annotation:
+    def annotation(regions: list[SpanSeconds], labels: list[str] | None = None) -> Annotation:
         out = Annotation(uri="sample")
         for i, r in enumerate(regions):
             out[Segment(r.start, r.end), i] = labels[i] if labels else "speech"
         return out
 
     lines = [line.split() for line in SAMPLE_RTTM.read_text().splitlines()]
-    turns = [SpeechRegion(float(f[3]), float(f[3]) + float(f[4])) for f in lines]
+    turns = [SpanSeconds(float(f[3]), float(f[3]) + float(f[4])) for f in lines]
     references = {
         "union": (read_rttm(SAMPLE_RTTM)["sample"], annotation(read_rttm(SAMPLE_RTTM)["sample"])),
         "turns": (turns, annotation(turns, [f[7] for f in lines])),

@@ -15,11 +15,11 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxwx import packs
 from mlxwx.audio import load_audio
 from mlxwx.errors import ModelError
-from mlxwx.vad import pyannote_load
 from mlxwx.vad.pyannote import PyannoteOptions, PyannoteVad
+from mlxwx.weights import packs
+from mlxwx.weights import pyannote as pyannote_load
 from tests.pyannote_ref import run_reference
 from tests.speech import DATA, LIBRIVOX
 
@@ -87,7 +87,7 @@ def ref(
 
 
 def test_reader_matches_torch_state_dict(checkpoint: Path, ref: dict[str, np.ndarray]) -> None:
-    from mlxwx import torchbin
+    from mlxwx.weights import torchbin
 
     ours = torchbin.load(checkpoint)["state_dict"]
     theirs = {k.split(":", 1)[1]: v for k, v in ref.items() if k.startswith("state:")}

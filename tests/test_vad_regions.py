@@ -19,8 +19,8 @@ from mlxwx.audio import load_audio
 from mlxwx.vad import (
     SAMPLE_RATE,
     Chunk,
+    SpanSeconds,
     SpeechProbs,
-    SpeechRegion,
     VadOptions,
     binarize,
     chunk_audio,
@@ -119,12 +119,12 @@ def test_options_are_checked() -> None:
         VadOptions(merge="glue")  # type: ignore[arg-type]
 
 
-def _some_regions() -> list[SpeechRegion]:
+def _some_regions() -> list[SpanSeconds]:
     rng = np.random.default_rng(1)
     t, out = 0.3, []
     for _ in range(40):
         d = float(rng.choice([0.4, 2.0, 7.5, 12.0, 29.0]))
-        out.append(SpeechRegion(round(t * 16000) / 16000, round((t + d) * 16000) / 16000))
+        out.append(SpanSeconds(round(t * 16000) / 16000, round((t + d) * 16000) / 16000))
         t += d + float(rng.uniform(0.05, 4.0))
     return out
 
@@ -138,7 +138,7 @@ def test_merge_chunks_sizes_and_order(merge: str) -> None:
     for c in chunks:
         assert c.duration <= 30.0 + 1e-9
         if merge == "span":
-            assert c.pieces == (SpeechRegion(c.regions[0].start, c.regions[-1].end),)
+            assert c.pieces == (SpanSeconds(c.regions[0].start, c.regions[-1].end),)
         else:
             assert c.pieces == c.regions
     for a, b in itertools.pairwise(chunks):  # greedy: the next region did not fit
@@ -150,7 +150,7 @@ def test_merge_chunks_sizes_and_order(merge: str) -> None:
 
 def test_merge_cuts_regions_longer_than_chunk() -> None:
     o = VadOptions(chunk_size=30.0, merge="concat")
-    chunks = merge_chunks([SpeechRegion(1.0, 71.0)], o)
+    chunks = merge_chunks([SpanSeconds(1.0, 71.0)], o)
     assert [c.duration for c in chunks] == pytest.approx([70 / 3] * 3, abs=1e-3)
     assert chunks[0].start == 1.0 and chunks[-1].end == 71.0
 
@@ -172,7 +172,7 @@ def test_concat_time_map_round_trip() -> None:
 
 def test_span_chunk_audio_includes_gaps() -> None:
     audio = mx.arange(0, 40 * SAMPLE_RATE, dtype=mx.int32)
-    c = Chunk((SpeechRegion(2.0, 9.5),), (SpeechRegion(2.0, 3.0), SpeechRegion(8.0, 9.5)))
+    c = Chunk((SpanSeconds(2.0, 9.5),), (SpanSeconds(2.0, 3.0), SpanSeconds(8.0, 9.5)))
     samples = np.array(chunk_audio(audio, c))
     assert samples[0] == 32000 and samples[-1] == 9.5 * SAMPLE_RATE - 1
     assert c.to_original(1.25) == 3.25 and c.duration == 7.5

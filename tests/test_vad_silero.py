@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from convert.__main__ import main as convert_main
-from mlxwx import packs
 from mlxwx.audio import load_audio
 from mlxwx.errors import ModelError
 from mlxwx.vad import SileroOptions, SileroVad, SpeechProbs, VadOptions, binarize, load_silero
-from mlxwx.vad import silero as silero_mod
+from mlxwx.weights import packs
+from mlxwx.weights import silero as silero_mod
 
 from .speech import import_silero
 

@@ -32,10 +32,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlxwx.asr.decoding import DecodingOptions
+from mlxwx.asr.engine import TranscribeOptions, transcribe_arrays
+from mlxwx.asr.model import load_model
 from mlxwx.audio import load_audio
-from mlxwx.decoding import DecodingOptions
-from mlxwx.engine import TranscribeOptions, transcribe_arrays
-from mlxwx.load import load_model
 from mlxwx.vad.methods import load_vad, transcribe_options
 from mlxwx.vad.regions import VadOptions
 

@@ -3,7 +3,8 @@
 `mlxwx.vad.evaluate` is the scoring function; its module is `mlxwx.vad.metrics`.
 """
 
-from mlxwx.vad.base import SAMPLE_RATE, SpeechProbs, SpeechRegion, Vad
+from mlxwx.types import SAMPLE_RATE, SpanSeconds
+from mlxwx.vad.base import SpeechProbs, Vad
 from mlxwx.vad.energy import EnergyOptions, EnergyVad
 from mlxwx.vad.methods import (
     DEFAULT_METHOD,
@@ -16,7 +17,8 @@ from mlxwx.vad.methods import (
 from mlxwx.vad.metrics import SweepRow, VadMetrics, combine, evaluate, sweep
 from mlxwx.vad.regions import Chunk, VadOptions, binarize, chunk_audio, merge_chunks
 from mlxwx.vad.rttm import RttmError, read_rttm, write_rttm
-from mlxwx.vad.silero import SileroOptions, SileroVad, load_silero
+from mlxwx.vad.silero import SileroOptions, SileroVad
+from mlxwx.weights.silero import load_silero
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -28,8 +30,8 @@ __all__ = [
     "RttmError",
     "SileroOptions",
     "SileroVad",
+    "SpanSeconds",
     "SpeechProbs",
-    "SpeechRegion",
     "SweepRow",
     "Vad",
     "VadMetrics",

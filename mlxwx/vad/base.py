@@ -4,7 +4,7 @@ A VAD maps 16 kHz mono audio (an `mx.array` of float32 samples) to per-frame spe
 probabilities. Binarization times frame `i` at `offset + i * hop` seconds: the frame's start
 for Silero and the energy VAD; the pyannote VAD sets `offset` to the middle of its first frame,
 because WhisperX's Binarize times pyannote frames by their middles. One shared path
-(`mlxwx.vad.regions`) turns probabilities into `SpeechRegion`s and then into <= `chunk_size`
+(`mlxwx.vad.regions`) turns probabilities into `SpanSeconds`s and then into <= `chunk_size`
 chunks for the engine.
 """
 
@@ -15,7 +15,9 @@ from typing import Protocol
 
 import mlx.core as mx
 
-SAMPLE_RATE = 16000
+from ..types import SAMPLE_RATE, SpanSeconds
+
+__all__ = ["SAMPLE_RATE", "SpanSeconds", "SpeechProbs", "Vad", "check_bounds"]
 
 
 def check_bounds(
@@ -40,18 +42,6 @@ class SpeechProbs:
     @property
     def frames(self) -> int:
         return int(self.probs.shape[0])
-
-
-@dataclass(frozen=True)
-class SpeechRegion:
-    """A stretch of speech on the input's timeline, in seconds."""
-
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 class Vad(Protocol):

@@ -22,7 +22,7 @@ from typing import Any
 import mlx.core as mx
 
 from ..errors import MlxwxError, ModelError
-from .base import SAMPLE_RATE, SpeechRegion, Vad
+from .base import SAMPLE_RATE, SpanSeconds, Vad
 from .energy import EnergyVad
 from .regions import VadOptions, binarize
 from .silero import SileroVad
@@ -92,7 +92,7 @@ def load_vad(method: str) -> Vad:
 
 def speech_regions(
     audio: mx.array, method: str | Vad, options: VadOptions | None = None
-) -> list[SpeechRegion]:
+) -> list[SpanSeconds]:
     """Speech regions (seconds, sorted, disjoint) of (samples,) float32 16 kHz mono `audio`.
 
     method: a name in METHODS (loaded for this call) or a loaded VAD. options: None means

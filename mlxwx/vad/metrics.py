@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlxwx.vad.base import SpeechProbs, SpeechRegion
+from mlxwx.vad.base import SpanSeconds, SpeechProbs
 from mlxwx.vad.rttm import speech_support
 
-BinarizeFn = Callable[[SpeechProbs, float], list[SpeechRegion]]
+BinarizeFn = Callable[[SpeechProbs, float], list[SpanSeconds]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class SweepRow:
     regions: int  # number of hypothesis regions
 
 
-def _as_arrays(regions: Sequence[SpeechRegion]) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(regions: Sequence[SpanSeconds]) -> tuple[np.ndarray, np.ndarray]:
     merged = speech_support(regions)
     return (
         np.array([r.start for r in merged], dtype=np.float64),
@@ -84,8 +84,8 @@ def _inside(starts: np.ndarray, ends: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _scored(
-    reference: Sequence[SpeechRegion],
-    hypothesis: Sequence[SpeechRegion],
+    reference: Sequence[SpanSeconds],
+    hypothesis: Sequence[SpanSeconds],
     collar: float,
     duration: float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,9 +99,7 @@ def _scored(
         lo, hi = min(r.start for r in every), max(r.end for r in every)
     half = 0.5 * collar
     holes = (
-        speech_support(
-            SpeechRegion(t - half, t + half) for r in reference for t in (r.start, r.end)
-        )
+        speech_support(SpanSeconds(t - half, t + half) for r in reference for t in (r.start, r.end))
         if collar > 0
         else []
     )
@@ -144,8 +142,8 @@ def _rate(part: float, total: float) -> float:
 
 
 def evaluate(
-    reference: Sequence[SpeechRegion],
-    hypothesis: Sequence[SpeechRegion],
+    reference: Sequence[SpanSeconds],
+    hypothesis: Sequence[SpanSeconds],
     *,
     collar: float = 0.0,
     duration: float | None = None,
@@ -205,7 +203,7 @@ def _metrics(
 
 
 def sweep(
-    reference: Sequence[SpeechRegion],
+    reference: Sequence[SpanSeconds],
     probs: SpeechProbs,
     thresholds: Sequence[float],
     binarize_fn: BinarizeFn,

@@ -26,8 +26,8 @@ import mlx.core as mx
 import numpy as np
 
 from ..models.pyannote_seg import PyanNet
+from ..weights.pyannote import default_folder, load_folder
 from .base import SAMPLE_RATE, SpeechProbs
-from .pyannote_load import default_folder, load_folder
 
 
 @dataclass(frozen=True)

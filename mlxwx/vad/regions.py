@@ -27,7 +27,7 @@ from typing import Any, Literal
 import mlx.core as mx
 import numpy as np
 
-from .base import SAMPLE_RATE, SpeechProbs, SpeechRegion, check_bounds
+from .base import SAMPLE_RATE, SpanSeconds, SpeechProbs, check_bounds
 
 SILERO_NEG_GAP = 0.15  # silero-vad: offset = max(onset - 0.15, 0.01) when none is given
 
@@ -199,7 +199,7 @@ def _pad(regions: list[list[int]], pad: float, total: int) -> None:
             nxt[0] = int(max(0, nxt[0] - pad))
 
 
-def binarize(p: SpeechProbs, o: VadOptions, duration: float) -> list[SpeechRegion]:
+def binarize(p: SpeechProbs, o: VadOptions, duration: float) -> list[SpanSeconds]:
     """Speech regions (seconds, sorted, disjoint) of probabilities `p` over `duration` seconds.
 
     A region still open at the last frame ends at `duration`.
@@ -213,7 +213,7 @@ def binarize(p: SpeechProbs, o: VadOptions, duration: float) -> list[SpeechRegio
         machine.step(t, y)
     regions = machine.finish(total)
     _pad(regions, _samples(o.pad), total)
-    return [SpeechRegion(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in regions]
+    return [SpanSeconds(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in regions]
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,8 @@ class Chunk:
     one piece per speech region. `regions` are the speech regions the chunk holds.
     """
 
-    pieces: tuple[SpeechRegion, ...]
-    regions: tuple[SpeechRegion, ...] = ()
+    pieces: tuple[SpanSeconds, ...]
+    regions: tuple[SpanSeconds, ...] = ()
 
     @property
     def start(self) -> float:
@@ -252,7 +252,7 @@ class Chunk:
         return self.pieces[i].start + (t - offsets[i])
 
 
-def _split(regions: Sequence[SpeechRegion], limit: int) -> list[tuple[int, int]]:
+def _split(regions: Sequence[SpanSeconds], limit: int) -> list[tuple[int, int]]:
     """Regions in samples, sorted, any longer than `limit` samples cut into equal pieces."""
     out = []
     for r in sorted(regions, key=lambda r: r.start):
@@ -263,7 +263,7 @@ def _split(regions: Sequence[SpeechRegion], limit: int) -> list[tuple[int, int]]
     return out
 
 
-def merge_chunks(regions: list[SpeechRegion], o: VadOptions) -> list[Chunk]:
+def merge_chunks(regions: list[SpanSeconds], o: VadOptions) -> list[Chunk]:
     """Group consecutive regions into chunks of at most `o.chunk_size` seconds of audio.
 
     A region longer than `chunk_size` (possible when `max_speech` is larger) is first cut into
@@ -286,9 +286,9 @@ def merge_chunks(regions: list[SpeechRegion], o: VadOptions) -> list[Chunk]:
 
 
 def _chunk(group: list[tuple[int, int]], merge: str) -> Chunk:
-    regions = tuple(SpeechRegion(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in group)
+    regions = tuple(SpanSeconds(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in group)
     if merge == "span":
-        return Chunk((SpeechRegion(regions[0].start, regions[-1].end),), regions)
+        return Chunk((SpanSeconds(regions[0].start, regions[-1].end),), regions)
     return Chunk(regions, regions)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from mlxwx.errors import MlxwxError
-from mlxwx.vad.base import SpeechRegion
+from mlxwx.vad.base import SpanSeconds
 from mlxwx.writers import write_atomic
 
 
@@ -18,21 +18,21 @@ class RttmError(MlxwxError, ValueError):
     """An RTTM file that cannot be read; the message names the file and line."""
 
 
-def speech_support(regions: Iterable[SpeechRegion]) -> list[SpeechRegion]:
+def speech_support(regions: Iterable[SpanSeconds]) -> list[SpanSeconds]:
     """Union of possibly overlapping regions: sorted, disjoint, touching regions joined."""
-    merged: list[SpeechRegion] = []
+    merged: list[SpanSeconds] = []
     for region in sorted(regions, key=lambda r: (r.start, r.end)):
         if region.end <= region.start:
             continue
         if merged and region.start <= merged[-1].end:
             if region.end > merged[-1].end:
-                merged[-1] = SpeechRegion(merged[-1].start, region.end)
+                merged[-1] = SpanSeconds(merged[-1].start, region.end)
         else:
             merged.append(region)
     return merged
 
 
-def _parse_line(fields: list[str], where: str) -> tuple[str, SpeechRegion]:
+def _parse_line(fields: list[str], where: str) -> tuple[str, SpanSeconds]:
     if len(fields) < 5:
         raise RttmError(f"{where}: expected 'SPEAKER file channel start duration ...'")
     try:
@@ -43,10 +43,10 @@ def _parse_line(fields: list[str], where: str) -> tuple[str, SpeechRegion]:
         ) from None
     if start < 0 or duration < 0:
         raise RttmError(f"{where}: negative start or duration: {start} {duration}")
-    return fields[1], SpeechRegion(start, start + duration)
+    return fields[1], SpanSeconds(start, start + duration)
 
 
-def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpeechRegion]]:
+def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpanSeconds]]:
     """Speech regions per file id of an RTTM file.
 
     Args:
@@ -63,7 +63,7 @@ def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpeechR
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise RttmError(f"cannot read RTTM file {path}: {e.strerror or e}") from None
-    turns: dict[str, list[SpeechRegion]] = {}
+    turns: dict[str, list[SpanSeconds]] = {}
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields or fields[0].startswith(";;") or fields[0] != "SPEAKER":
@@ -75,7 +75,7 @@ def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpeechR
     return {uri: sorted(regions, key=lambda r: (r.start, r.end)) for uri, regions in turns.items()}
 
 
-def to_rttm(regions: Mapping[str, Sequence[SpeechRegion]], label: str = "speech") -> str:
+def to_rttm(regions: Mapping[str, Sequence[SpanSeconds]], label: str = "speech") -> str:
     """RTTM text: one SPEAKER line per region, times rounded to the millisecond."""
     lines, na = [], "<NA>"
     for uri, items in regions.items():
@@ -90,7 +90,7 @@ def to_rttm(regions: Mapping[str, Sequence[SpeechRegion]], label: str = "speech"
 
 
 def write_rttm(
-    path: str | Path, regions: Mapping[str, Sequence[SpeechRegion]], label: str = "speech"
+    path: str | Path, regions: Mapping[str, Sequence[SpanSeconds]], label: str = "speech"
 ) -> Path:
     """Write `regions` (file id -> regions) to `path` atomically; returns the path."""
     path = Path(path)

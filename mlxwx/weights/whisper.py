@@ -1,4 +1,5 @@
-"""The MLX Whisper folder: what converters write and `mlxwx.load` reads.
+"""The MLX Whisper folder (`mlxwx.weights.folder`'s format): what converters write and
+`mlxwx.asr.model` reads.
 
 A folder holds
 - `config.json`: the `ModelDimensions` fields, `"model_type": "whisper"` and, when quantized,
@@ -14,7 +15,6 @@ A folder holds
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,10 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.utils import tree_flatten
 
-from .models.whisper import ModelDimensions, Whisper
-from .writers import atomic_folder
+from ..models.whisper import ModelDimensions, Whisper
+from .folder import parameters, save_folder
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "mlxwx.json"
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
@@ -45,13 +42,9 @@ def quantize_predicate(group_size: int):
     return predicate
 
 
-def _flat(model: nn.Module) -> list[tuple[str, mx.array]]:
-    return tree_flatten(model.parameters())  # type: ignore[return-value]
-
-
 def check_weights(dims: ModelDimensions, weights: Mapping[str, Any]) -> None:
     """Raise ValueError unless `weights` has exactly the model's parameter names and shapes."""
-    expected = {k: v.shape for k, v in _flat(Whisper(dims))}
+    expected = {k: v.shape for k, v in parameters(Whisper(dims)).items()}
     expected.pop("alignment_heads")
     got = {k: tuple(v.shape) for k, v in weights.items() if k != "alignment_heads"}
     missing, unexpected = expected.keys() - got.keys(), got.keys() - expected.keys()
@@ -98,25 +91,14 @@ def save_model(
         if k != "alignment_heads"
     ]
     model.load_weights([*dense, ("alignment_heads", model.alignment_heads)], strict=True)
-    config: dict[str, Any] = {**dims.to_dict(), "model_type": "whisper"}
     if quantize is not None:
-        group_size, bits = quantize
-        nn.quantize(model, group_size, bits, class_predicate=quantize_predicate(group_size))
-        config["quantization"] = {"group_size": group_size, "bits": bits}
-    return _write_folder(dst, config, model, tokenizer_json, dict(meta or {}))
-
-
-def _write_folder(
-    dst: Path,
-    config: dict[str, Any],
-    model: Whisper,
-    tokenizer_json: str | Path | None,
-    meta: dict[str, Any],
-) -> Path:
-    with atomic_folder(dst) as tmp:
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(_flat(model)))
-        if tokenizer_json is not None:
-            shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    return dst
+        nn.quantize(model, *quantize, class_predicate=quantize_predicate(quantize[0]))
+    return save_folder(
+        dst,
+        "whisper",
+        dims,
+        model,
+        files={TOKENIZER_FILE: tokenizer_json} if tokenizer_json is not None else None,
+        texts={META_FILE: json.dumps(dict(meta or {}), indent=2) + "\n"},
+        quantization=quantize,
+    )

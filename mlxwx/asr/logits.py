@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 import numpy as np
 
-from .ops import logsumexp
+from ..ops import logsumexp
 
 if TYPE_CHECKING:
     from .decoding import DecodingOptions
-    from .load import WhisperModel
+    from .model import WhisperModel
 
 TIME_PRECISION = 0.02  # seconds per timestamp token
 

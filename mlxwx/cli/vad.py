@@ -1,6 +1,6 @@
 """`mlxwx vad` (speech regions of files) and `mlxwx vad-eval` (their scores against an RTTM).
 
-Registered on `mlxwx.cli.app` when `mlxwx.cli` imports this module. Errors follow `mlxwx run`:
+Registered on `mlxwx.cli.app` by `mlxwx.cli`. Errors follow `mlxwx run`:
 one `error:` line each; exit 2 for bad options (nothing is processed), 1 when some files failed
 (the others are still processed and written).
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -21,16 +20,25 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .audio import SAMPLE_RATE
-from .cli import DeviceOption, app, fail, read_audio, setup_logging, vad_options
-from .device import use_device
-from .errors import MlxwxError
-from .vad.base import SpeechProbs, SpeechRegion, Vad
-from .vad.methods import DEFAULT_METHOD, METHODS, load_vad
-from .vad.metrics import SweepRow, VadMetrics, combine, evaluate, format_sweep, sweep
-from .vad.regions import Chunk, VadOptions, binarize, merge_chunks
-from .vad.rttm import read_rttm, to_rttm
-from .writers import write_atomic
+from ..device import use_device
+from ..errors import MlxwxError
+from ..types import SAMPLE_RATE, SpanSeconds
+from ..vad.base import SpeechProbs, Vad
+from ..vad.methods import DEFAULT_METHOD, METHODS, load_vad
+from ..vad.metrics import SweepRow, VadMetrics, combine, evaluate, format_sweep, sweep
+from ..vad.regions import Chunk, VadOptions, binarize, merge_chunks
+from ..vad.rttm import read_rttm, to_rttm
+from ..writers import write_atomic
+from .common import (
+    DeviceOption,
+    Quiet,
+    Verbose,
+    fail,
+    read_audio,
+    setup_logging,
+    show_progress,
+    vad_options,
+)
 
 VAD_FORMATS = ("rttm", "json")
 
@@ -54,8 +62,6 @@ Pad = Annotated[
 ChunkSize = Annotated[
     float | None, typer.Option(help="Longest region and chunk, seconds (default: 30).")
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")]
 
 
 def file_id(path: Path) -> str:
@@ -82,7 +88,7 @@ def open_vad(method: str, device: str) -> Vad:
 @contextmanager
 def file_progress(quiet: bool, total: int, what: str) -> Iterator[Callable[[int, Path], None]]:
     """`step(i, path)` before file i: a rich bar on a terminal, nothing when piped or quiet."""
-    if quiet or not sys.stderr.isatty():
+    if not show_progress(quiet):
         yield lambda i, path: None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
@@ -99,7 +105,7 @@ def options_dict(options: VadOptions) -> dict[str, Any]:
     return {**out, "offset_used": options.threshold_off}
 
 
-def regions_list(regions: Sequence[SpeechRegion]) -> list[dict[str, float]]:
+def regions_list(regions: Sequence[SpanSeconds]) -> list[dict[str, float]]:
     return [{"start": r.start, "end": r.end} for r in regions]
 
 
@@ -123,7 +129,6 @@ def parse_list(value: str, choices: Sequence[str], what: str) -> list[str]:
     return items
 
 
-@app.command("vad")
 def vad_command(
     audio: Annotated[list[Path], typer.Argument(help="Audio or video files.")],
     method: Method = DEFAULT_METHOD,
@@ -195,7 +200,7 @@ class FileRegions:
     path: Path
     duration: float  # seconds
     hop: float  # seconds between the VAD's frames
-    regions: list[SpeechRegion]
+    regions: list[SpanSeconds]
 
 
 def region_texts(
@@ -240,15 +245,15 @@ class FileScore:
     path: Path
     uri: str
     duration: float
-    regions: list[SpeechRegion]
+    regions: list[SpanSeconds]
     metrics: VadMetrics
     sweep: list[SweepRow]
 
 
-def read_references(paths: list[Path]) -> dict[str, list[SpeechRegion]]:
+def read_references(paths: list[Path]) -> dict[str, list[SpanSeconds]]:
     """Every speaker turn per file id of the RTTM files (pyannote.metrics puts its collars around
     each turn); exits 2 on an unreadable file or a file id found in two files."""
-    out: dict[str, list[SpeechRegion]] = {}
+    out: dict[str, list[SpanSeconds]] = {}
     for path in paths:
         try:
             turns = read_rttm(path, merge=False)
@@ -282,7 +287,7 @@ def sweep_options(options: VadOptions, onset: float) -> VadOptions:
 def score_file(
     path: Path,
     samples: mx.array,
-    reference: list[SpeechRegion],
+    reference: list[SpanSeconds],
     vad: Vad,
     options: VadOptions,
     collar: float,
@@ -293,7 +298,7 @@ def score_file(
     regions = binarize(probs, options, duration)
     metrics = evaluate(reference, regions, collar=collar, duration=duration)
 
-    def at(p: SpeechProbs, onset: float) -> list[SpeechRegion]:
+    def at(p: SpeechProbs, onset: float) -> list[SpanSeconds]:
         return binarize(p, sweep_options(options, onset), duration)
 
     rows = sweep(reference, probs, thresholds, at, collar=collar, duration=duration)
@@ -377,7 +382,6 @@ def json_report(scores: list[FileScore], method: str, options: VadOptions, colla
     return json.dumps(data, indent=2)
 
 
-@app.command("vad-eval")
 def vad_eval_command(
     audio: Annotated[list[Path], typer.Argument(help="Audio files; RTTM file id = file stem.")],
     reference: Annotated[

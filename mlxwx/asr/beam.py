@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 import numpy as np
 
-from .ops import top_k_columns
+from ..ops import top_k_columns
 
 if TYPE_CHECKING:
     from .logits import DecodeState

@@ -1,0 +1,327 @@
+"""The transcribe stage: chunks of many inputs decoded together, window by window, in lanes.
+
+Up to `batch_size` lanes (`mlxwx.asr.lanes`) each read a run of consecutive chunks of one input;
+each batch decodes the next 30 s window of every lane together, so many short inputs fill a batch
+as well as one long input. Windows failing the quality checks are decoded again, alone and
+together, at rising temperatures (per-row fallback).
+
+Inputs are streamed: the next one is pulled only when a lane has nothing left to read, and each
+input's `Transcript` is yielded as soon as its last window is decoded, so a run holds only the
+inputs in flight. When no input is left, idle lanes take half of the busiest lanes' work. Lanes are
+filled the same way on every run (the stream is waited for, never raced), so a seeded run decodes
+the same batches every time.
+
+A multilingual model with no language given detects each input's language on the first window
+of the input that is decoded (its first speech chunk with a VAD), from that window's features.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+import mlx.core as mx
+import numpy as np
+
+from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram
+from ..types import AudioChunk, Window
+from .decoding import DecodingOptions, DecodingResult, decode_features, detect_language, encode
+from .lanes import Lane
+from .model import WhisperModel
+from .segments import Thresholds, build_window
+
+logger = logging.getLogger(__name__)
+SILENCE_DBFS = -60.0  # a window whose loudest 20 ms frame is below this holds no speech
+
+ProgressHook = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Options of the transcribe stage (the defaults `mlxwx run` uses).
+
+    Attributes:
+        decoding: options of each window's first decoding pass (beam 5; 5 samples a window
+            when falling back to sampling).
+        batch_size: windows decoded together (lanes).
+        temperatures: fallback ladder; a window failing the checks below is decoded again at the
+            next temperature.
+        compression_ratio_threshold: fail when the text's gzip ratio is above (repetition).
+        logprob_threshold: fail when the average token log-probability is below.
+        no_speech_threshold: with a failing log-prob, a no-speech probability above this marks
+            the window as silence: no fallback, no text. None: never silence.
+        condition_on_previous_text: prompt each window with the previous window's text.
+        initial_prompt: text that prompts every window that has no previous text.
+        hotwords: words or phrases to favour, prompted before every window.
+        workers: processes decoding on the CPU, each with a share of the inputs
+            (`mlxwx.asr.workers`); None: one per core, at most two. Ignored on a GPU.
+    """
+
+    decoding: DecodingOptions = field(
+        default_factory=lambda: DecodingOptions(beam_size=5, best_of=5)
+    )
+    batch_size: int = 16
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise ValueError(f"temperatures must be non-negative, got {self.temperatures}")
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            self.compression_ratio_threshold, self.logprob_threshold, self.no_speech_threshold
+        )
+
+
+@dataclass(frozen=True)
+class SpeechFile:
+    """An input ready for the transcribe stage: its chunks in time order (none: no speech)."""
+
+    file: int  # the input's position in the run
+    chunks: tuple[AudioChunk, ...]
+    language: str | None = None  # None: the options' language, else detected
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the transcribe stage found in one input: its language and its windows."""
+
+    file: int
+    language: str | None
+    windows: tuple[Window, ...]
+
+
+def window_mel(audio: mx.array, start: int, end: int, n_mels: int) -> mx.array:
+    """(N_FRAMES, n_mels) log-mel of samples [start, min(end, start + 30 s)).
+
+    A short window is padded with zeros in the log-mel domain, past its last frame of audio, as
+    openai-whisper's `transcribe` (`pad_or_trim` of the mel segment) and faster-whisper do: the
+    model reads zero features as "no more audio", whereas the features of zero samples (far
+    below the window's loudest bin) made it end early and drop the window's last sentence."""
+    chunk = audio[start : min(end, start + N_SAMPLES)]
+    mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])[:N_FRAMES]
+    content = chunk.shape[0] // HOP_LENGTH
+    if content >= N_FRAMES:
+        return mel
+    return mx.where(mx.arange(N_FRAMES)[:, None] < content, mel, 0.0)
+
+
+def is_quiet(audio: mx.array, start: int, end: int) -> bool:
+    """True when no 20 ms frame of samples [start, min(end, start + 30 s)) reaches SILENCE_DBFS:
+    digital silence, where Whisper would otherwise hallucinate."""
+    chunk = audio[start : min(end, start + N_SAMPLES)]
+    frame = SAMPLE_RATE // 50
+    n = chunk.shape[0] // frame
+    if n == 0:
+        return bool(chunk.size == 0 or np.abs(np.asarray(chunk)).max() < 10 ** (SILENCE_DBFS / 20))
+    power = mx.mean(chunk[: n * frame].reshape(n, frame) ** 2, axis=1)
+    return bool(np.asarray(mx.max(power)) < 10 ** (SILENCE_DBFS / 10))
+
+
+def decode_with_fallback(
+    wm: WhisperModel,
+    audio: mx.array,
+    options: TranscribeOptions,
+    languages: list[str | None],
+    contexts: list[list[int]],
+) -> list[DecodingResult]:
+    """Decode every window; re-decode only the failing ones, together, at the next temperature."""
+    results: list[DecodingResult] = []
+    todo = list(range(audio.shape[0]))
+    thresholds = options.thresholds
+    for temperature in options.temperatures:
+        opts = replace(options.decoding, temperature=temperature)
+        rows = audio if len(todo) == audio.shape[0] else audio[mx.array(todo)]
+        found = decode_features(
+            wm, rows, opts, [languages[i] for i in todo], [contexts[i] for i in todo]
+        )
+        if not results:
+            results = found
+        else:
+            for i, r in zip(todo, found, strict=True):
+                results[i] = r
+        todo = [i for i in todo if thresholds.needs_fallback(results[i])]
+        if not todo:
+            break
+    return results
+
+
+def prompt_contexts(
+    wm: WhisperModel, lanes: list[Lane], options: TranscribeOptions
+) -> list[list[int]]:
+    """Each lane's prompt: hotwords, then the previous window's text or the initial prompt."""
+    tok = wm.tokenizer
+    hot = tok.encode(" " + options.hotwords.strip()) if options.hotwords else []
+    initial = tok.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+    return [hot + (lane.context or initial) for lane in lanes]
+
+
+@dataclass
+class _Open:
+    """An input being transcribed: its language, chunks not yet read to the end, windows."""
+
+    language: str | None
+    chunks: int
+    windows: list[Window] = field(default_factory=list)
+
+
+class Engine:
+    """The lanes of one transcribe stage over a stream of inputs (see the module docstring)."""
+
+    def __init__(
+        self,
+        wm: WhisperModel,
+        files: Iterable[SpeechFile],
+        options: TranscribeOptions,
+        progress: ProgressHook | None = None,
+    ):
+        self.wm, self.options, self.progress = wm, options, progress
+        self.files = iter(files)
+        self.exhausted = False
+        self.lanes: list[Lane | None] = [None] * options.batch_size
+        self.queue: list[list[AudioChunk]] = []  # runs of chunks waiting for a lane
+        self.open: dict[int, _Open] = {}
+        self.done, self.total = 0, 0  # chunk samples decoded and pulled
+        self.finished: list[Transcript] = []
+
+    def _language(self, given: str | None) -> str | None:
+        if not self.wm.tokenizer.multilingual:
+            return "en"
+        return given or self.options.decoding.language
+
+    def _pull(self) -> bool:
+        """Take the next input from the stream; False when there is none."""
+        try:
+            item = next(self.files)
+        except StopIteration:
+            self.exhausted = True
+            return False
+        language = self._language(item.language)
+        if not item.chunks:
+            self.finished.append(Transcript(item.file, language, ()))
+            return True
+        self.open[item.file] = _Open(language, len(item.chunks))
+        self.queue.append(list(item.chunks))
+        self.total += sum(c.length for c in item.chunks)
+        return True
+
+    def _fill(self) -> None:
+        """Give every idle lane work: queued runs, new inputs, then shares of busy lanes."""
+        for i, lane in enumerate(self.lanes):
+            if lane is not None and lane.active:
+                continue
+            self.lanes[i] = None
+            while not self.queue and not self.exhausted:
+                self._pull()
+            if not self.queue:
+                self.queue += self._share()
+            if self.queue:
+                self.lanes[i] = Lane(self.queue.pop(0))
+
+    def _share(self) -> list[list[AudioChunk]]:
+        """Half of the work of the busiest lane that can split it."""
+        busy = [ln for ln in self.lanes if ln is not None and ln.active]
+        for lane in sorted(busy, key=lambda ln: -ln.remaining):
+            before = len(lane.chunks)
+            given = lane.share()
+            if given:  # a chunk cut in two is one more chunk of its input to finish
+                self.open[given[0].file].chunks += len(lane.chunks) + len(given) - before
+                return [given]
+        return []
+
+    def _close(self, chunk: AudioChunk | None) -> None:
+        """Count a chunk read to its end; its input is finished with its last chunk."""
+        if chunk is None:
+            return
+        state = self.open[chunk.file]
+        state.chunks -= 1
+        if state.chunks == 0:
+            del self.open[chunk.file]
+            self.finished.append(Transcript(chunk.file, state.language, tuple(state.windows)))
+
+    def _advance(self, lane: Lane, samples: int) -> None:
+        covered, finished = lane.advance(samples)
+        self.done += covered
+        self._close(finished)
+
+    def _languages(self, features: mx.array, lanes: list[Lane]) -> list[str | None]:
+        """Each row's language; an input's unknown language is detected on its earliest window
+        in this batch, from the features being decoded."""
+        first: dict[int, tuple[int, int]] = {}  # input -> (sample on its timeline, row)
+        for row, lane in enumerate(lanes):
+            if self.open[lane.chunk.file].language is None:
+                at = lane.chunk.file_spans(lane.pos, lane.pos + 1)[0].start
+                first[lane.chunk.file] = min(first.get(lane.chunk.file, (at, row)), (at, row))
+        if first:
+            rows = sorted(row for _, row in first.values())
+            codes, _ = detect_language(self.wm, features[mx.array(rows)])
+            for row, code in zip(rows, codes, strict=True):
+                self.open[lanes[row].chunk.file].language = code
+        return [self.open[lane.chunk.file].language for lane in lanes]
+
+    def _batch(self, lanes: list[Lane]) -> None:
+        """Decode the next window of every lane (digitally silent windows are skipped)."""
+        wm, options = self.wm, self.options
+        quiet = [ln for ln in lanes if is_quiet(ln.chunk.audio, ln.pos, ln.chunk.length)]
+        for lane in quiet:
+            self._advance(lane, N_SAMPLES)
+        lanes = [ln for ln in lanes if ln not in quiet]
+        if lanes:
+            mels = [
+                window_mel(ln.chunk.audio, ln.pos, ln.chunk.length, wm.dims.n_mels) for ln in lanes
+            ]
+            features = encode(wm, mx.stack(mels))
+            languages = self._languages(features, lanes)
+            contexts = prompt_contexts(wm, lanes, options)
+            results = decode_with_fallback(wm, features, options, languages, contexts)
+            thresholds, ts_begin = options.thresholds, wm.tokenizer.timestamp_begin
+            for lane, result in zip(lanes, results, strict=True):
+                window, step = build_window(result, lane.chunk, lane.pos, ts_begin, thresholds)
+                self.open[lane.chunk.file].windows.append(window)
+                silent = thresholds.is_silence(result)
+                if options.condition_on_previous_text and result.temperature <= 0.5 and not silent:
+                    lane.context = list(result.tokens)
+                self._advance(lane, step)
+        if self.progress is not None:
+            self.progress("transcribe", completed=self.done, total=self.total)
+
+    def run(self) -> Iterator[Transcript]:
+        """Transcripts of the stream's inputs, each as soon as it is finished."""
+        while True:
+            self._fill()
+            yield from self._drain()
+            active = [ln for ln in self.lanes if ln is not None and ln.active]
+            if not active:
+                if self.exhausted and not self.queue:
+                    return
+                continue
+            self._batch(active)
+            yield from self._drain()
+
+    def _drain(self) -> Iterator[Transcript]:
+        while self.finished:
+            yield self.finished.pop(0)
+
+
+def transcribe_stream(
+    wm: WhisperModel,
+    files: Iterable[SpeechFile],
+    options: TranscribeOptions | None = None,
+    progress: ProgressHook | None = None,
+) -> Iterator[Transcript]:
+    """The transcribe stage in this process: a `Transcript` per input of `files`, yielded as
+    each is finished (not in input order). `files` is read only as lanes need more work."""
+    return Engine(wm, files, options or TranscribeOptions(), progress).run()

@@ -1,0 +1,94 @@
+"""Repetition guard: Whisper's failure mode on noise and music is a phrase looping on and on.
+
+A phrase repeated more than `keep` times in a row is cut back to `keep` repeats, within a segment
+and across consecutive segments. In a window whose text still fails the compression-ratio check
+after the whole temperature ladder, phrases of any length; in every other window only phrases of
+LOOP_WORDS words or more: a loop inside otherwise normal text passes the window-wide check (seen
+on telephone speech: "I don't hear that." five times in a row), while people do say "no, no, no".
+Speech that really repeats a phrase once or twice is left alone.
+
+Words are groups of the decoder's (text, tokens) units, so a cut removes a word's text and its
+tokens together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+MAX_PHRASE = 8  # longest phrase (in words) checked for loops
+LOOP_WORDS = 3  # shortest phrase cut back in windows that pass the quality checks
+
+T = TypeVar("T")
+Unit = tuple[str, tuple[int, ...]]  # text and the tokens it decodes from
+Word = tuple[Unit, ...]
+
+
+def _norm(word: str) -> str:
+    return word.lower().strip(".,!?")
+
+
+def collapse(
+    items: Sequence[T], key: Callable[[T], str], keep: int = 2, shortest: int = 1
+) -> list[T]:
+    """Cut runs of a phrase (`shortest`..MAX_PHRASE items, compared by `key`) repeated more than
+    `keep` times in a row back to `keep` repeats."""
+    out = list(items)
+    keys = [key(x) for x in out]
+    for n in range(shortest, MAX_PHRASE + 1):
+        i = 0
+        while i + n <= len(out):
+            phrase = keys[i : i + n]
+            reps = 1
+            while keys[i + reps * n : i + (reps + 1) * n] == phrase:
+                reps += 1
+            if reps > keep:
+                del out[i + keep * n : i + reps * n]
+                del keys[i + keep * n : i + reps * n]
+            i += 1
+    return out
+
+
+def collapse_words(words: list[str], keep: int = 2, shortest: int = 1) -> list[str]:
+    """`collapse` over words of text, compared case- and punctuation-insensitively."""
+    return collapse(words, _norm, keep, shortest)
+
+
+def words_of(units: Sequence[Unit]) -> list[Word]:
+    """Units grouped into words, as `str.split` splits their text: a word starts at a unit whose
+    text starts with whitespace; units of whitespace only join the word that follows."""
+    words: list[list[Unit]] = []
+    lead: list[Unit] = []  # whitespace waiting for the next word
+    for unit in units:
+        if not unit[0].strip():
+            lead.append(unit)
+        elif not words or lead or unit[0][0].isspace():
+            words.append([*lead, unit])
+            lead = []
+        else:
+            words[-1].append(unit)
+    if lead:
+        words.append(lead)
+    return [tuple(w) for w in words]
+
+
+def word_key(word: Word) -> str:
+    return _norm("".join(u[0] for u in word).strip())
+
+
+def collapse_segments(
+    segments: Sequence[list[Word]], keep: int = 2, shortest: int = 1
+) -> list[tuple[int, list[Word]]]:
+    """Segments (as words) with loops collapsed inside each, and segments that repeat the
+    previous `keep` kept texts (of `shortest` words or more) dropped: (index, words) of each
+    segment kept."""
+    kept: list[tuple[int, list[Word]]] = []
+    norms: list[str] = []
+    for i, words in enumerate(segments):
+        cut = collapse(words, word_key, keep, shortest)
+        norm = " ".join(k for k in map(word_key, cut) if k)
+        if len(cut) >= shortest and len(norms) >= keep and set(norms[-keep:]) == {norm}:
+            continue
+        kept.append((i, cut))
+        norms.append(norm)
+    return kept

@@ -1,0 +1,91 @@
+"""Whisper loaded for decoding: the network, its vocabulary and its decoding metadata.
+
+`load_model` takes a short name (`tiny.en`, `base`: offline packs; others: mlx-community repos),
+a local MLX folder, or a Hugging Face repo id, and reads it with the one folder loader
+(`mlxwx.weights.folder`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+
+from ..errors import ModelError
+from ..models.whisper import ModelDimensions, Whisper
+from ..weights import hub, packs
+from ..weights.folder import load_folder, parameters
+from ..weights.whisper import META_FILE, TOKENIZER_FILE
+from .tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WhisperModel:
+    """A loaded checkpoint: the network, its vocabulary and its decoding metadata."""
+
+    model: Whisper
+    tokenizer: Tokenizer
+    path: Path
+    suppress_tokens: tuple[int, ...]
+    begin_suppress_tokens: tuple[int, ...]
+
+    @property
+    def dims(self) -> ModelDimensions:
+        return self.model.dims
+
+
+def default_dtype() -> mx.Dtype:
+    """float16 where a GPU runs the model, float32 on CPU (where float16 is slower)."""
+    return mx.float16 if mx.default_device() == mx.gpu else mx.float32
+
+
+def load_whisper(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
+    """The Whisper network of an MLX folder (ours or mlx-community's), quantized or not, in
+    `dtype` (default: `default_dtype()`)."""
+    model: Whisper = load_folder(path, "whisper", dtype or default_dtype())  # type: ignore[assignment]
+    # the sinusoid table too: an array left lazy here belongs to this thread's stream
+    mx.eval(model.encoder._positional_embedding)
+    return model
+
+
+def load_tokenizer(path: Path, dims: ModelDimensions) -> Tokenizer:
+    file = path / TOKENIZER_FILE
+    if not file.exists():
+        file = hub.fetch_tokenizer(dims.n_vocab)
+    return Tokenizer.from_file(file, multilingual=dims.is_multilingual)
+
+
+def resolve(name_or_path: str) -> Path:
+    """A local folder, an offline pack (tiny.en, base), or a hub repo (short name or id)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or name_or_path.startswith((".", "/", "~")):
+        raise ModelError(f"model folder not found: {name_or_path}")
+    pack = packs.find(name_or_path)
+    if pack is not None:
+        return pack
+    return hub.download(hub.REPOS.get(name_or_path, name_or_path))
+
+
+def load_model(name_or_path: str | Path, dtype: mx.Dtype | None = None) -> WhisperModel:
+    """Load a Whisper checkpoint: `tiny.en`, `base`, `large-v3-turbo`, a folder or a repo id."""
+    path = resolve(str(name_or_path))
+    model = load_whisper(path, dtype)
+    tokenizer = load_tokenizer(path, model.dims)
+    meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
+    base = meta.get("suppress_tokens")
+    begin = meta.get("begin_suppress_tokens") or [tokenizer.encode(" ")[0], tokenizer.eot]
+    logger.info("loaded %s (%d parameters)", path, sum(v.size for v in parameters(model).values()))
+    return WhisperModel(
+        model=model,
+        tokenizer=tokenizer,
+        path=path,
+        suppress_tokens=tokenizer.suppress_tokens(tuple(base) if base is not None else None),
+        begin_suppress_tokens=tuple(begin),
+    )

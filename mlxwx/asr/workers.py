@@ -1,0 +1,252 @@
+"""Decoding on several CPU cores: worker processes that each run the stages of their inputs.
+
+MLX's CPU backend runs every op on one thread; only matmuls use more cores (through OpenBLAS).
+One decoding pipeline leaves cores idle during the softmax, GELU, filter and search passes; two
+pipelines with one BLAS thread each keep both cores busy, where threads in one process gain
+little (page faults and the GIL serialise them). Figures: bench/RESULTS.md.
+
+A `Worker` is a child process (`main` below, run by `sys.executable`) that loads the same
+checkpoint and runs a stage function (named by module and function, so this module imports no
+stage) over the inputs sent to it: `stage(wm, config, inputs, report)` yields one `Transcript`
+per input. Inputs (numpy audio) and results travel as pickles over the child's stdin and stdout;
+the child reads its next input only when its lanes need one, so a full pipe holds the sender back
+and no process holds more than its inputs in flight. Each child's seed is drawn from this
+process's random state, so a seeded run samples the same fallbacks every time. A child that fails
+or dies reports the inputs it did not finish (`Worker.unfinished`), which the caller decodes
+itself: a crash costs time, never transcripts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import mlx.core as mx
+import numpy as np
+
+from ..weights.folder import CONFIG_FILE
+from .engine import Transcript
+from .model import WhisperModel, load_model
+
+logger = logging.getLogger(__name__)
+MIN_SECONDS = 60.0  # of audio per process: below this, starting a process costs more than it saves
+EXIT_SECONDS = 10.0  # a worker that reported but has not exited by then is killed
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker runs: the checkpoint, the stage function ("module:function") and its
+    config, and the seed of its fallback sampling."""
+
+    model: str
+    dtype: str
+    stage: str
+    config: Any
+    seed: int
+
+    @classmethod
+    def of(cls, wm: WhisperModel, stage: str, config: Any, seed: int) -> Job:
+        """A job decoding with `wm` (reloaded from its folder, in its dtype)."""
+        return cls(str(wm.path), str(wm.model.dtype).rsplit(".", 1)[-1], stage, config, seed)
+
+
+def count(requested: int | None, wm: WhisperModel, seconds: float | None = None) -> int:
+    """How many processes decode: `requested` (None: one per core, at most two); one on a GPU,
+    for a model that cannot be reloaded from its folder, or with less than MIN_SECONDS of audio
+    per process (`seconds`: the run's audio, None when not known yet)."""
+    if mx.default_device() != mx.cpu or not (wm.path / CONFIG_FILE).exists():
+        return 1
+    n = requested if requested is not None else min(2, os.cpu_count() or 1)
+    if seconds is not None:
+        n = min(n, int(seconds // MIN_SECONDS))
+    return max(1, n)
+
+
+# The child imports this very mlxwx (installed or a checkout) by its location, without putting
+# its parent folder (site-packages, for an install) ahead of the standard library on sys.path.
+_BOOT = """import importlib.util, sys
+spec = importlib.util.spec_from_file_location("mlxwx", {init!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules["mlxwx"] = module
+spec.loader.exec_module(module)
+from mlxwx.asr.workers import main
+main()
+"""
+
+
+def _start(threads: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    init = Path(__file__).resolve().parent.parent / "__init__.py"
+    command = [sys.executable, "-c", _BOOT.format(init=str(init))]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+
+@dataclass
+class Worker:
+    """A running child, the inputs sent to it and not yet returned, and its progress.
+
+    `on_done(transcript)` is called from the worker's reader thread for every finished input.
+    """
+
+    job: Job
+    threads: int
+    on_done: Callable[[Transcript], None]
+    on_progress: Callable[[], None] = lambda: None
+    backlog: int = 2  # inputs queued for the child beyond what its pipe holds
+    completed: int = 0  # chunk samples decoded and pulled, as the child reports them
+    total: int = 0
+    unfinished: dict[int, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+    process: subprocess.Popen[bytes] = field(init=False)
+    reader: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.outbox: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(self.backlog)
+        self.process = _start(self.threads)
+        self._send(self.job)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.sender = threading.Thread(target=self._write, daemon=True)
+        self.sender.start()
+
+    def _write(self) -> None:
+        """Send queued inputs as the child reads them; close its input after the last one."""
+        while (item := self.outbox.get()) is not None:
+            self._send(item)
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        except OSError:
+            pass
+
+    def _send(self, item: object) -> bool:
+        stream = self.process.stdin
+        assert stream is not None
+        try:
+            pickle.dump(item, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.flush()
+            return True
+        except (OSError, ValueError):  # it died: its reader reports why
+            return False
+
+    def send(self, file: int, audio: np.ndarray) -> None:
+        """Hand input `file` to the child (waits while `backlog` inputs are queued for it)."""
+        with self.lock:
+            self.unfinished[file] = audio
+        while self.reader.is_alive():
+            try:
+                self.outbox.put((file, audio), timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """No more inputs."""
+        while self.reader.is_alive():
+            try:
+                self.outbox.put(None, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        try:
+            while True:
+                kind, value = pickle.load(stream)
+                if kind == "progress":
+                    self.completed, self.total = value
+                    self.on_progress()
+                elif kind == "done":
+                    with self.lock:
+                        self.unfinished.pop(value.file, None)
+                    self.on_done(value)
+                else:
+                    self.error = value if kind == "error" else None
+                    break
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self.error = f"exited with code {self.process.wait()}"
+            return
+        try:  # it exits once it has reported: reap it (no zombie; its CPU time is counted)
+            self.process.wait(timeout=EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def join(self) -> dict[int, np.ndarray]:
+        """Wait for the child to finish; the inputs it did not finish (empty unless it failed)."""
+        self.reader.join()
+        if self.error is not None:
+            logger.warning("a decoding worker failed (%s); decoding its share here", self.error)
+        with self.lock:
+            return dict(self.unfinished)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        while True:  # unblock the sender
+            try:
+                self.outbox.get_nowait()
+            except queue.Empty:
+                break
+        self.outbox.put(None)
+
+
+def _inputs(stream: BinaryIO) -> Iterator[tuple[int, np.ndarray]]:
+    while True:
+        try:
+            yield pickle.load(stream)
+        except EOFError:
+            return
+
+
+def _serve(job_in: BinaryIO, out: BinaryIO) -> None:
+    """Run the job read from `job_in` over the inputs that follow it, writing progress, each
+    transcript and the end (or the error) to `out`."""
+    try:
+        job: Job = pickle.load(job_in)
+        mx.set_default_device(mx.cpu)
+        mx.random.seed(job.seed)
+        wm = load_model(job.model, getattr(mx, job.dtype))
+        module, name = job.stage.split(":")
+        stage = getattr(importlib.import_module(module), name)
+
+        def report(_stage: str = "", completed: int = 0, total: int = 0, **_: Any) -> None:
+            pickle.dump(("progress", (completed, total)), out)
+            out.flush()
+
+        for transcript in stage(wm, job.config, _inputs(job_in), report):
+            pickle.dump(("done", transcript), out)
+            out.flush()
+        pickle.dump(("end", None), out)
+    except Exception as err:  # reported to the parent, which decodes this share itself
+        pickle.dump(("error", f"{type(err).__name__}: {err}"), out)
+    out.flush()
+
+
+def main() -> None:
+    """A worker's entry point (`python -c "from mlxwx.asr.workers import main; main()"`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends us
+    out = os.fdopen(os.dup(1), "wb")  # the parent reads pickles here; stray prints go to stderr
+    os.dup2(2, 1)
+    try:
+        _serve(sys.stdin.buffer, out)
+    except OSError:  # the parent is gone
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    main()

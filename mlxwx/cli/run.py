@@ -1,0 +1,254 @@
+"""`mlxwx run`: parse, build the pipeline's options, run the pipeline, choose the exit code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..asr.decoding import DecodingOptions
+from ..asr.engine import ProgressHook, TranscribeOptions
+from ..asr.model import load_model
+from ..device import use_device
+from ..errors import MlxwxError
+from ..pipeline import DEFAULT_MODEL, DEFAULT_VAD, Pipeline, PipelineOptions
+from ..types import SAMPLE_RATE, Result
+from ..vad.methods import transcribe_options
+from ..vad.regions import VadOptions
+from ..writers import FORMATS, timestamp, write_result
+from .common import DeviceOption, Quiet, Verbose, fail, setup_logging, show_progress, vad_options
+
+_RUN = TranscribeOptions()  # the defaults the CLI shares with the library
+_PASS = _RUN.decoding
+
+
+class Task(str, Enum):
+    TRANSCRIBE = "transcribe"
+    TRANSLATE = "translate"
+
+
+def parse_formats(value: str) -> list[str]:
+    formats = (
+        list(FORMATS) if value == "all" else [f.strip() for f in value.split(",") if f.strip()]
+    )
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise fail(
+            f"unknown output format {','.join(unknown) or value!r}; "
+            f"choose from {', '.join(FORMATS)} or all"
+        )
+    return formats
+
+
+def run_vad_options(
+    method: str, onset: float | None, offset: float | None, chunk_size: float
+) -> VadOptions:
+    """`run`'s VAD options: the method's transcription defaults with the options given."""
+    if chunk_size <= 0 or chunk_size > 30:
+        raise ValueError(f"--chunk-size must be within (0, 30] seconds, got {chunk_size}")
+    if method == "none":
+        return VadOptions(chunk_size=chunk_size)
+    return vad_options(
+        method, transcribe_options, onset=onset, offset=offset, chunk_size=chunk_size
+    )
+
+
+@dataclass
+class Writer:
+    """The run's sink: writes each finished file's outputs, prints its segments, counts."""
+
+    paths: list[Path]
+    output_dir: Path
+    formats: list[str]
+    quiet: bool
+    failed: int = 0
+
+    def __call__(self, index: int, outcome: Result | MlxwxError) -> None:
+        path = self.paths[index]
+        if not isinstance(outcome, Result):
+            self.failed += 1
+            typer.echo(f"error: {outcome}", err=True)
+            return
+        try:
+            write_result(outcome, self.output_dir / path.stem, self.formats)
+        except OSError as err:
+            self.failed += 1
+            typer.echo(f"error: cannot write results of {path}: {err}", err=True)
+            return
+        if not self.quiet:
+            for s in outcome.segments:
+                typer.echo(f"[{timestamp(s.start)} --> {timestamp(s.end)}] {s.text.strip()}")
+
+
+@contextmanager
+def progress_bar(quiet: bool, files: int) -> Iterator[ProgressHook | None]:
+    """A rich progress bar (files done, audio minutes decoded, speed as a multiple of real
+    time) on a terminal; nothing otherwise."""
+    if not show_progress(quiet):
+        yield None
+        return
+    columns = [
+        TextColumn("transcribing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[minutes]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+    ]
+    start = time.perf_counter()
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("transcribing", total=files, minutes="", speed="")
+
+        def hook(stage: str, completed: int = 0, total: int = 0, **_: object) -> None:
+            if stage == "finish":
+                bar.update(task, completed=completed)
+            elif stage == "transcribe":
+                audio_s, total_s = completed / SAMPLE_RATE, total / SAMPLE_RATE
+                speed = audio_s / max(time.perf_counter() - start, 1e-9)
+                minutes = f"{audio_s / 60:.1f}/{total_s / 60:.1f} min of speech"
+                bar.update(task, minutes=minutes, speed=f"{speed:.1f}x real time")
+
+        yield hook
+
+
+def build_options(
+    *,
+    task: Task,
+    language: str | None,
+    beam_size: int,
+    best_of: int,
+    patience: float,
+    without_timestamps: bool,
+    temperature_fallback: bool,
+    batch_size: int,
+    condition_on_previous_text: bool,
+    initial_prompt: str | None,
+    hotwords: str | None,
+    workers: int | None,
+    vad: str,
+    vad_onset: float | None,
+    vad_offset: float | None,
+    chunk_size: float,
+) -> PipelineOptions:
+    """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one."""
+    decoding = DecodingOptions(
+        task=task.value,
+        language=language,
+        beam_size=beam_size,
+        best_of=best_of,
+        patience=patience,
+        without_timestamps=without_timestamps,
+    )
+    transcribe = TranscribeOptions(
+        decoding,
+        batch_size=batch_size,
+        temperatures=_RUN.temperatures if temperature_fallback else (0.0,),
+        condition_on_previous_text=condition_on_previous_text,
+        initial_prompt=initial_prompt,
+        hotwords=hotwords,
+        workers=workers,
+    )
+    chunking = run_vad_options(vad, vad_onset, vad_offset, chunk_size)
+    return PipelineOptions(transcribe, vad=None if vad == "none" else vad, vad_options=chunking)
+
+
+def run(
+    audio: Annotated[list[Path], typer.Argument(help="Audio or video files to transcribe.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Model name (tiny.en, base, large-v3-turbo, ...), "
+            "MLX folder or Hugging Face repo id."
+        ),
+    ] = DEFAULT_MODEL,
+    language: Annotated[
+        str | None, typer.Option(help="Language code; detected per file when omitted.")
+    ] = None,
+    task: Annotated[
+        Task, typer.Option(help="Transcribe, or translate to English.")
+    ] = Task.TRANSCRIBE,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to write.")] = Path(
+        "."
+    ),
+    output_format: Annotated[
+        str,
+        typer.Option("--output-format", "-f", help=f"Comma list of {','.join(FORMATS)}, or all."),
+    ] = "all",
+    batch_size: Annotated[
+        int, typer.Option(help="Windows decoded together, across all files.")
+    ] = _RUN.batch_size,
+    beam_size: Annotated[int, typer.Option(help="Beams per window (1: greedy).")] = _PASS.beam_size,
+    best_of: Annotated[
+        int, typer.Option(help="Samples per window when falling back to sampling.")
+    ] = _PASS.best_of,
+    patience: Annotated[float, typer.Option(help="Beam search patience.")] = _PASS.patience,
+    temperature_fallback: Annotated[
+        bool, typer.Option(help="Re-decode failing windows at rising temperatures.")
+    ] = True,
+    condition_on_previous_text: Annotated[
+        bool, typer.Option(help="Prompt each window with the previous window's text.")
+    ] = _RUN.condition_on_previous_text,
+    initial_prompt: Annotated[
+        str | None, typer.Option(help="Text prompting windows with no previous text.")
+    ] = None,
+    hotwords: Annotated[str | None, typer.Option(help="Words or phrases to favour.")] = None,
+    without_timestamps: Annotated[
+        bool, typer.Option(help="Text only: one segment per 30 s window.")
+    ] = _PASS.without_timestamps,
+    vad: Annotated[
+        str,
+        typer.Option(help="Speech detection first: silero, pyannote, energy or none."),
+    ] = DEFAULT_VAD,
+    vad_onset: Annotated[
+        float | None, typer.Option(help="VAD probability that starts speech (method default).")
+    ] = None,
+    vad_offset: Annotated[
+        float | None, typer.Option(help="VAD probability below which speech ends.")
+    ] = None,
+    chunk_size: Annotated[
+        float, typer.Option(help="Longest stretch of speech decoded as one window, seconds.")
+    ] = VadOptions().chunk_size,
+    device: DeviceOption = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Processes decoding on the CPU (default: one per core, at most 2)."
+        ),
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Transcribe AUDIO files together, writing each file's outputs as soon as it is done."""
+    setup_logging(verbose, quiet)
+    formats = parse_formats(output_format)
+    try:
+        use_device(device)
+        options = build_options(
+            task=task, language=language, beam_size=beam_size, best_of=best_of,
+            patience=patience, without_timestamps=without_timestamps,
+            temperature_fallback=temperature_fallback, batch_size=batch_size,
+            condition_on_previous_text=condition_on_previous_text,
+            initial_prompt=initial_prompt, hotwords=hotwords, workers=workers, vad=vad,
+            vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,
+        )  # fmt: skip
+        wm = load_model(model)
+        if language is not None and wm.tokenizer.multilingual:
+            wm.tokenizer.language_token(language)
+        pipeline = Pipeline(wm, options)
+        pipeline.vad(options.vad)  # its weights too, before any audio is read
+    except (MlxwxError, ValueError) as err:
+        raise fail(str(err)) from None
+    writer = Writer(audio, output_dir, formats, quiet)
+    with progress_bar(quiet, len(audio)) as hook:
+        pipeline.run(audio, writer, progress=hook)
+    if writer.failed:
+        raise fail(f"{writer.failed} of {len(audio)} files failed", code=1)

@@ -1,0 +1,522 @@
+"""The pipeline: the stages composed, inputs streamed through with bounded memory.
+
+    inputs -> load -> detect_speech -> transcribe -> align -> diarize -> write
+
+Each stage is a function over typed records that can be called alone: `load` (decode and
+resample one input), `detect_speech` (VAD -> the input's chunks), `transcribe` (chunks of many
+inputs decoded together, `mlxwx.asr.engine`), `align` and `diarize` (per finished input), and the
+writers (`mlxwx.writers`). `Pipeline.run` composes them; `mlxwx run`, `mlxwx.transcribe` and
+`Pipeline.transcribe` all go through it.
+
+Streaming: a loader thread decodes inputs ahead of need (PyAV releases the GIL), at most
+`prefetch` waiting, and hands each to the process that transcribes it. The main thread runs the
+VAD and the batched decoder (all MLX work stays on one thread); the decoder pulls an input only
+when a lane needs one. Each finished input goes through a bounded queue (`backlog`) to a thread
+that runs the per-input stages and hands the result to the sink (the writer), while the decoder
+works on the next inputs; its audio is released once the sink has it. Memory is bounded by the
+inputs in flight, not by the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from . import _blas
+from .align import AlignOptions, align
+from .asr import workers
+from .asr.engine import ProgressHook, SpeechFile, TranscribeOptions, Transcript, transcribe_stream
+from .asr.model import WhisperModel, load_model
+from .audio import read_audio
+from .diarize import DiarizeOptions, diarize
+from .errors import MlxwxError
+from .types import SAMPLE_RATE, AudioChunk, Result, SpanSamples
+from .vad.base import Vad
+from .vad.methods import METHODS, load_vad, speech_regions, transcribe_options
+from .vad.regions import Chunk, VadOptions, chunk_audio, merge_chunks
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "large-v3-turbo"
+DEFAULT_VAD = "silero"  # the lowest corpus WER of the three methods (bench/RESULTS.md)
+WORKER_STAGE = "mlxwx.pipeline:worker_stage"
+
+AudioInput = str | os.PathLike | np.ndarray | mx.array
+Stage = Callable[[Result, np.ndarray], Result]  # a per-input stage after transcribe
+Sink = Callable[[int, "Result | MlxwxError"], None]  # what happens to each input's outcome
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Options of a run (the defaults `mlxwx run` uses).
+
+    Attributes:
+        transcribe: the transcribe stage's options (decoding, batching, fallback, workers).
+        vad: speech detection before decoding: "silero", "pyannote", "energy", or None to
+            decode all of the audio.
+        vad_options: how the VAD's probabilities become chunks; None: the method's
+            transcription defaults (`mlxwx.vad.transcribe_options`).
+        align: the align stage's options (None: no word alignment).
+        diarize: the diarize stage's options (None: no diarization).
+        prefetch: inputs decoded ahead of need.
+        backlog: finished inputs waiting for the per-input stages before the decoder waits.
+    """
+
+    transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
+    vad: str | None = DEFAULT_VAD
+    vad_options: VadOptions | None = None
+    align: AlignOptions | None = None
+    diarize: DiarizeOptions | None = None
+    prefetch: int = 2
+    backlog: int = 2
+
+    def __post_init__(self) -> None:
+        if self.vad is not None and self.vad not in METHODS:
+            raise ValueError(f"unknown VAD method {self.vad!r}; choose from {', '.join(METHODS)}")
+        if self.prefetch < 1 or self.backlog < 1:
+            raise ValueError(
+                f"prefetch and backlog must be >= 1, got {self.prefetch}, {self.backlog}"
+            )
+
+
+def chunking(options: PipelineOptions, vad: Vad | None) -> VadOptions:
+    """The region and chunk options in force: `options.vad_options`, else the transcription
+    defaults of the VAD's method (`VadOptions()` for a VAD that names none, or no VAD)."""
+    if options.vad_options is not None:
+        return options.vad_options
+    method = getattr(vad, "method", None)  # mlxwx's VADs name themselves
+    return transcribe_options(method) if method in METHODS else VadOptions()
+
+
+# --- the stages ---------------------------------------------------------------------------
+
+
+def load(item: AudioInput) -> np.ndarray:
+    """The load stage: one input (a path, or samples) as (samples,) float32 at 16 kHz.
+    Raises `AudioError` (one line) for an input that cannot be read."""
+    return read_audio(item)
+
+
+def _audio_chunk(file: int, audio: mx.array, chunk: Chunk) -> AudioChunk:
+    pieces = tuple(
+        SpanSamples(round(p.start * SAMPLE_RATE), round(p.end * SAMPLE_RATE)) for p in chunk.pieces
+    )
+    return AudioChunk(file, chunk_audio(audio, chunk), pieces)
+
+
+def detect_speech(
+    audio: mx.array, vad: Vad | None, options: VadOptions | None = None, file: int = 0
+) -> list[AudioChunk]:
+    """The detect_speech stage: the chunks of one input the recogniser reads, in time order.
+
+    With a `vad`, its speech merged into chunks of at most `options.chunk_size` seconds
+    (options None: `VadOptions()`); without, the whole input as one chunk. `file` is the input's
+    position in the run."""
+    if audio.shape[0] == 0:
+        return []
+    if vad is None:
+        return [AudioChunk(file, audio, (SpanSamples(0, audio.shape[0]),))]
+    options = options or VadOptions()
+    chunks = merge_chunks(speech_regions(audio, vad, options), options)
+    if not chunks:
+        logger.info("no speech found in input %d", file)
+    return [_audio_chunk(file, audio, c) for c in chunks]
+
+
+def transcribe_files(
+    wm: WhisperModel,
+    vad: Vad | None,
+    options: PipelineOptions,
+    inputs: Iterable[tuple[int, np.ndarray]],
+    progress: ProgressHook | None = None,
+) -> Iterator[Transcript]:
+    """detect_speech and transcribe in this process over (position, audio) inputs, read as the
+    decoder needs them; a `Transcript` per input as each is finished."""
+    chunks = chunking(options, vad)
+    files = (SpeechFile(i, tuple(detect_speech(mx.array(a), vad, chunks, i))) for i, a in inputs)
+    return transcribe_stream(wm, files, options.transcribe, progress)
+
+
+def worker_stage(
+    wm: WhisperModel,
+    options: PipelineOptions,
+    inputs: Iterator[tuple[int, np.ndarray]],
+    progress: ProgressHook,
+) -> Iterator[Transcript]:
+    """What a worker process runs (`mlxwx.asr.workers`): `transcribe_files` with its own VAD."""
+    vad = load_vad(options.vad) if options.vad is not None else None
+    return transcribe_files(wm, vad, options, inputs, progress)
+
+
+def _host(samples: mx.array) -> np.ndarray:
+    """MLX samples as numpy (floats as float32: numpy has no bfloat16)."""
+    floating = mx.issubdtype(samples.dtype, mx.floating)
+    return np.asarray(samples.astype(mx.float32) if floating else samples)
+
+
+def source_name(item: AudioInput) -> str:
+    return str(item) if isinstance(item, (str, os.PathLike)) else "<array>"
+
+
+# --- streaming ----------------------------------------------------------------------------
+
+_END = object()
+
+
+class _Progress:
+    """Progress of a run, reported through one hook from any thread: inputs loaded, chunk
+    samples transcribed (this process and its workers together), inputs finished."""
+
+    def __init__(self, hook: ProgressHook | None, inputs: int):
+        self.hook, self.inputs = hook, inputs
+        self.lock = threading.Lock()
+        self.loaded = self.finished = 0
+        self.own = (0, 0)
+        self.workers: list[workers.Worker] = []
+
+    def report(self, stage: str, completed: int, total: int) -> None:
+        if self.hook is not None:
+            with self.lock:
+                self.hook(stage, completed=completed, total=total)
+
+    def load(self) -> None:
+        self.loaded += 1
+        self.report("load", self.loaded, self.inputs)
+
+    def transcribe(self, _stage: str = "", completed: int = 0, total: int = 0, **_: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.own = (completed, total)
+        done = self.own[0] + sum(w.completed for w in self.workers)
+        known = self.own[1] + sum(w.total for w in self.workers)
+        self.report("transcribe", done, known)
+
+    def finish(self) -> None:
+        self.finished += 1
+        self.report("finish", self.finished, self.inputs)
+
+
+class _Post:
+    """The thread running the per-input stages and the sink on finished inputs."""
+
+    def __init__(self, sink: Sink, stages: Sequence[Stage], backlog: int, progress: _Progress):
+        self.sink, self.stages, self.progress = sink, stages, progress
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=backlog)
+        self.thread = threading.Thread(target=self._run, name="mlxwx-post", daemon=True)
+        self.thread.start()
+
+    def put(self, index: int, outcome: Result | MlxwxError, audio: np.ndarray | None) -> None:
+        """Queue an input's outcome (waits while `backlog` are queued)."""
+        while self.thread.is_alive():
+            try:
+                self.queue.put((index, outcome, audio), timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise RuntimeError("the per-input stages thread has stopped")
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not _END:
+            index, outcome, audio = item
+            if isinstance(outcome, Result):
+                try:
+                    for stage in self.stages:
+                        outcome = stage(outcome, audio)
+                except MlxwxError as err:
+                    outcome = err
+                except Exception as err:  # one input's failure never sinks the run
+                    logger.exception("a per-input stage failed on input %d", index)
+                    outcome = MlxwxError(f"{type(err).__name__}: {err}")
+            try:
+                self.sink(index, outcome)
+            except Exception:
+                logger.exception("the sink failed on input %d", index)
+            self.progress.finish()
+
+    def close(self) -> None:
+        """Wait for the inputs already finished to go through."""
+        self.queue.put(_END)
+        self.thread.join()
+
+
+class _Feed:
+    """The loader thread: decodes inputs ahead of need and hands each to a process.
+
+    Inputs go to this process (`own`) or to worker processes, each to the one with the least
+    audio so far (a rule that depends on the inputs only, so seeded runs are reproducible). The
+    number of processes is fixed once `MIN_SECONDS` of audio per possible process has been
+    loaded (or all of it): inputs loaded before then wait, at most that much audio.
+    """
+
+    def __init__(self, run: _Run, inputs: Sequence[AudioInput], seeds: list[int]):
+        self.run, self.inputs, self.seeds = run, inputs, seeds
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=run.options.prefetch)
+        self.workers: list[workers.Worker] = []
+        self.stop = threading.Event()
+        self.loads: list[int] = []  # samples handed to each process
+        self.thread = threading.Thread(target=self._load, name="mlxwx-load", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: object) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _load(self) -> None:
+        waiting: list[tuple[int, np.ndarray]] = []
+        most = workers.count(self.run.options.transcribe.workers, self.run.wm)
+        if most == 1:
+            self.loads = [0]
+        try:
+            for index, item in enumerate(self.inputs):
+                if self.stop.is_set():
+                    return
+                audio = self._read(index, item)
+                if audio is None:
+                    continue
+                if self.loads:
+                    self._dispatch(index, audio)
+                    continue
+                waiting.append((index, audio))
+                if sum(a.size for _, a in waiting) >= most * workers.MIN_SECONDS * SAMPLE_RATE:
+                    self._start(waiting)
+                    waiting = []
+            if not self.loads:
+                self._start(waiting)
+        except Exception as err:  # raised on the main thread, where the run stops
+            self._put(err)
+        finally:
+            self._put(_END)
+            for worker in self.workers:
+                worker.close()
+
+    def _read(self, index: int, item: AudioInput) -> np.ndarray | None:
+        try:
+            audio = load(item)
+        except MlxwxError as err:
+            if self.run.fail_fast:
+                self._put(err)
+                self.stop.set()
+            else:
+                self.run.post.put(index, err, None)
+            return None
+        self.run.keep(index, audio)
+        self.run.progress.load()
+        return audio
+
+    def _start(self, waiting: list[tuple[int, np.ndarray]]) -> None:
+        """Fix the number of processes, start the workers, hand out the inputs waiting."""
+        seconds = sum(a.size for _, a in waiting) / SAMPLE_RATE
+        n = workers.count(self.run.options.transcribe.workers, self.run.wm, seconds)
+        self.loads = [0] * n
+        if n > 1:
+            threads = max(1, (os.cpu_count() or 1) // n)
+            self.run.blas_threads(threads)
+            for seed in self.seeds[: n - 1]:
+                job = workers.Job.of(self.run.wm, WORKER_STAGE, self.run.options, seed)
+                worker = workers.Worker(
+                    job, threads, self.run.finished, self.run.progress.transcribe
+                )
+                self.workers.append(worker)
+                self.run.progress.workers.append(worker)
+        for index, audio in waiting:
+            self._dispatch(index, audio)
+
+    def _dispatch(self, index: int, audio: np.ndarray) -> None:
+        p = self.loads.index(min(self.loads))
+        self.loads[p] += audio.size
+        if p == 0:
+            self._put((index, audio))
+        else:
+            self.workers[p - 1].send(index, audio)
+
+    def own(self) -> Iterator[tuple[int, np.ndarray]]:
+        """This process's inputs, as the decoder asks for them."""
+        while (item := self.queue.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def orphans(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Once every worker has ended: the inputs of those that failed."""
+        self.thread.join()
+        yield from sorted(
+            (item for worker in self.workers for item in worker.join().items()), key=lambda x: x[0]
+        )
+
+    def close(self) -> None:
+        """Stop loading and end the workers (after an error or an interrupt)."""
+        self.stop.set()
+        for worker in self.workers:
+            worker.kill()
+
+
+class _Run:
+    """One run's shared state: the audio of inputs in flight, the threads, the progress."""
+
+    def __init__(
+        self,
+        wm: WhisperModel,
+        options: PipelineOptions,
+        post: _Post,
+        progress: _Progress,
+        fail_fast: bool,
+    ):
+        self.wm, self.options, self.post, self.progress = wm, options, post, progress
+        self.fail_fast = fail_fast
+        self.lock = threading.Lock()
+        self.audio: dict[int, np.ndarray] = {}  # inputs loaded and not yet finished
+        self.names: list[str] = []
+        self.blas_before: int | None = None
+
+    def keep(self, index: int, audio: np.ndarray) -> None:
+        with self.lock:
+            self.audio[index] = audio
+
+    def blas_threads(self, threads: int) -> None:
+        self.blas_before = _blas.set_threads(threads)
+
+    def finished(self, transcript: Transcript) -> None:
+        """Hand a transcript and its input's audio to the per-input stages; the run lets go of
+        the audio (the stages hold it until the sink has the result)."""
+        with self.lock:
+            audio = self.audio.pop(transcript.file)
+        duration = audio.size / SAMPLE_RATE
+        result = Result.from_windows(
+            transcript.windows, transcript.language, duration, self.names[transcript.file]
+        )
+        self.post.put(transcript.file, result, audio)
+
+
+class Pipeline:
+    """Loaded models and the options of runs: `run` streams inputs through the stages.
+
+    whisper: the checkpoint the transcribe stage decodes with. The VAD that `options.vad` names is
+    loaded on first use, unless `vad` is given: any object that scores frames (`mlxwx.vad.Vad`),
+    used instead (the run then stays in one process: workers load VADs by name).
+    """
+
+    def __init__(
+        self, whisper: WhisperModel, options: PipelineOptions | None = None, vad: Vad | None = None
+    ):
+        self.whisper = whisper
+        self.options = options or PipelineOptions()
+        self.custom_vad = vad
+        self._vads: dict[str, Vad] = {}
+
+    def vad(self, method: str | None) -> Vad | None:
+        """The VAD this pipeline runs for `method` (None: no VAD, unless one was given)."""
+        if self.custom_vad is not None:
+            return self.custom_vad
+        if method is None:
+            return None
+        if method not in self._vads:
+            self._vads[method] = load_vad(method)
+        return self._vads[method]
+
+    def stages(self, options: PipelineOptions) -> list[Stage]:
+        """The per-input stages after transcribe."""
+        return [
+            lambda r, a: align(r, a, options.align),
+            lambda r, a: diarize(r, a, options.diarize),
+        ]
+
+    def run(
+        self,
+        inputs: Sequence[AudioInput],
+        sink: Sink,
+        options: PipelineOptions | None = None,
+        progress: ProgressHook | None = None,
+        extra_stages: Sequence[Stage] = (),
+        fail_fast: bool = False,
+    ) -> None:
+        """Stream `inputs` through the stages; `sink(index, outcome)` gets each input's
+        `Result`, or the `MlxwxError` that stopped it, as soon as it is done (in a thread of
+        the run, not in input order). An input that cannot be loaded fails alone, unless
+        `fail_fast`: then its error is raised here and the run stops."""
+        options = options or self.options
+        vad = self.vad(options.vad)
+        if self.custom_vad is not None:
+            options = replace(options, transcribe=replace(options.transcribe, workers=1))
+        # seeds of the worker processes, drawn here (MLX stays on this thread)
+        most = workers.count(options.transcribe.workers, self.whisper)
+        seeds = [int(np.asarray(mx.random.randint(0, 2**31 - 1, ()))) for _ in range(most - 1)]
+        tracker = _Progress(progress, len(inputs))
+        post = _Post(sink, [*self.stages(options), *extra_stages], options.backlog, tracker)
+        run = _Run(self.whisper, options, post, tracker, fail_fast)
+        run.names = [source_name(x) for x in inputs]
+        # MLX arrays are read here: a lazy array can be evaluated only on its own thread
+        items = [_host(x) if isinstance(x, mx.array) else x for x in inputs]
+        feed = _Feed(run, items, seeds)
+        try:
+            for share in (feed.own(), feed.orphans()):
+                for transcript in transcribe_files(
+                    self.whisper, vad, options, share, tracker.transcribe
+                ):
+                    run.finished(transcript)
+        except BaseException:
+            feed.close()
+            raise
+        finally:
+            post.close()
+            if run.blas_before is not None:
+                _blas.set_threads(run.blas_before)
+
+    def transcribe(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        options: PipelineOptions | None = None,
+        progress: ProgressHook | None = None,
+    ) -> Result | list[Result]:
+        """Transcribe one input (a path, or 16 kHz mono samples) or a list of them, decoded
+        together: a `Result` for one input, a list in input order for a list. Raises
+        `AudioError` for an input that cannot be loaded."""
+        items: list[AudioInput] = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]  # type: ignore[list-item]
+        results: dict[int, Result] = {}
+        errors: list[MlxwxError] = []
+
+        def keep(index: int, outcome: Result | MlxwxError) -> None:
+            if isinstance(outcome, Result):
+                results[index] = outcome
+            else:
+                errors.append(outcome)
+
+        self.run(items, keep, options, progress, fail_fast=True)
+        if errors:
+            raise errors[0]
+        ordered = [results[i] for i in range(len(items))]
+        return ordered if isinstance(inputs, (list, tuple)) else ordered[0]
+
+
+def load_pipeline(
+    model: str | Path | WhisperModel = DEFAULT_MODEL,
+    options: PipelineOptions | None = None,
+    dtype: mx.Dtype | None = None,
+) -> Pipeline:
+    """A `Pipeline` for `model`: `tiny.en`, `base` (offline packs), `large-v3-turbo`, ... (Hugging
+    Face repos of mlx-community), a folder, a repo id, or a loaded `WhisperModel`."""
+    whisper = model if isinstance(model, WhisperModel) else load_model(model, dtype)
+    return Pipeline(whisper, options)
+
+
+def transcribe(
+    inputs: AudioInput | Sequence[AudioInput],
+    model: str | Path | WhisperModel | Pipeline = DEFAULT_MODEL,
+    options: PipelineOptions | None = None,
+    progress: ProgressHook | None = None,
+) -> Result | list[Result]:
+    """Transcribe one input or a list of them with `model` (see `load_pipeline`), through the
+    same stages and defaults as `mlxwx run` (Silero VAD, beam 5, temperature fallback)."""
+    pipeline = model if isinstance(model, Pipeline) else load_pipeline(model)
+    return pipeline.transcribe(inputs, options, progress)

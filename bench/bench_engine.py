@@ -187,7 +187,9 @@ def work_mlxwx(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict
         mlxwx.ops.set_fast_cpu_math(False)
     options = mlxwx.PipelineOptions(
         TranscribeOptions(
-            DecodingOptions(beam_size=beam, language="en"), batch_size=batch, workers=workers
+            DecodingOptions(beam_size=beam, best_of=1, language="en"),
+            batch_size=batch,
+            workers=workers,
         ),
         vad=method,
     )
@@ -327,7 +329,8 @@ def work_many(system: str, args: argparse.Namespace) -> dict:
     mx.random.seed(SEED)
     options = mlxwx.PipelineOptions(
         TranscribeOptions(
-            DecodingOptions(beam_size=args.many_beam, language="en"), batch_size=MANY_BATCH
+            DecodingOptions(beam_size=args.many_beam, best_of=1, language="en"),
+            batch_size=MANY_BATCH,
         ),
         vad=None,
     )

@@ -303,7 +303,7 @@ def bench_compiled(wm, audio1: mx.array, batch: int, runs: int) -> Row:
 def bench_e2e(wm, theirs, mel: mx.array, repeats: int) -> tuple[Row, list[str]]:
     """Greedy decode of one 30 s window with timestamps, encoder included, each library's way."""
     fp16 = wm.model.dtype == mx.float16
-    ours_opts = DecodingOptions(language="en")
+    ours_opts = DecodingOptions(language="en", beam_size=1)
     theirs_opts = mw_decoding.DecodingOptions(language="en", fp16=fp16)
     out: dict[str, object] = {}
 
@@ -336,7 +336,7 @@ def bench_e2e_compiled(wm, mel: mx.array, repeats: int) -> Row:
 
     def run(compiled: bool) -> Callable[[], None]:
         def call() -> None:
-            opts = DecodingOptions(language="en", compiled_step=compiled)
+            opts = DecodingOptions(language="en", beam_size=1, compiled_step=compiled)
             out[compiled] = decode(wm, mel[None], opts)[0].tokens
 
         return call

@@ -372,6 +372,7 @@ def mlxwx_runner(
     decoder step option (`DecodingOptions.compiled_step`)."""
     wm = fixed_length(wm)
     options = DecodingOptions(
+        beam_size=1,
         language="en",
         sample_len=tokens,
         without_timestamps=not timestamps,

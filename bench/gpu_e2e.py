@@ -63,7 +63,7 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
     for batch in [int(b) for b in batches.split(",")]:
         options = mlxwx.PipelineOptions(
             TranscribeOptions(
-                DecodingOptions(beam_size=args.beam, language="en"), batch_size=batch
+                DecodingOptions(beam_size=args.beam, best_of=1, language="en"), batch_size=batch
             ),
             vad=method,
         )

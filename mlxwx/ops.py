@@ -1,8 +1,8 @@
 """Attention, GELU and logsumexp, fast on every MLX backend.
 
 On GPUs these are MLX's own fused ops. On MLX's Linux CPU backend, `exp` and `erf` are scalar
-code (13 and 25 ns an element on our Xeon, against 2 ns for a multiply), and they dominate the
-Whisper encoder: the softmax over (heads, 1500, 1500) scores took 60% of it. There the same
+code, several times slower an element than a multiply, and they dominate the Whisper encoder
+(the softmax over (heads, 1500, 1500) scores; figures in bench/RESULTS.md). There the same
 maths runs as arithmetic that `mx.compile` fuses into a few C++ loops, over blocks of scores
 small enough to stay in the CPU's L2 cache:
 
@@ -12,8 +12,8 @@ small enough to stay in the CPU's L2 cache:
   maximum (3e-5 in a logsumexp over 51,865 logits). It runs as three compiled kernels: the
   floor, the polynomial, the squarings. MLX's CPU `maximum` and `minimum` test for NaN with a
   branch, and g++ vectorises a loop with that branch only when little else is in it (a floor
-  fused with the polynomial ran scalar, 4x slower); the polynomial and the squarings fused in
-  one kernel also ran slower than apart (measured, not explained).
+  fused with the polynomial ran scalar); the polynomial and the squarings fused in one kernel
+  also ran slower than apart (not explained; bench/RESULTS.md).
 - erf (inside GELU) is x P(x^2) / Q(x^2) on |x| <= 4, degree 5 over 5, with coefficients fitted
   for mlxwx (linearised least squares, Lawson-reweighted towards minimax): absolute error
   2e-8 in float64, 4e-7 once evaluated in float32.

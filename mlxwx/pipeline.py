@@ -163,6 +163,14 @@ def _host(samples: mx.array) -> np.ndarray:
     return np.asarray(samples.astype(mx.float32) if floating else samples)
 
 
+def worker_seeds(n: int) -> list[int]:
+    """Seeds of `n` worker processes, derived from MLX's random state without drawing from it:
+    a seeded run samples the same in this process whether or not workers start."""
+    key = np.asarray(mx.random.state[0]).astype(np.uint64).ravel().tolist()
+    mixed = int(sum(int(k) << (32 * i) for i, k in enumerate(key)))
+    return [(mixed * 0x9E3779B1 + 0x632BE5AB * (i + 1)) % (2**31 - 1) for i in range(n)]
+
+
 def source_name(item: AudioInput) -> str:
     return str(item) if isinstance(item, (str, os.PathLike)) else "<array>"
 
@@ -449,9 +457,8 @@ class Pipeline:
         vad = self.vad(options.vad)
         if self.custom_vad is not None:
             options = replace(options, transcribe=replace(options.transcribe, workers=1))
-        # seeds of the worker processes, drawn here (MLX stays on this thread)
         most = workers.count(options.transcribe.workers, self.whisper)
-        seeds = [int(np.asarray(mx.random.randint(0, 2**31 - 1, ()))) for _ in range(most - 1)]
+        seeds = worker_seeds(most - 1)
         tracker = _Progress(progress, len(inputs))
         post = _Post(sink, [*self.stages(options), *extra_stages], options.backlog, tracker)
         run = _Run(self.whisper, options, post, tracker, fail_fast)

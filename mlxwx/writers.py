@@ -67,7 +67,11 @@ def to_tsv(result: Result) -> str:
 
 
 def to_aud(result: Result) -> str:
-    return "".join(f"{s.start:.3f}\t{s.end:.3f}\t{_label(s)}\n" for s in result.segments)
+    """Audacity labels: start, end and text separated by tabs (tabs in the text become spaces)."""
+    rows = (
+        f"{s.start:.3f}\t{s.end:.3f}\t{_label(s).replace(chr(9), ' ')}\n" for s in result.segments
+    )
+    return "".join(rows)
 
 
 WRITERS: dict[str, Callable[[Result], str]] = {

@@ -56,7 +56,7 @@ def test_greedy_tokens_match_faster_whisper(name, request, jfk_path):
     ct2 = request.getfixturevalue("tiny_en_ct2_dir" if name == "tiny.en" else "base_ct2_dir")
     wm = load_model(str(folder), dtype=mx.float32)
     language = "en" if wm.tokenizer.multilingual else None
-    options = DecodingOptions(language=language, without_timestamps=True)
+    options = DecodingOptions(language=language, without_timestamps=True, beam_size=1)
     for clip in clips(jfk_path):
         audio = load_audio(clip)
         ours = decode(wm, faster_whisper_window(audio, wm.dims.n_mels), options)[0].tokens
@@ -75,7 +75,7 @@ def test_batched_rows_match_single_rows(tiny_en_dir, jfk_path):
         window_mel(audio, 0, 16000 * 4, 80),
         window_mel(mx.zeros(16000 * 3), 0, 10**9, 80),
     ]
-    options = DecodingOptions()
+    options = DecodingOptions(beam_size=1)
     alone = [decode(wm, m[None], options)[0].tokens for m in mels]
     together = [r.tokens for r in decode(wm, mx.stack(mels), options)]
     assert together == alone

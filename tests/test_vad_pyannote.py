@@ -99,17 +99,20 @@ def test_reader_matches_torch_state_dict(checkpoint: Path, ref: dict[str, np.nda
 @pytest.mark.parametrize("clip", RAW)
 def test_window_outputs_match(clip: str, vad: PyannoteVad, ref: dict[str, np.ndarray]) -> None:
     """Raw outputs per window, against pyannote.audio's float64 outputs: ours (float32) must be
-    no further from them than TOL or than torch's own float32 outputs are. Band-limited audio
-    (sample.wav is telephone speech) leaves some SincNet bands near-empty; instance norm then
-    scales their rounding noise up to 300x, so float32 outputs differ from float64 by up to
-    ~1.6e-2 there, by an amount that depends on the CPU's BLAS kernels (on an AVX-512 EPYC:
-    torch 1.6e-2, ours 8.7e-3; ours and torch 1.5e-2 apart there, 0.2e-2 apart on a Xeon)."""
+    as close to them as torch's own float32 outputs are, within a factor of 2 (or TOL). Band-
+    limited audio (sample.wav is telephone speech) leaves some SincNet bands near-empty; instance
+    norm then scales their rounding noise up to 300x, so a float32 output can differ from float64
+    by ~1.6e-2 there, by an amount that depends on the CPU's BLAS kernels (torch's and ours
+    differ in both directions from one CPU to another: bench/RESULTS.md). A wrong weight or
+    layout is off by 1e-1 or more."""
     audio = CLIPS[clip]()
     layout = vad.layout(audio.shape[0])
     expected, exact = ref[f"raw:{clip}"], ref[f"raw64:{clip}"]
     got = np.array(vad.window_scores(mx.array(audio)))
     assert got.shape == expected.shape == (len(layout.window_starts), 293, 3)
-    assert np.abs(got - exact).max() <= max(TOL, np.abs(expected - exact).max())
+    ours, torch32 = np.abs(got - exact), np.abs(expected - exact)
+    assert ours.max() <= max(TOL, 2 * torch32.max())
+    assert ours.mean() <= max(TOL, 2 * torch32.mean())
 
 
 @pytest.mark.parametrize("clip", sorted(CLIPS))
@@ -148,7 +151,7 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     junk.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a PyTorch zip checkpoint"):
         pyannote_load.read_checkpoint(junk)
-    with pytest.raises(ModelError, match="cannot read pyannote segmentation folder"):
+    with pytest.raises(ModelError, match=r"cannot read .*config\.json"):
         pyannote_load.load_folder(tmp_path)
 
 

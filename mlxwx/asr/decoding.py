@@ -38,15 +38,14 @@ class DecodingOptions:
         max_initial_timestamp: latest first timestamp, seconds.
         suppress_blank: forbid a blank or end-of-text as the first sampled token.
         sample_len: most tokens sampled per window (default half the text context).
-        beam_size: beams per window at temperature 0 (1 = greedy).
+        beam_size: beams per window at temperature 0 (1 = greedy; 5, as `mlxwx run`).
         patience: beam search keeps going until beam_size * patience candidates have ended.
         length_penalty: None ranks by log-prob per token, else the Google NMT penalty alpha.
-        best_of: samples drawn per window at temperature > 0; the best is kept.
+        best_of: samples drawn per window at temperature > 0; the best is kept (5).
         compiled_step: run each one-token decoder step as one `mx.compile`d function over the
             whole 448-slot cache (traced once per batch shape) instead of building it op by op.
-            Off by default: on the H100 it was 14% faster for base at batch 1 (3.02 vs 3.50 ms
-            per step) but slower for large-v3 (14.8 vs 11.1 ms at batch 1, 31.4 vs 16.0 at 64:
-            attention over every slot), bench/RESULTS.md.
+            Off by default: slower than the eager step for large models, which attend over
+            every slot (bench/RESULTS.md).
     """
 
     task: str = "transcribe"
@@ -56,10 +55,10 @@ class DecodingOptions:
     max_initial_timestamp: float = 1.0
     suppress_blank: bool = True
     sample_len: int | None = None
-    beam_size: int = 1
+    beam_size: int = 5
     patience: float = 1.0
     length_penalty: float | None = None
-    best_of: int = 1
+    best_of: int = 5
     compiled_step: bool = False
 
     def __post_init__(self) -> None:
@@ -119,9 +118,9 @@ def encode(wm: WhisperModel, mel: mx.array) -> mx.array:
 
     On the CPU windows are encoded one by one: a batch gains nothing there (the matmuls have
     1500 rows already), and its activations (12 MB a window for base's MLP) would outgrow what
-    the C allocator recycles (32 MB), so every op would map fresh pages and fault on each:
-    the base encoder took 1.36 s a window at batch 16 against 0.75 s one by one. Each window
-    is evaluated before the next is built (one graph for all of them ran 15-25% slower)."""
+    the C allocator recycles (32 MB), so every op would map fresh pages and fault on each.
+    Each window is evaluated before the next is built (one graph for all of them ran slower;
+    figures in bench/RESULTS.md)."""
     mel = mel.astype(wm.model.dtype)
     if mx.default_device() != mx.cpu or mel.shape[0] == 1:
         return wm.model.encoder(mel)

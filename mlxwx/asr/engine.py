@@ -58,9 +58,7 @@ class TranscribeOptions:
             (`mlxwx.asr.workers`); None: one per core, at most two. Ignored on a GPU.
     """
 
-    decoding: DecodingOptions = field(
-        default_factory=lambda: DecodingOptions(beam_size=5, best_of=5)
-    )
+    decoding: DecodingOptions = field(default_factory=DecodingOptions)
     batch_size: int = 16
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     compression_ratio_threshold: float | None = 2.4

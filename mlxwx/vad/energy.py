@@ -32,21 +32,16 @@ Design (every step is an array op over the whole file; no Python loop over frame
    hysteresis binarization (onset/offset) applies as to the neural VADs.
 
 Spectra are computed in blocks of `block_seconds` (bounded memory); the floor and smoothing run on
-the (frames, bands) levels of the whole file at once. Speed: about 1,400-3,000x real time on 2
-shared x86 CPU cores, depending on their load (one hour of audio in 1.6-2.6 s, bench/bench_vad.py).
+the (frames, bands) levels of the whole file at once (speed: bench/bench_vad.py).
 
 The defaults were tuned on the speech clips of the test set (sample.wav, synthconv.wav, LibriVox,
-JFK) and on white/pink/brown noise and 50 Hz hum, alone and mixed with that speech. Measured with
-hysteresis onset 0.5 / offset 0.363 (`python bench/eval_vad.py --noise`): detection error rate
-4.3% on sample.wav (1.5% with a 0.5 s collar; the rest is a 0.3 s low thump and two bridged
-pauses) and 1.9% on synthconv.wav; stationary noise alone stays under probability 0.33 and yields
-no region (10 minutes of white, pink, brown noise or hum at -70, -40 and -10 dBFS), and white noise
-at -54 dBFS scores the same after speech as before it (mean 0.11-0.12, JFK and LibriVox added).
-Limits: it cannot tell speech from other non-stationary sounds (music, keyboard, background
-voices, a door), and speech close to broadband noise is partly missed (sample and synthconv with
-white or pink noise 10 dB / 0 dB below their RMS: mean DetER 9.5% / 32%). `low_hz=150` takes in
-the voice's lowest harmonics and finds more of that speech (5.2% / 13%) but also takes
-low-frequency bumps, which 300 Hz keeps out (sample.wav: 6.1% instead of 4.3%).
+JFK) and on white/pink/brown noise and 50 Hz hum, alone and mixed with that speech, with
+hysteresis onset 0.5 / offset 0.363 (`python bench/eval_vad.py --noise`; the detection error rates
+are in bench/RESULTS.md). Stationary noise alone scores low and yields no region. Limits: it
+cannot tell speech from other non-stationary sounds (music, keyboard, background voices, a door),
+and speech close to broadband noise is partly missed. `low_hz=150` takes in the voice's lowest
+harmonics and finds more of that speech but also takes low-frequency bumps, which 300 Hz keeps
+out.
 """
 
 from __future__ import annotations

@@ -30,12 +30,11 @@ class SileroOptions:
       sequential: True: one stream over the whole file, window after window, as silero runs it.
         False: files longer than `warmup + block` windows run as parallel streams. None: streams
         on a GPU, where a step costs the same for one stream or many; one stream on CPU, where
-        a step's cost grows with the streams (on 10 min, 2 shared cores: 2.5 s sequential, 3.9 s
-        as 5 streams; bench/bench_silero.py).
+        a step's cost grows with the streams (bench/bench_silero.py).
       block: windows (32 ms each) each stream scores.
       warmup: windows each stream runs before its block, to settle its state (discarded).
-        silero's LSTM remembers for minutes: on 10 min of speech and noise, 4096 windows (131 s)
-        left differences up to 2.3e-4 from the sequential probabilities, 6144 (197 s) 2.4e-6.
+        silero's LSTM remembers for minutes; with 6144 windows (197 s) the streamed
+        probabilities stay within 1e-5 of the sequential ones (bench/RESULTS.md).
       streams: streams run side by side (bounds memory: about (streams * block + warmup) * 2 KB).
       encode_windows: windows encoded per call (bounds the encoder's memory).
       scan_steps: LSTM steps per evaluated graph.

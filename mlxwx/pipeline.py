@@ -166,7 +166,7 @@ def _host(samples: mx.array) -> np.ndarray:
 def worker_seeds(n: int) -> list[int]:
     """Seeds of `n` worker processes, derived from MLX's random state without drawing from it:
     a seeded run samples the same in this process whether or not workers start."""
-    key = np.asarray(mx.random.state[0]).astype(np.uint64).ravel().tolist()
+    key = np.asarray(mx.random.state[0]).astype(np.uint64).ravel().tolist()  # type: ignore[index]
     mixed = int(sum(int(k) << (32 * i) for i, k in enumerate(key)))
     return [(mixed * 0x9E3779B1 + 0x632BE5AB * (i + 1)) % (2**31 - 1) for i in range(n)]
 
@@ -200,12 +200,21 @@ class _Progress:
         self.loaded += 1
         self.report("load", self.loaded, self.inputs)
 
-    def transcribe(self, _stage: str = "", completed: int = 0, total: int = 0, **_: Any) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.own = (completed, total)
+    def transcribe(self) -> None:
+        """Report the chunk samples decoded and found so far, in every process."""
         done = self.own[0] + sum(w.completed for w in self.workers)
         known = self.own[1] + sum(w.total for w in self.workers)
         self.report("transcribe", done, known)
+
+    def engine(self) -> ProgressHook:
+        """The hook of a transcribe stage in this process; a later one adds to the earlier."""
+        base = self.own
+
+        def hook(_stage: str = "", completed: int = 0, total: int = 0, **_: Any) -> None:
+            self.own = (base[0] + completed, base[1] + total)
+            self.transcribe()
+
+        return hook
 
     def finish(self) -> None:
         self.finished += 1
@@ -223,13 +232,8 @@ class _Post:
 
     def put(self, index: int, outcome: Result | MlxwxError, audio: np.ndarray | None) -> None:
         """Queue an input's outcome (waits while `backlog` are queued)."""
-        while self.thread.is_alive():
-            try:
-                self.queue.put((index, outcome, audio), timeout=0.5)
-                return
-            except queue.Full:
-                continue
-        raise RuntimeError("the per-input stages thread has stopped")
+        if not workers.put_while(self.queue, (index, outcome, audio), self.thread.is_alive):
+            raise RuntimeError("the per-input stages thread has stopped")
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not _END:
@@ -274,12 +278,7 @@ class _Feed:
         self.thread.start()
 
     def _put(self, item: object) -> None:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        workers.put_while(self.queue, item, lambda: not self.stop.is_set())
 
     def _load(self) -> None:
         waiting: list[tuple[int, np.ndarray]] = []
@@ -468,9 +467,8 @@ class Pipeline:
         feed = _Feed(run, items, seeds)
         try:
             for share in (feed.own(), feed.orphans()):
-                for transcript in transcribe_files(
-                    self.whisper, vad, options, share, tracker.transcribe
-                ):
+                hook = tracker.engine()
+                for transcript in transcribe_files(self.whisper, vad, options, share, hook):
                     run.finished(transcript)
         except BaseException:
             feed.close()

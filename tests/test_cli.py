@@ -156,3 +156,24 @@ def test_run_with_each_vad_method(runner, tmp_path, jfk_path, tiny_en_dir, vad):
     data = json.loads((out / "jfk.json").read_text())
     assert words(" ".join(s["text"] for s in data["segments"])) == words(EXPECTED)
     assert all(0 <= s["start"] < s["end"] <= 11.1 for s in data["segments"])
+
+
+def test_translate_reaches_every_window(runner, tmp_path, jfk_path, base_dir, monkeypatch):
+    """--task translate: every window is decoded with the translate task (its prompt holds
+    <|translate|>), and English speech comes out in English."""
+    import mlxwx.asr.engine as engine
+
+    tasks = []
+    real = engine.decode_features
+
+    def spy(wm, audio, options, languages=None, contexts=None):
+        tasks.append(options.task)
+        return real(wm, audio, options, languages, contexts)
+
+    monkeypatch.setattr(engine, "decode_features", spy)
+    args = ("--model", base_dir, "--task", "translate", "-o", tmp_path, "-f", "json", "-q")
+    result, _, _ = invoke(runner, jfk_path, *args, "--beam-size", "1")
+    assert result.exit_code == 0, result.output
+    assert tasks and set(tasks) == {"translate"}
+    data = json.loads((tmp_path / "jfk.json").read_text())
+    assert data["language"] == "en" and "country" in words(data["segments"][0]["text"])

@@ -250,6 +250,7 @@ def test_unavailable_pyannote_one_line(runner: CliRunner, monkeypatch: pytest.Mo
     assert "pyannote VAD is not available" in errors[0]
 
 
+@pytest.mark.slow
 def test_pyannote(runner: CliRunner, tmp_path: Path) -> None:
     module, _ = methods._PYANNOTE
     pytest.importorskip(module, reason=f"{module} not in this tree (the pyannote port)")

@@ -556,7 +556,7 @@ def test_we_load_mlx_whisper_folders(layout, tmp_path):
 # ------------------------------------------------------------------ real offline packs
 
 
-@pytest.mark.parametrize("pack", ["tiny.en", "base"])
+@pytest.mark.parametrize("pack", ["tiny.en", pytest.param("base", marks=pytest.mark.slow)])
 def test_pack_matches_ctranslate2(pack, request, jfk_path):
     """Encoder on the jfk log-mel against CTranslate2 float32 on the pack itself, and the decoder's
     token probabilities (CT2's `align`) given CT2's own encoder output."""

@@ -184,7 +184,10 @@ def test_options_reject_bad_values():
 
 @pytest.mark.parametrize(
     "options",
-    [DecodingOptions(beam_size=5), DecodingOptions(temperature=0.6, best_of=3)],
+    [
+        DecodingOptions(beam_size=5),
+        pytest.param(DecodingOptions(temperature=0.6, best_of=3), marks=pytest.mark.slow),
+    ],
     ids=["beam5", "sampling-best-of-3"],
 )
 def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
@@ -211,6 +214,7 @@ def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
     assert [r[1] for r in runs[0]] == pytest.approx([r[1] for r in runs[1]], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk_path, monkeypatch):
     """Beam search drops the rows of windows whose candidates are complete (silence ends at
     once, speech much later). Each window's tokens and score are those of decoding it alone."""
@@ -257,6 +261,7 @@ def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk
     assert got == pytest.approx(want, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_cpu_encodes_window_by_window_as_one_batch(wm):
     """On the CPU `encode` runs one window at a time: the same features, in order, as the
     encoder given the whole batch."""

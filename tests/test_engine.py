@@ -66,6 +66,7 @@ def test_a_lane_shares_its_later_chunks_evenly():
     assert lane.chunks == chunks[:2] and given == chunks[2:]
 
 
+@pytest.mark.slow
 def test_batch_1_and_16_give_identical_greedy_output(wm, clips):
     one = transcribe_arrays(wm, clips, replace(GREEDY, batch_size=1))
     many = transcribe_arrays(wm, clips, replace(GREEDY, batch_size=16))
@@ -217,7 +218,7 @@ def test_lane_always_moves_and_finishes_chunks_with_less_than_a_frame_left():
     assert lane.advance(5000) == (5000, second) and not lane.active
 
 
-@pytest.mark.parametrize("beam_size", [1, 3])
+@pytest.mark.parametrize("beam_size", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_rows_with_different_prompts_decode_as_alone(wm, clips, beam_size):
     """Left-padded prompts of different lengths: masks and per-row positions keep rows apart."""
     from mlxwx.asr.decoding import decode_features, encode
@@ -275,6 +276,7 @@ def test_inputs_stream_through_the_lanes_and_finish_in_turn(wm, clips):
     assert pulled == [0, 1, 2, 3] and sorted(t.file for t in [first, *rest]) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", ["span", "concat"])
 def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
     """jfk placed 12 s into noise, and a LibriVox clip 8 s after it: with a VAD only speech is
@@ -310,7 +312,10 @@ def test_vad_chunks_map_back_to_the_input_timeline(wm, clips, merge):
         assert all(0 <= s.start < s.end <= len(a) for s in w.spans)
 
 
-@pytest.mark.parametrize("method", ["silero", "pyannote", "energy"])
+@pytest.mark.parametrize(
+    "method",
+    ["silero", *(pytest.param(m, marks=pytest.mark.slow) for m in ("pyannote", "energy"))],
+)
 def test_vad_keeps_noise_and_silence_out_of_transcripts(wm, clips, method):
     """With each VAD: 20 s of pink noise, hum and brown noise around jfk and a LibriVox clip
     give no segment outside the speech and the same words as the clips alone; noise-only and
@@ -404,3 +409,26 @@ def test_loops_of_three_words_or_more_are_cut_in_every_window(wm):
     last = kept[-1][1]
     assert [t for w in last for u in w for t in u[1]] == tok.encode(text(last))
     assert text(collapse_segments(segments)[-2][1]) == " Thank you, thank you,"
+
+
+@pytest.mark.parametrize("condition", [False, True])
+def test_condition_on_previous_text_prompts_the_next_window(wm, clips, monkeypatch, condition):
+    """With condition_on_previous_text, each window after the first of a lane is prompted with
+    the previous window's tokens (after <|startofprev|>); without, with nothing."""
+    seen = []
+    real = engine.decode_features
+
+    def spy(wm_, audio, options, languages=None, contexts=None):
+        found = real(wm_, audio, options, languages, contexts)
+        seen.append((list(contexts or []), [r.tokens for r in found]))
+        return found
+
+    monkeypatch.setattr(engine, "decode_features", spy)
+    long = mx.concatenate([clips[0], clips[0], clips[0]])  # 33 s: two windows in one lane
+    options = replace(GREEDY, condition_on_previous_text=condition, temperatures=(0.0,))
+    (result,) = transcribe_arrays(wm, [long], options)
+    assert len(seen) == 2 and len(result.windows) == 2
+    (first_context,), (first_tokens,) = seen[0]
+    (second_context,), _ = seen[1]
+    assert first_context == []
+    assert second_context == (first_tokens if condition else [])

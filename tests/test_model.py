@@ -38,6 +38,7 @@ def test_large_v3_shapes(n_text_layer):
         model.encoder(mx.zeros((1, 2000, 128)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
 def test_half_precision_decodes_like_float32(tiny_en_dir, jfk_path, dtype):
     mel = window_mel(a := load_audio(jfk_path), 0, a.shape[0], 80)[None]

@@ -50,7 +50,7 @@ def reference_tokens(ct2_dir: Path, audio: np.ndarray, language: str | None) -> 
     return [t for s in segments for t in s.tokens]
 
 
-@pytest.mark.parametrize("name", ["tiny.en", "base"])
+@pytest.mark.parametrize("name", ["tiny.en", pytest.param("base", marks=pytest.mark.slow)])
 def test_greedy_tokens_match_faster_whisper(name, request, jfk_path):
     folder = request.getfixturevalue("tiny_en_dir" if name == "tiny.en" else "base_dir")
     ct2 = request.getfixturevalue("tiny_en_ct2_dir" if name == "tiny.en" else "base_ct2_dir")

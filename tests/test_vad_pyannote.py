@@ -86,6 +86,7 @@ def ref(
     return out
 
 
+@pytest.mark.slow
 def test_reader_matches_torch_state_dict(checkpoint: Path, ref: dict[str, np.ndarray]) -> None:
     from mlxwx.weights import torchbin
 
@@ -96,6 +97,7 @@ def test_reader_matches_torch_state_dict(checkpoint: Path, ref: dict[str, np.nda
         np.testing.assert_array_equal(ours[name], value, err_msg=name)
 
 
+@pytest.mark.slow  # the torch reference outputs take 20 s to compute
 @pytest.mark.parametrize("clip", RAW)
 def test_window_outputs_match(clip: str, vad: PyannoteVad, ref: dict[str, np.ndarray]) -> None:
     """Raw outputs per window, against pyannote.audio's float64 outputs: ours (float32) must be
@@ -115,6 +117,7 @@ def test_window_outputs_match(clip: str, vad: PyannoteVad, ref: dict[str, np.nda
     assert ours.mean() <= max(TOL, 2 * torch32.mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip", sorted(CLIPS))
 def test_frame_scores_match(clip: str, vad: PyannoteVad, ref: dict[str, np.ndarray]) -> None:
     audio = CLIPS[clip]()

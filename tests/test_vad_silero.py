@@ -117,6 +117,7 @@ def test_timestamps_match_get_speech_timestamps(vad: SileroVad) -> None:
         assert got == ref and len(ref) >= 5
 
 
+@pytest.mark.slow
 def test_streams_equal_sequential(silero_dir: Path) -> None:
     """Streams whose warm-up reaches back to the file start are exact (their state is held at
     zero before it); with the default warm-up (197 s) a stream starting 262 s in has settled."""

@@ -41,6 +41,7 @@ from mlxwx.pipeline import Pipeline, PipelineOptions
 from .speech import corpus, normalize, wer
 
 faster_whisper = pytest.importorskip("faster_whisper")
+pytestmark = pytest.mark.slow  # eight clips through six configurations, two tools
 
 TOLERANCE = 0.01  # mlxwx's corpus WER may exceed faster-whisper's by at most 1 point
 MAX_PHRASE = 8  # longest phrase (words) checked for loops

@@ -61,6 +61,7 @@ def test_workers_give_the_transcripts_of_one_process(wm, clips, sent):
     assert done == sorted(done) and done[-1] == known[-1] == total
 
 
+@pytest.mark.slow
 def test_a_failed_worker_has_its_share_decoded_here(wm, clips, sent, monkeypatch, caplog):
     alone = transcribe_arrays(wm, clips, replace(GREEDY, workers=1))
     started = []
@@ -130,6 +131,7 @@ def test_workers_must_be_positive():
         TranscribeOptions(workers=0)
 
 
+@pytest.mark.slow
 def test_a_seeded_run_samples_the_same_in_workers(wm, clips, sent):
     """Every window falls back to sampling at temperature 1; the workers' draws follow the
     parent's seed, so two runs with one seed agree and runs with two seeds do not."""

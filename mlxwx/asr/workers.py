@@ -61,6 +61,18 @@ class Job:
         return cls(str(wm.path), str(wm.model.dtype).rsplit(".", 1)[-1], stage, config, seed)
 
 
+def put_while(box: queue.Queue[Any], item: object, alive: Callable[[], bool]) -> bool:
+    """Put `item` into the bounded queue `box`, waiting while it is full for as long as
+    `alive()` holds; whether it was put (a reader that died never unblocks a plain `put`)."""
+    while alive():
+        try:
+            box.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def count(requested: int | None, wm: WhisperModel, seconds: float | None = None) -> int:
     """How many processes decode: `requested` (None: one per core, at most two); one on a GPU,
     for a model that cannot be reloaded from its folder, or with less than MIN_SECONDS of audio
@@ -145,21 +157,11 @@ class Worker:
         """Hand input `file` to the child (waits while `backlog` inputs are queued for it)."""
         with self.lock:
             self.unfinished[file] = audio
-        while self.reader.is_alive():
-            try:
-                self.outbox.put((file, audio), timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        put_while(self.outbox, (file, audio), self.reader.is_alive)
 
     def close(self) -> None:
         """No more inputs."""
-        while self.reader.is_alive():
-            try:
-                self.outbox.put(None, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        put_while(self.outbox, None, self.reader.is_alive)
 
     def _read(self) -> None:
         stream = self.process.stdout

@@ -141,7 +141,7 @@ def main() -> None:
             peaks.setdefault(name, {})[count] = m["peak"]
             wall, first = m["wall"], m["first"]
             print(
-                f"| {name} | {count} | {audio / 60:.0f} | {wall:.1f} | {audio / wall:.1f}x "
+                f"| {name} | {count} | {audio / 60:.1f} | {wall:.1f} | {audio / wall:.1f}x "
                 f"| {m['peak'] / 2**20:.0f} | {first:.1f} | {first / wall:.2f} | {m['written']} |",
                 flush=True,
             )

@@ -432,3 +432,20 @@ def test_condition_on_previous_text_prompts_the_next_window(wm, clips, monkeypat
     (second_context,), _ = seen[1]
     assert first_context == []
     assert second_context == (first_tokens if condition else [])
+
+
+def test_inputs_without_speech_are_yielded_as_they_are_pulled(wm):
+    """An input with no speech is finished when it is read: its transcript comes out before the
+    stage reads the next input (a run of silent files never piles up)."""
+    pulled = []
+
+    def stream():
+        for i in range(4):
+            pulled.append(i)
+            yield SpeechFile(i, ())
+
+    out = transcribe_stream(wm, stream(), GREEDY)
+    for i in range(4):
+        transcript = next(out)
+        assert (transcript.file, transcript.windows, pulled) == (i, (), list(range(i + 1)))
+    assert list(out) == []

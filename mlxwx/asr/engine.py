@@ -216,14 +216,16 @@ class Engine:
         self.total += sum(c.length for c in item.chunks)
         return True
 
-    def _fill(self) -> None:
-        """Give every idle lane work: queued runs, new inputs, then shares of busy lanes."""
+    def _fill(self) -> Iterator[Transcript]:
+        """Give every idle lane work: queued runs, new inputs, then shares of busy lanes; an
+        input with no speech is yielded as soon as it is pulled."""
         for i, lane in enumerate(self.lanes):
             if lane is not None and lane.active:
                 continue
             self.lanes[i] = None
             while not self.queue and not self.exhausted:
                 self._pull()
+                yield from self._drain()
             if not self.queue:
                 self.queue += self._share()
             if self.queue:
@@ -299,8 +301,7 @@ class Engine:
     def run(self) -> Iterator[Transcript]:
         """Transcripts of the stream's inputs, each as soon as it is finished."""
         while True:
-            self._fill()
-            yield from self._drain()
+            yield from self._fill()
             active = [ln for ln in self.lanes if ln is not None and ln.active]
             if not active:
                 if self.exhausted and not self.queue:

@@ -163,6 +163,13 @@ def _host(samples: mx.array) -> np.ndarray:
     return np.asarray(samples.astype(mx.float32) if floating else samples)
 
 
+def share_lanes(options: PipelineOptions, k: int, n: int) -> PipelineOptions:
+    """Process `k` of `n`'s options: its share of the run's `batch_size` lanes."""
+    size = options.transcribe.batch_size
+    lanes = max(1, size // n + (1 if k < size % n else 0))
+    return replace(options, transcribe=replace(options.transcribe, batch_size=lanes))
+
+
 def worker_seeds(n: int) -> list[int]:
     """Seeds of `n` worker processes, derived from MLX's random state without drawing from it:
     a seeded run samples the same in this process whether or not workers start."""
@@ -274,6 +281,7 @@ class _Feed:
         self.workers: list[workers.Worker] = []
         self.stop = threading.Event()
         self.loads: list[int] = []  # samples handed to each process
+        self.decided = threading.Event()  # set once the number of processes is fixed
         self.thread = threading.Thread(target=self._load, name="mlxwx-load", daemon=True)
         self.thread.start()
 
@@ -285,6 +293,7 @@ class _Feed:
         most = workers.count(self.run.options.transcribe.workers, self.run.wm)
         if most == 1:
             self.loads = [0]
+            self.decided.set()
         try:
             for index, item in enumerate(self.inputs):
                 if self.stop.is_set():
@@ -304,6 +313,9 @@ class _Feed:
         except Exception as err:  # raised on the main thread, where the run stops
             self._put(err)
         finally:
+            if not self.loads:
+                self.loads = [0]
+            self.decided.set()
             self._put(_END)
             for worker in self.workers:
                 worker.close()
@@ -327,11 +339,13 @@ class _Feed:
         seconds = sum(a.size for _, a in waiting) / SAMPLE_RATE
         n = workers.count(self.run.options.transcribe.workers, self.run.wm, seconds)
         self.loads = [0] * n
+        self.decided.set()
         if n > 1:
             threads = max(1, (os.cpu_count() or 1) // n)
             self.run.blas_threads(threads)
-            for seed in self.seeds[: n - 1]:
-                job = workers.Job.of(self.run.wm, WORKER_STAGE, self.run.options, seed)
+            for k, seed in enumerate(self.seeds[: n - 1], 1):
+                config = share_lanes(self.run.options, k, n)
+                job = workers.Job.of(self.run.wm, WORKER_STAGE, config, seed)
                 worker = workers.Worker(
                     job, threads, self.run.finished, self.run.progress.transcribe
                 )
@@ -347,6 +361,11 @@ class _Feed:
             self._put((index, audio))
         else:
             self.workers[p - 1].send(index, audio)
+
+    def processes(self) -> int:
+        """The number of processes of the run, once the loader has fixed it."""
+        self.decided.wait()
+        return len(self.loads)
 
     def own(self) -> Iterator[tuple[int, np.ndarray]]:
         """This process's inputs, as the decoder asks for them."""
@@ -466,9 +485,10 @@ class Pipeline:
         items = [_host(x) if isinstance(x, mx.array) else x for x in inputs]
         feed = _Feed(run, items, seeds)
         try:
+            own = share_lanes(options, 0, feed.processes())
             for share in (feed.own(), feed.orphans()):
                 hook = tracker.engine()
-                for transcript in transcribe_files(self.whisper, vad, options, share, hook):
+                for transcript in transcribe_files(self.whisper, vad, own, share, hook):
                     run.finished(transcript)
         except BaseException:
             feed.close()

@@ -7,9 +7,11 @@ together, at rising temperatures (per-row fallback).
 
 Inputs are streamed: the next one is pulled only when a lane has nothing left to read, and each
 input's `Transcript` is yielded as soon as its last window is decoded, so a run holds only the
-inputs in flight. When no input is left, idle lanes take half of the busiest lanes' work. Lanes are
-filled the same way on every run (the stream is waited for, never raced), so a seeded run decodes
-the same batches every time.
+inputs in flight. An input's chunks go to the lanes one each, in input order, so the earliest
+inputs finish first (with `condition_on_previous_text`, one lane reads all of an input's chunks,
+carrying the text from one to the next). When no input is left, idle lanes take half of the
+busiest lanes' work. Lanes are filled the same way on every run (the stream is waited for, never
+raced), so a seeded run decodes the same batches every time.
 
 A multilingual model with no language given detects each input's language on the first window
 of the input that is decoded (its first speech chunk with a VAD), from that window's features.
@@ -212,7 +214,10 @@ class Engine:
             self.finished.append(Transcript(item.file, language, ()))
             return True
         self.open[item.file] = _Open(language, len(item.chunks))
-        self.queue.append(list(item.chunks))
+        if self.options.condition_on_previous_text:  # one lane reads them all, in order
+            self.queue.append(list(item.chunks))
+        else:  # spread over the lanes: the earliest inputs finish first
+            self.queue += [[c] for c in item.chunks]
         self.total += sum(c.length for c in item.chunks)
         return True
 

@@ -4,8 +4,8 @@ A VAD maps 16 kHz mono audio (an `mx.array` of float32 samples) to per-frame spe
 probabilities. Binarization times frame `i` at `offset + i * hop` seconds: the frame's start
 for Silero and the energy VAD; the pyannote VAD sets `offset` to the middle of its first frame,
 because WhisperX's Binarize times pyannote frames by their middles. One shared path
-(`mlxwx.vad.regions`) turns probabilities into `SpanSeconds`s and then into <= `chunk_size`
-chunks for the engine.
+(`mlxwx.vad.regions`) turns probabilities into speech regions (`SpanSeconds`) and then into
+<= `chunk_size` chunks for the engine.
 """
 
 from __future__ import annotations

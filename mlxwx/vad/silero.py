@@ -44,7 +44,7 @@ class SileroOptions:
     block: int = 4096
     warmup: int = 6144
     streams: int = 16
-    encode_windows: int = 8192
+    encode_windows: int = 1024
     scan_steps: int = 512
 
     def __post_init__(self) -> None:

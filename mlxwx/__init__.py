@@ -10,6 +10,7 @@ from . import _blas
 _blas.preload()  # before anything imports mlx.core: fast matmuls on Linux CPUs
 _blas.warn_if_slow()
 
+from .align import AlignOptions  # noqa: E402
 from .asr.decoding import DecodingOptions  # noqa: E402
 from .asr.engine import TranscribeOptions  # noqa: E402
 from .asr.model import WhisperModel  # noqa: E402
@@ -28,6 +29,7 @@ from .types import AudioChunk, Result, Segment, SpanSamples, SpanSeconds, Window
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AlignOptions",
     "AudioChunk",
     "DecodingOptions",
     "MlxwxError",

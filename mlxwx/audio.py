@@ -240,3 +240,18 @@ def pad_or_trim(array: mx.array, length: int = N_SAMPLES, axis: int = -1) -> mx.
         widths[axis] = (0, length - size)
         return mx.pad(array, widths)
     return array
+
+
+def window_mel(audio: mx.array, start: int, end: int, n_mels: int) -> mx.array:
+    """(N_FRAMES, n_mels) log-mel of samples [start, min(end, start + 30 s)).
+
+    A short window is padded with zeros in the log-mel domain, past its last frame of audio, as
+    openai-whisper's `transcribe` (`pad_or_trim` of the mel segment) and faster-whisper do: the
+    model reads zero features as "no more audio", whereas the features of zero samples (far
+    below the window's loudest bin) made it end early and drop the window's last sentence."""
+    chunk = audio[start : min(end, start + N_SAMPLES)]
+    mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])[:N_FRAMES]
+    content = chunk.shape[0] // HOP_LENGTH
+    if content >= N_FRAMES:
+        return mel
+    return mx.where(mx.arange(N_FRAMES)[:, None] < content, mel, 0.0)

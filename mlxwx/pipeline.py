@@ -65,7 +65,8 @@ class PipelineOptions:
             decode all of the audio.
         vad_options: how the VAD's probabilities become chunks; None: the method's
             transcription defaults (`mlxwx.vad.transcribe_options`).
-        align: the align stage's options (None: no word alignment).
+        align: the align stage's options (None: no word alignment). Aligners that need
+            Whisper's token times have the transcribe stage compute them.
         diarize: the diarize stage's options (None: no diarization).
         prefetch: inputs decoded ahead of need.
         backlog: finished inputs waiting for the per-input stages before the decoder waits.
@@ -74,7 +75,7 @@ class PipelineOptions:
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
     vad: str | None = DEFAULT_VAD
     vad_options: VadOptions | None = None
-    align: AlignOptions | None = None
+    align: AlignOptions | None = field(default_factory=AlignOptions)
     diarize: DiarizeOptions | None = None
     prefetch: int = 2
     backlog: int = 2
@@ -176,6 +177,13 @@ def worker_seeds(n: int) -> list[int]:
     key = np.asarray(mx.random.state[0]).astype(np.uint64).ravel().tolist()  # type: ignore[index]
     mixed = int(sum(int(k) << (32 * i) for i, k in enumerate(key)))
     return [(mixed * 0x9E3779B1 + 0x632BE5AB * (i + 1)) % (2**31 - 1) for i in range(n)]
+
+
+def with_token_times(options: PipelineOptions) -> PipelineOptions:
+    """`options` with the transcribe stage timing tokens when the aligner needs them."""
+    if options.align is None or not options.align.token_times or options.transcribe.token_times:
+        return options
+    return replace(options, transcribe=replace(options.transcribe, token_times=True))
 
 
 def source_name(item: AudioInput) -> str:
@@ -471,7 +479,7 @@ class Pipeline:
         `Result`, or the `MlxwxError` that stopped it, as soon as it is done (in a thread of
         the run, not in input order). An input that cannot be loaded fails alone, unless
         `fail_fast`: then its error is raised here and the run stops."""
-        options = options or self.options
+        options = with_token_times(options or self.options)
         vad = self.vad(options.vad)
         if self.custom_vad is not None:
             options = replace(options, transcribe=replace(options.transcribe, workers=1))

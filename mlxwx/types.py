@@ -36,6 +36,22 @@ class SpanSeconds:
         return self.end - self.start
 
 
+def _offsets(spans: tuple[SpanSamples, ...]) -> list[int]:
+    out = [0]
+    for p in spans[:-1]:
+        out.append(out[-1] + p.length)
+    return out
+
+
+def to_timeline(spans: tuple[SpanSamples, ...], t: float, *, end: bool = False) -> float:
+    """Seconds into `spans` concatenated -> seconds on the input's timeline. A time on the seam
+    of two spans belongs to the later one, or to the earlier one with `end=True`."""
+    offsets = [o / SAMPLE_RATE for o in _offsets(spans)]
+    i = (bisect.bisect_left if end else bisect.bisect_right)(offsets, t) - 1
+    i = min(max(i, 0), len(spans) - 1)
+    return spans[i].start / SAMPLE_RATE + (t - offsets[i])
+
+
 def _r(t: float) -> float:
     return round(t, 3)
 
@@ -47,6 +63,7 @@ class Word:
     end: float | None
     score: float | None = None
     speaker: str | None = None
+    interpolated: bool = False  # timed from its neighbours: the aligner could not time it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"word": self.word}
@@ -54,6 +71,8 @@ class Word:
             out.update(start=_r(self.start), end=_r(self.end))
         if self.score is not None:
             out["score"] = round(self.score, 3)
+        if self.interpolated:
+            out["interpolated"] = True
         if self.speaker is not None:
             out["speaker"] = self.speaker
         return out
@@ -108,18 +127,12 @@ class AudioChunk:
         return sum(p.length for p in self.pieces)
 
     def _offsets(self) -> list[int]:
-        out = [0]
-        for p in self.pieces[:-1]:
-            out.append(out[-1] + p.length)
-        return out
+        return _offsets(self.pieces)
 
     def to_file(self, t: float, *, end: bool = False) -> float:
         """Seconds from the chunk's start -> seconds on the input's timeline. A time on the seam
         of two pieces belongs to the later piece, or to the earlier one with `end=True`."""
-        offsets = [o / SAMPLE_RATE for o in self._offsets()]
-        i = (bisect.bisect_left if end else bisect.bisect_right)(offsets, t) - 1
-        i = min(max(i, 0), len(self.pieces) - 1)
-        return self.pieces[i].start / SAMPLE_RATE + (t - offsets[i])
+        return to_timeline(self.pieces, t, end=end)
 
     def file_spans(self, start: int, end: int) -> tuple[SpanSamples, ...]:
         """Chunk samples [start, end) as spans of the input's timeline (one per piece crossed)."""
@@ -140,6 +153,24 @@ class AudioChunk:
 
 
 @dataclass(frozen=True)
+class TokenTimes:
+    """When Whisper's alignment heads attend each text token of a window (cross-attention DTW).
+
+    `tokens` are the window's text tokens, `counts` how many belong to each of its segments.
+    `texts[i]` is the text that token i completes: a character spread over several tokens is
+    the last one's text, the others' is "". Token i spans seconds [starts[i], starts[i + 1])
+    from the window's start (`starts` has one entry more: the end of the last token). `probs`:
+    each token's probability under the model, teacher-forced.
+    """
+
+    tokens: tuple[int, ...]
+    counts: tuple[int, ...]
+    texts: tuple[str, ...]
+    starts: tuple[float, ...]
+    probs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Window:
     """One decoded window (at most 30 s of a chunk), as the decoder saw and decoded it.
 
@@ -156,10 +187,15 @@ class Window:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
+    token_times: TokenTimes | None = None  # Whisper's own timing of its text tokens, if asked
 
     @property
     def start(self) -> float:
         return self.spans[0].start / SAMPLE_RATE if self.spans else 0.0
+
+    def to_file(self, t: float, *, end: bool = False) -> float:
+        """Seconds from the window's start -> seconds on the input's timeline."""
+        return to_timeline(self.spans, t, end=end)
 
 
 @dataclass(frozen=True)

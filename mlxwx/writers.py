@@ -13,9 +13,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from .types import Result, Segment
+from .types import Result, Segment, Word
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv", "aud")
 
@@ -43,19 +44,114 @@ def to_txt(result: Result) -> str:
     return "".join(f"{_label(s)}\n" for s in result.segments)
 
 
-def to_srt(result: Result) -> str:
-    cues = (
-        f"{i}\n{timestamp(s.start, ',', True)} --> {timestamp(s.end, ',', True)}\n{_label(s)}\n"
-        for i, s in enumerate(result.segments, 1)
-    )
-    return "\n".join(cues)
+@dataclass(frozen=True)
+class SubtitleOptions:
+    """How srt and vtt cues are built (openai-whisper's and WhisperX's options).
+
+    Attributes:
+        max_line_width: characters in a line before it wraps; with `max_line_count` cues are
+            built from word times across segments. None: one cue per segment.
+        max_line_count: lines in a cue before a new cue starts (needs `max_line_width`).
+        highlight_words: a cue per word, the word spoken underlined (<u>...</u>).
+    """
+
+    max_line_width: int | None = None
+    max_line_count: int | None = None
+    highlight_words: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_line_width", "max_line_count"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {value}")
 
 
-def to_vtt(result: Result) -> str:
-    cues = "".join(
-        f"{timestamp(s.start)} --> {timestamp(s.end)}\n{_label(s)}\n\n" for s in result.segments
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def _lines(result: Result, options: SubtitleOptions) -> Iterator[list[tuple[Word, str]]]:
+    """Words grouped into cues, each word with the text it adds ("\n" where a line wraps):
+    a new line when the next word would pass `max_line_width`, a new cue after
+    `max_line_count` lines or a pause of over 3 s; each segment its own cue unless both limits
+    are set (as openai-whisper's `SubtitlesWriter`)."""
+    width, count = options.max_line_width, options.max_line_count
+    keep_segments = width is None or count is None
+    cue: list[tuple[Word, str]] = []
+    length, lines, last = 0, 1, 0.0
+    for segment in result.segments:
+        for i, word in enumerate(segment.words):
+            assert word.start is not None
+            pause = not keep_segments and word.start - last > 3.0
+            room = width is None or length + 1 + len(word.word) <= width
+            segment_break = i == 0 and keep_segments and bool(cue)
+            text = " " + word.word
+            if not (length > 0 and room and not pause and not segment_break):
+                text = word.word
+                if segment_break or (cue and count is not None and (pause or lines >= count)):
+                    yield cue
+                    cue, lines = [], 1
+                elif length > 0:
+                    lines += 1
+                    text = "\n" + word.word
+                length = 0
+            cue.append((word, text))
+            length += len(text.lstrip("\n"))
+            last = word.start
+    if cue:
+        yield cue
+
+
+def cues(result: Result, options: SubtitleOptions | None = None) -> list[Cue]:
+    """The subtitle cues of `result`: one per segment, or built from word times."""
+    options = options or SubtitleOptions()
+    worded = all(s.words for s in result.segments)
+    if not worded or (options.max_line_width is None and not options.highlight_words):
+        return [Cue(s.start, s.end, _label(s)) for s in result.segments]
+    out = []
+    for group in _lines(result, options):
+        start, end = group[0][0].start, group[-1][0].end
+        assert start is not None and end is not None
+        prefix = f"[{group[0][0].speaker}]: " if group[0][0].speaker else ""
+        text = prefix + "".join(t for _, t in group).replace("-->", "->")
+        if not options.highlight_words:
+            out.append(Cue(start, end, text))
+            continue
+        out += _highlighted(group, prefix, start, end)
+    return out
+
+
+def _highlighted(group: list[tuple[Word, str]], prefix: str, start: float, end: float) -> list[Cue]:
+    """A cue per word of `group` with that word underlined, plain cues over the gaps."""
+    out, at = [], start
+    for k, (word, _) in enumerate(group):
+        assert word.start is not None and word.end is not None
+        if word.start > at:
+            out.append(Cue(at, word.start, prefix + "".join(t for _, t in group)))
+        texts = [
+            t if j != k else t.replace(w.word, f"<u>{w.word}</u>") for j, (w, t) in enumerate(group)
+        ]
+        out.append(Cue(word.start, word.end, prefix + "".join(texts)))
+        at = word.end
+    return [c for c in out if c.end > c.start or c.start == end]
+
+
+def to_srt(result: Result, options: SubtitleOptions | None = None) -> str:
+    items = (
+        f"{i}\n{timestamp(c.start, ',', True)} --> {timestamp(c.end, ',', True)}\n{c.text}\n"
+        for i, c in enumerate(cues(result, options), 1)
     )
-    return f"WEBVTT\n\n{cues}"
+    return "\n".join(items)
+
+
+def to_vtt(result: Result, options: SubtitleOptions | None = None) -> str:
+    items = "".join(
+        f"{timestamp(c.start)} --> {timestamp(c.end)}\n{c.text}\n\n" for c in cues(result, options)
+    )
+    return f"WEBVTT\n\n{items}"
 
 
 def to_tsv(result: Result) -> str:
@@ -82,6 +178,9 @@ WRITERS: dict[str, Callable[[Result], str]] = {
     "tsv": to_tsv,
     "aud": to_aud,
 }
+
+
+SUBTITLES = {"srt": to_srt, "vtt": to_vtt}
 
 
 def _umask() -> int:
@@ -154,14 +253,17 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
         raise
 
 
-def write_result(result: Result, stem: Path, formats: Iterable[str]) -> list[Path]:
+def write_result(
+    result: Result, stem: Path, formats: Iterable[str], subtitles: SubtitleOptions | None = None
+) -> list[Path]:
     """The write stage: `result` next to `stem` (`stem.json`, `stem.srt`, ...), the json last;
-    returns the paths."""
+    returns the paths. `subtitles`: how srt and vtt cues are built."""
     paths = []
     for fmt in sorted(formats, key=lambda f: f == "json"):
         if fmt not in WRITERS:
             raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
         path = stem.with_name(f"{stem.name}.{fmt}")
-        write_atomic(path, WRITERS[fmt](result))
+        text = SUBTITLES[fmt](result, subtitles) if fmt in SUBTITLES else WRITERS[fmt](result)
+        write_atomic(path, text)
         paths.append(path)
     return paths

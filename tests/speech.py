@@ -76,6 +76,29 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
 
 
+def start_errors(hyp: list[tuple[str, float]], ref: list[tuple[str, float]]) -> np.ndarray:
+    """Seconds by which each hypothesis word that matches a reference word starts late (negative:
+    early): (word, start) lists, words matched in order after `normalize` (difflib)."""
+    import difflib
+
+    a, b = [normalize(w) for w, _ in hyp], [normalize(w) for w, _ in ref]
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return np.array(
+        [
+            hyp[i + k][1] - ref[j + k][1]
+            for i, j, n in matcher.get_matching_blocks()
+            for k in range(n)
+        ]
+    )
+
+
+def synthconv_words() -> list[tuple[str, float]]:
+    """synthconv's exact words and start times."""
+    return [
+        (w["word"], w["start"]) for w in json.loads((DATA / "synthconv.words.json").read_text())
+    ]
+
+
 def noises(seconds: float, level_db: float, seed: int = 0) -> dict[str, np.ndarray]:
     """White, pink (1/f), brown (1/f^2) noise and 50 Hz mains hum with harmonics, at `level_db`
     dB RMS re full scale."""

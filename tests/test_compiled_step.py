@@ -20,9 +20,8 @@ from mlxwx.asr.decoding import (
     encode,
     left_pad,
 )
-from mlxwx.asr.engine import window_mel
 from mlxwx.asr.step import compiled_step
-from mlxwx.audio import load_audio
+from mlxwx.audio import load_audio, window_mel
 from mlxwx.models.whisper import TextDecoder
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

@@ -195,8 +195,7 @@ def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
     of giving every row its own copy of the keys. Two windows, speech and silence, so that
     sampled rows end at different steps and the batch drops ended rows (row -> window map)."""
     from mlxwx.asr.decoding import _decode_rows, encode
-    from mlxwx.asr.engine import window_mel
-    from mlxwx.audio import load_audio
+    from mlxwx.audio import load_audio, window_mel
 
     speech = load_audio(jfk_path)
     mels = [window_mel(speech, 0, speech.shape[0], 80), window_mel(mx.zeros(16000), 0, 16000, 80)]
@@ -220,8 +219,7 @@ def test_beam_windows_leave_the_batch_when_their_candidates_are_complete(wm, jfk
     once, speech much later). Each window's tokens and score are those of decoding it alone."""
     from mlxwx.asr import beam
     from mlxwx.asr.decoding import decode_features, encode
-    from mlxwx.asr.engine import window_mel
-    from mlxwx.audio import load_audio
+    from mlxwx.audio import load_audio, window_mel
     from mlxwx.models.whisper import MultiHeadAttention
 
     speech = load_audio(jfk_path)

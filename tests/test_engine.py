@@ -222,7 +222,7 @@ def test_lane_always_moves_and_finishes_chunks_with_less_than_a_frame_left():
 def test_rows_with_different_prompts_decode_as_alone(wm, clips, beam_size):
     """Left-padded prompts of different lengths: masks and per-row positions keep rows apart."""
     from mlxwx.asr.decoding import decode_features, encode
-    from mlxwx.asr.engine import window_mel
+    from mlxwx.audio import window_mel
 
     mels = mx.stack([window_mel(c, 0, c.shape[0], 80) for c in clips[:2]])
     features = encode(wm, mels)

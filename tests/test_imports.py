@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlxwx"
 # stage layer only from its own stage (a stage never imports another stage).
 LAYERS = [
     {"mlxwx.types", "mlxwx.errors", "mlxwx._blas"},
-    {"mlxwx.audio", "mlxwx.ops", "mlxwx.kernels", "mlxwx.device", "mlxwx.writers"},
+    {"mlxwx.audio", "mlxwx.ops", "mlxwx.kernels", "mlxwx.device", "mlxwx.writers", "mlxwx.dtw"},
     {"mlxwx.models"},
     {"mlxwx.weights"},
     {"mlxwx.asr", "mlxwx.vad", "mlxwx.align", "mlxwx.diarize"},

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from mlxwx.asr.decoding import DecodingOptions, decode
-from mlxwx.asr.engine import window_mel
 from mlxwx.asr.model import load_model
-from mlxwx.audio import load_audio
+from mlxwx.audio import load_audio, window_mel
 from mlxwx.models.whisper import ModelDimensions, Whisper
 
 

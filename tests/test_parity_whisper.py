@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from mlxwx.asr.decoding import DecodingOptions, decode
-from mlxwx.asr.engine import window_mel
 from mlxwx.asr.model import load_model
-from mlxwx.audio import N_FRAMES, load_audio, log_mel_spectrogram
+from mlxwx.audio import N_FRAMES, load_audio, log_mel_spectrogram, window_mel
 
 faster_whisper = pytest.importorskip("faster_whisper")
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

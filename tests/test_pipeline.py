@@ -49,13 +49,50 @@ def test_run_gives_the_json_of_the_engine_before_the_stages(variant, tiny_en_dir
         "-o",
         str(tmp_path),
     ]
-    result = CliRunner().invoke(app, [*args, "-f", "json", "-q", *extra])
+    result = CliRunner().invoke(app, [*args, "-f", "json", "-q", "--no-align", *extra])
     assert result.exit_code == 0, result.output
     for clip in CLIPS:
         name = Path(clip).stem + ".json"
         assert json.loads((tmp_path / name).read_text()) == json.loads(
             (GOLDEN / variant / name).read_text()
         )
+
+
+def test_alignment_keeps_the_decoded_text(tiny_en_dir, tmp_path):
+    """Aligned (the default), the same segments as the golden JSON but for their times, and
+    every word timed within its segment."""
+    mx.random.seed(0)
+    args = [
+        "run",
+        *(str(DATA / c) for c in CLIPS),
+        "--model",
+        str(tiny_en_dir),
+        "--segment-resolution",
+        "chunk",
+    ]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path), "-f", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    for clip in CLIPS:
+        name = Path(clip).stem + ".json"
+        ours, golden = (
+            json.loads(p.read_text()) for p in (tmp_path / name, GOLDEN / "tiny.en" / name)
+        )
+        untimed = [
+            {k: v for k, v in s.items() if k not in ("start", "end", "words")}
+            for s in ours["segments"]
+        ]
+        assert untimed == [
+            {k: v for k, v in s.items() if k not in ("start", "end", "words")}
+            for s in golden["segments"]
+        ]
+        for s in ours["segments"]:
+            assert (
+                s["words"]
+                and s["start"] == s["words"][0]["start"]
+                and s["end"] == s["words"][-1]["end"]
+            )
+            assert "".join(w["word"] for w in s["words"]) == s["text"].replace(" ", "")
+        assert ours["word_segments"] == [w for s in ours["segments"] for w in s["words"]]
 
 
 def test_later_stages_run_while_the_decoder_works_on_the_next_inputs(wm, clips):

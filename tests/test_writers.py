@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from mlxwx.types import Result, Segment, Word
-from mlxwx.writers import FORMATS, WRITERS, write_atomic, write_result
+from mlxwx.writers import (
+    FORMATS,
+    WRITERS,
+    SubtitleOptions,
+    to_srt,
+    to_vtt,
+    write_atomic,
+    write_result,
+)
+from mlxwx.writers import cues as subtitle_cues
 
 GOLDEN = Path(__file__).parent / "data" / "writers"
 
@@ -78,3 +87,60 @@ def test_write_atomic_replaces_and_leaves_nothing_else(tmp_path):
     write_atomic(path, "one")
     write_atomic(path, "two")
     assert path.read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def _worded(texts: list[str], starts: list[float]) -> Result:
+    segments = []
+    for text, start in zip(texts, starts, strict=True):
+        words = tuple(
+            Word(w, start + 0.5 * i, start + 0.5 * i + 0.4) for i, w in enumerate(text.split())
+        )
+        segments.append(
+            Segment(words[0].start or 0.0, words[-1].end or 0.0, " " + text, words=words)
+        )
+    return Result(tuple(segments), "en", 60.0)
+
+
+LONG = "And so my fellow Americans ask not what your country can do for you"
+
+
+def test_cues_wrap_lines_and_start_new_cues_from_word_times():
+    result = _worded([LONG, "ask what you can do for your country."], [0.0, 10.0])
+    cues = subtitle_cues(result, SubtitleOptions(max_line_width=20, max_line_count=2))
+    for cue in cues:
+        lines = cue.text.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 20 for line in lines)
+    assert " ".join(c.text.replace("\n", " ") for c in cues).split() == [
+        w.word for s in result.segments for w in s.words
+    ]
+    assert cues[-1].start == 10.0  # the 3 s pause before it starts a new cue
+    assert [c.start for c in cues] == sorted(c.start for c in cues)
+    starts = {w.start for s in result.segments for w in s.words}
+    assert all(c.start in starts for c in cues)
+
+
+def test_without_a_line_count_each_segment_is_a_cue_wrapped_at_the_width():
+    result = _worded([LONG, "ask what you can do"], [0.0, 7.0])
+    cues = subtitle_cues(result, SubtitleOptions(max_line_width=30))
+    assert len(cues) == 2 and cues[0].text.count("\n") == 2
+    assert cues[0].text.split("\n")[0] == "And so my fellow Americans ask"
+
+
+def test_highlighted_words_are_underlined_one_cue_each():
+    result = _worded(["ask not what"], [1.0])
+    cues = [
+        c for c in subtitle_cues(result, SubtitleOptions(highlight_words=True)) if "<u>" in c.text
+    ]
+    assert [(c.start, c.end, c.text) for c in cues] == [
+        (1.0, 1.4, "<u>ask</u> not what"),
+        (1.5, 1.9, "ask <u>not</u> what"),
+        (2.0, 2.4, "ask not <u>what</u>"),
+    ]
+    assert "<u>" not in to_srt(result) and "<u>not</u>" in to_vtt(
+        result, SubtitleOptions(highlight_words=True)
+    )
+
+
+def test_subtitle_options_are_checked():
+    with pytest.raises(ValueError, match="max-line-width"):
+        SubtitleOptions(max_line_width=0)

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field, replace
 import mlx.core as mx
 import numpy as np
 
-from ..audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram
+from ..audio import N_SAMPLES, SAMPLE_RATE, window_mel
 from ..types import AudioChunk, Window
 from .decoding import DecodingOptions, DecodingResult, decode_features, detect_language, encode
 from .lanes import Lane
 from .model import WhisperModel
 from .segments import Thresholds, build_window
+from .timing import annotate
 
 logger = logging.getLogger(__name__)
 SILENCE_DBFS = -60.0  # a window whose loudest 20 ms frame is below this holds no speech
@@ -58,6 +59,8 @@ class TranscribeOptions:
         hotwords: words or phrases to favour, prompted before every window.
         workers: processes decoding on the CPU, each with a share of the inputs
             (`mlxwx.asr.workers`); None: one per core, at most two. Ignored on a GPU.
+        token_times: time each window's text tokens by Whisper's cross-attention while its
+            encoder features are at hand (`mlxwx.asr.timing`; `--align whisper` needs them).
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -70,6 +73,7 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     hotwords: str | None = None
     workers: int | None = None
+    token_times: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -102,21 +106,6 @@ class Transcript:
     file: int
     language: str | None
     windows: tuple[Window, ...]
-
-
-def window_mel(audio: mx.array, start: int, end: int, n_mels: int) -> mx.array:
-    """(N_FRAMES, n_mels) log-mel of samples [start, min(end, start + 30 s)).
-
-    A short window is padded with zeros in the log-mel domain, past its last frame of audio, as
-    openai-whisper's `transcribe` (`pad_or_trim` of the mel segment) and faster-whisper do: the
-    model reads zero features as "no more audio", whereas the features of zero samples (far
-    below the window's loudest bin) made it end early and drop the window's last sentence."""
-    chunk = audio[start : min(end, start + N_SAMPLES)]
-    mel = log_mel_spectrogram(chunk, n_mels=n_mels, padding=N_SAMPLES - chunk.shape[0])[:N_FRAMES]
-    content = chunk.shape[0] // HOP_LENGTH
-    if content >= N_FRAMES:
-        return mel
-    return mx.where(mx.arange(N_FRAMES)[:, None] < content, mel, 0.0)
 
 
 def is_quiet(audio: mx.array, start: int, end: int) -> bool:
@@ -293,8 +282,14 @@ class Engine:
             contexts = prompt_contexts(wm, lanes, options)
             results = decode_with_fallback(wm, features, options, languages, contexts)
             thresholds, ts_begin = options.thresholds, wm.tokenizer.timestamp_begin
-            for lane, result in zip(lanes, results, strict=True):
-                window, step = build_window(result, lane.chunk, lane.pos, ts_begin, thresholds)
+            built = [
+                build_window(r, ln.chunk, ln.pos, ts_begin, thresholds)
+                for ln, r in zip(lanes, results, strict=True)
+            ]
+            windows = [w for w, _ in built]
+            if options.token_times:
+                windows = annotate(wm, features, windows, options.decoding.task)
+            for lane, result, window, (_, step) in zip(lanes, results, windows, built, strict=True):
                 self.open[lane.chunk.file].windows.append(window)
                 silent = thresholds.is_silence(result)
                 if options.condition_on_previous_text and result.temperature <= 0.5 and not silent:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..align import AlignOptions
 from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
 from ..asr.model import load_model
@@ -23,7 +24,7 @@ from ..pipeline import DEFAULT_MODEL, DEFAULT_VAD, Pipeline, PipelineOptions
 from ..types import SAMPLE_RATE, Result
 from ..vad.methods import transcribe_options
 from ..vad.regions import VadOptions
-from ..writers import FORMATS, timestamp, write_result
+from ..writers import FORMATS, SubtitleOptions, timestamp, write_result
 from .common import DeviceOption, Quiet, Verbose, fail, setup_logging, show_progress, vad_options
 
 _RUN = TranscribeOptions()  # the defaults the CLI shares with the library
@@ -69,6 +70,7 @@ class Writer:
     output_dir: Path
     formats: list[str]
     quiet: bool
+    subtitles: SubtitleOptions | None = None
     failed: int = 0
 
     def __call__(self, index: int, outcome: Result | MlxwxError) -> None:
@@ -78,7 +80,7 @@ class Writer:
             typer.echo(f"error: {outcome}", err=True)
             return
         try:
-            write_result(outcome, self.output_dir / path.stem, self.formats)
+            write_result(outcome, self.output_dir / path.stem, self.formats, self.subtitles)
         except OSError as err:
             self.failed += 1
             typer.echo(f"error: cannot write results of {path}: {err}", err=True)
@@ -138,6 +140,8 @@ def build_options(
     vad_onset: float | None,
     vad_offset: float | None,
     chunk_size: float,
+    align: str | None = "auto",
+    segment_resolution: str = "sentence",
 ) -> PipelineOptions:
     """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one."""
     decoding = DecodingOptions(
@@ -158,7 +162,12 @@ def build_options(
         workers=workers,
     )
     chunking = run_vad_options(vad, vad_onset, vad_offset, chunk_size)
-    return PipelineOptions(transcribe, vad=None if vad == "none" else vad, vad_options=chunking)
+    return PipelineOptions(
+        transcribe,
+        vad=None if vad == "none" else vad,
+        vad_options=chunking,
+        align=None if align is None else AlignOptions(align, segment_resolution),
+    )
 
 
 def run(
@@ -217,6 +226,31 @@ def run(
     chunk_size: Annotated[
         float, typer.Option(help="Longest stretch of speech decoded as one window, seconds.")
     ] = VadOptions().chunk_size,
+    align: Annotated[
+        str,
+        typer.Option(
+            help="Word timestamps: whisper (cross-attention, no torch), or auto (the best "
+            "aligner available)."
+        ),
+    ] = "auto",
+    no_align: Annotated[
+        bool, typer.Option("--no-align", help="Segments only: no word timestamps.")
+    ] = False,
+    segment_resolution: Annotated[
+        str,
+        typer.Option(
+            help="Aligned segments: sentence (cut at sentence ends) or chunk (as decoded)."
+        ),
+    ] = "sentence",
+    max_line_width: Annotated[
+        int | None, typer.Option(help="srt/vtt: characters in a line before it wraps.")
+    ] = None,
+    max_line_count: Annotated[
+        int | None, typer.Option(help="srt/vtt: lines in a cue (with --max-line-width).")
+    ] = None,
+    highlight_words: Annotated[
+        bool, typer.Option(help="srt/vtt: underline each word as it is spoken.")
+    ] = False,
     device: DeviceOption = "auto",
     workers: Annotated[
         int | None,
@@ -239,7 +273,9 @@ def run(
             condition_on_previous_text=condition_on_previous_text,
             initial_prompt=initial_prompt, hotwords=hotwords, workers=workers, vad=vad,
             vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,
+            align=None if no_align else align, segment_resolution=segment_resolution,
         )  # fmt: skip
+        subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
         wm = load_model(model)
         if language is not None and wm.tokenizer.multilingual:
             wm.tokenizer.language_token(language)
@@ -247,7 +283,7 @@ def run(
         pipeline.vad(options.vad)  # its weights too, before any audio is read
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
-    writer = Writer(audio, output_dir, formats, quiet)
+    writer = Writer(audio, output_dir, formats, quiet, subtitles)
     with progress_bar(quiet, len(audio)) as hook:
         pipeline.run(audio, writer, progress=hook)
     if writer.failed:

@@ -1,0 +1,157 @@
+"""Words from timed tokens: splitting, punctuation, durations, interpolation.
+
+Tokens split into words at spaces and punctuation (per character for languages written without
+spaces), punctuation is merged into its neighbour, and a word lasts from its first token's start
+to the next word's start. Implausibly long words at sentence ends are shortened as openai-whisper
+does. A word the aligner could not time gets times interpolated from its neighbours (or spread
+over its segment by characters) and is flagged, so every word has a start and an end.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..types import Segment, Word
+
+PREPEND = "\"'“¿([{-"
+APPEND = "\"'.。,，!！?？:：”)]}、"
+SENTENCE_END = ".。!！?？"
+NO_SPACES = {"zh", "ja", "th", "lo", "my", "yue"}
+LONGEST_MEDIAN = 0.7  # seconds: the median word duration used for the limit is at most this
+
+
+@dataclass
+class Piece:
+    """A word being built: its text and the indices of its tokens [first, last)."""
+
+    text: str
+    first: int
+    last: int
+
+
+def split_words(units: Sequence[tuple[str, tuple[int, ...]]], language: str | None) -> list[Piece]:
+    """Words of (text, tokens) units (`Tokenizer.units` of a window's text tokens): a new word
+    at a leading space or punctuation (at every unit for languages written without spaces),
+    then punctuation merged into the next word (opening marks) or the previous one (the rest)."""
+    pieces: list[Piece] = []
+    at = 0
+    for text, tokens in units:
+        end = at + len(tokens)
+        glued = pieces and not (
+            language in NO_SPACES
+            or text.startswith(" ")
+            or text.strip() in string.punctuation
+            or pieces[-1].text.strip() in string.punctuation
+        )
+        if glued:
+            pieces[-1].text += text
+            pieces[-1].last = end
+        else:
+            pieces.append(Piece(text, at, end))
+        at = end
+    return merge_punctuation(pieces)
+
+
+def merge_punctuation(pieces: list[Piece]) -> list[Piece]:
+    """Opening marks joined to the next word, closing marks to the previous one (as
+    openai-whisper does); a word keeps its own tokens' times, not its marks'."""
+    out: list[Piece] = []
+    for p in pieces:
+        if out and not out[-1].text.endswith(" ") and p.text and p.text in APPEND:
+            out[-1].text += p.text
+        else:
+            out.append(Piece(p.text, p.first, p.last))
+    merged: list[Piece] = []
+    for p in reversed(out):
+        mark = p.text.startswith(" ") and p.text.strip() in PREPEND
+        if merged and mark and p.text.strip():
+            merged[-1].text = p.text + merged[-1].text.lstrip()
+        else:
+            merged.append(p)
+    return merged[::-1]
+
+
+def limit_durations(words: list[Word]) -> list[Word]:
+    """Words at sentence ends longer than twice the median word duration (at most 0.7 s) end
+    earlier, and a word after a sentence end that long starts later (openai-whisper)."""
+    durations = [w.end - w.start for w in words if w.start is not None and w.end is not None]
+    nonzero = [d for d in durations if d > 0]
+    if not nonzero:
+        return words
+    longest = 2 * min(LONGEST_MEDIAN, float(np.median(nonzero)))
+    out = list(words)
+    for i in range(1, len(out)):
+        w = out[i]
+        assert w.start is not None and w.end is not None
+        if w.end - w.start <= longest:
+            continue
+        if w.word.strip()[-1:] in SENTENCE_END:
+            out[i] = replace(w, end=w.start + longest)
+        elif out[i - 1].word.strip()[-1:] in SENTENCE_END:
+            out[i] = replace(w, start=w.end - longest)
+    return out
+
+
+def interpolate(words: Sequence[Word], segment: Segment) -> list[Word]:
+    """Every word timed: a word without times gets the gap between its timed neighbours (or the
+    segment's edges), shared among the untimed words there by characters, and is flagged."""
+    out = list(words)
+    i = 0
+    while i < len(out):
+        if out[i].start is not None and out[i].end is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(out) and (out[j].start is None or out[j].end is None):
+            j += 1
+        before = out[i - 1].end if i > 0 else None
+        after = out[j].start if j < len(out) else None
+        lo = segment.start if before is None else before
+        hi = max(segment.end if after is None else after, lo)
+        sizes = np.array([max(1, len(w.word.strip())) for w in out[i:j]], dtype=np.float64)
+        edges = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+        for k in range(i, j):
+            a, b = float(edges[k - i]), float(edges[k - i + 1])
+            out[k] = replace(out[k], start=a, end=b, interpolated=True)
+        i = j
+    return out
+
+
+ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "vol",
+    "fig", "inc", "ltd", "co", "mt", "approx", "dept", "est", "jan", "feb", "mar", "apr", "jun",
+    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "a.m", "p.m",
+}  # fmt: skip
+
+
+def ends_sentence(word: str) -> bool:
+    """Whether `word` ends a sentence: its last mark (before closing quotes or brackets) is a
+    full stop, question or exclamation mark, and it is not an abbreviation or an initial."""
+    bare = word.rstrip("\"'”’)]}")
+    if not bare or bare[-1] not in SENTENCE_END:
+        return False
+    if bare[-1] != ".":
+        return True
+    stem = bare.rstrip(".").lower()
+    return stem not in ABBREVIATIONS and not (len(stem) == 1 and stem.isalpha())
+
+
+def split_sentences(segment: Segment, language: str | None) -> list[Segment]:
+    """`segment` cut after each word that ends a sentence (an offline rule, no model): each
+    part spans its words, with their text; the decoder's statistics are the segment's."""
+    cuts = [i + 1 for i, w in enumerate(segment.words[:-1]) if ends_sentence(w.word)]
+    if not cuts:
+        return [segment]
+    glue = "" if language in NO_SPACES else " "
+    out = []
+    for a, b in zip([0, *cuts], [*cuts, len(segment.words)], strict=True):
+        words = segment.words[a:b]
+        start, end = words[0].start, words[-1].end
+        assert start is not None and end is not None
+        text = glue + glue.join(w.word for w in words)
+        out.append(replace(segment, start=start, end=end, text=text, tokens=(), words=words))
+    return out

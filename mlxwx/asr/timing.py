@@ -1,0 +1,154 @@
+"""Whisper's own token timing: cross-attention of the alignment heads, DTW over tokens x frames.
+
+For the windows of a batch together, the decoder runs teacher-forced over each window's final
+text tokens (`<|sot|> [lang task] <|notimestamps|> text <|eot|>`, as openai-whisper's
+`find_alignment`), with the encoder features the window was decoded from. The alignment heads'
+attention scores over the window's frames of audio are softmaxed, standardised over tokens,
+median-filtered along time and averaged over heads; DTW through the negated matrix gives the
+frame at which each token starts (`TokenTimes`). `mlxwx.align.whisper` builds words from them.
+
+The fused attention returns no weights, so the alignment heads' scores are computed explicitly
+here (one extra matmul per layer holding alignment heads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import mlx.core as mx
+import numpy as np
+
+from ..audio import HOP_LENGTH, TOKENS_PER_SECOND, window_mel
+from ..dtw import dtw, median_filter
+from ..models.whisper import split_heads
+from ..types import Result, TokenTimes, Window
+from .decoding import encode
+from .model import WhisperModel
+
+MEDFILT_WIDTH = 7  # openai-whisper's median filter along time, in 20 ms audio tokens
+
+
+def segment_tokens(wm: WhisperModel, window: Window) -> list[list[int]]:
+    """The ordinary tokens of each of a window's segments (timestamps and specials dropped)."""
+    eot = wm.tokenizer.eot
+    return [[t for t in s.tokens if t < eot] for s in window.segments]
+
+
+def heads_by_layer(wm: WhisperModel) -> dict[int, list[int]]:
+    """The alignment heads, {decoder layer: [heads]}."""
+    out: dict[int, list[int]] = {}
+    for layer, head in np.asarray(wm.model.alignment_heads).reshape(-1, 2).tolist():
+        out.setdefault(int(layer), []).append(int(head))
+    return out
+
+
+def forced_scores(
+    wm: WhisperModel, features: mx.array, sequences: Sequence[Sequence[int]]
+) -> tuple[mx.array, list[mx.array]]:
+    """Teacher-forced pass of `sequences` (right-padded with eot) over encoded windows
+    `features` (B, n_audio_ctx, D): the alignment heads' scaled cross-attention scores
+    (B, heads, L, n_audio_ctx), and per sequence the float32 log-probability of each of its
+    tokens after the first."""
+    dec, heads = wm.model.decoder, heads_by_layer(wm)
+    length = max(len(s) for s in sequences)
+    tokens = mx.array([[*s, *[wm.tokenizer.eot] * (length - len(s))] for s in sequences])
+    x = dec.token_embedding(tokens) + dec.positional_embedding[:length]
+    q, k = mx.arange(length)[:, None], mx.arange(length)[None, :]
+    mask = mx.where(k <= q, 0.0, -mx.inf).astype(x.dtype)
+    scores = []
+    for layer, block in enumerate(dec.blocks):
+        x = x + block.attn(block.attn_ln(x), mask)
+        h = block.cross_attn_ln(x)
+        keys, values = block.cross_attn.kv(features)
+        x = x + block.cross_attn.attend(h, keys, values, None)
+        if layer in heads:
+            query = split_heads(block.cross_attn.query(h), dec.n_head)
+            pick = mx.array(heads[layer])
+            scale = query.shape[-1] ** -0.5
+            scores.append((query[:, pick] * scale) @ keys[:, pick].swapaxes(-1, -2))
+        x = block.mlp(x)
+    x = dec.ln(x)
+    logprobs = []
+    for row, seq in enumerate(sequences):  # one row's logits at a time: (L, n_vocab) each
+        logits = dec.token_embedding.as_linear(x[row, : len(seq) - 1]).astype(mx.float32)
+        picked = mx.take_along_axis(logits, mx.array(list(seq[1:]))[:, None], axis=-1)[:, 0]
+        logprobs.append(picked - mx.logsumexp(logits, axis=-1))
+    return mx.concatenate(scores, axis=1).astype(mx.float32), logprobs
+
+
+def token_starts(matrix: np.ndarray) -> np.ndarray:
+    """(rows,) seconds at which each row of a (rows, frames) attention matrix starts on the
+    DTW path (openai-whisper's jump times)."""
+    rows, frames = dtw(-matrix.astype(np.float64))
+    jumps = np.diff(rows, prepend=-1).astype(bool)
+    return frames[jumps] / TOKENS_PER_SECOND
+
+
+def window_matrix(scores: np.ndarray, begin: int, rows: int, frames: int) -> np.ndarray:
+    """A window's (rows, frames) DTW matrix from its heads' scores (heads, L, n_audio_ctx):
+    softmax over the frames holding audio, standardised over the sequence's tokens, median
+    filtered along time, averaged over heads; rows [begin, begin + rows)."""
+    w = scores[:, : begin + rows + 1, :frames]
+    w = np.exp(w - w.max(axis=-1, keepdims=True))
+    w /= w.sum(axis=-1, keepdims=True)
+    w = (w - w.mean(axis=-2, keepdims=True)) / (w.std(axis=-2, keepdims=True) + 1e-10)
+    return median_filter(w, MEDFILT_WIDTH).mean(axis=0)[begin : begin + rows]
+
+
+def unit_texts(wm: WhisperModel, tokens: list[int]) -> list[str]:
+    """Per token, the text it completes ("" inside a character spread over tokens)."""
+    out: list[str] = []
+    for text, run in wm.tokenizer.units(tokens):
+        out += [""] * (len(run) - 1) + [text]
+    return out
+
+
+def annotate(
+    wm: WhisperModel, features: mx.array, windows: list[Window], task: str = "transcribe"
+) -> list[Window]:
+    """`windows` (decoded from `features`, one row each) with the `TokenTimes` of their text."""
+    per_segment = [segment_tokens(wm, w) for w in windows]
+    texts = [[t for s in segs for t in s] for segs in per_segment]
+    rows = [i for i, t in enumerate(texts) if t]
+    if not rows:
+        return windows
+    prompts = [wm.tokenizer.sot_sequence(windows[i].language, task, False) for i in rows]
+    sequences = [p + texts[i] + [wm.tokenizer.eot] for p, i in zip(prompts, rows, strict=True)]
+    scores, logprobs = forced_scores(wm, features[mx.array(rows)], sequences)
+    mx.eval(scores, logprobs)
+    scores_np = np.array(scores)
+    out = list(windows)
+    for k, i in enumerate(rows):
+        begin, n = len(prompts[k]) - 1, len(texts[i])
+        samples = sum(s.length for s in windows[i].spans)
+        frames = max(1, -(-samples // (2 * HOP_LENGTH)))
+        matrix = window_matrix(scores_np[k], begin, n + 1, frames)
+        probs = np.exp(np.array(logprobs[k])[begin : begin + n])
+        times = TokenTimes(
+            tokens=tuple(texts[i]),
+            counts=tuple(len(s) for s in per_segment[i]),
+            texts=tuple(unit_texts(wm, texts[i])),
+            starts=tuple(token_starts(matrix).tolist()),
+            probs=tuple(probs.tolist()),
+        )
+        out[i] = replace(windows[i], token_times=times)
+    return out
+
+
+def annotate_result(
+    wm: WhisperModel, result: Result, audio: np.ndarray, task: str = "transcribe"
+) -> Result:
+    """`result` with `TokenTimes` on every window with text that lacks them, each such window
+    encoded again from the input's `audio` ((samples,) float32, 16 kHz): for results decoded
+    without `TranscribeOptions.token_times`."""
+    todo = [i for i, w in enumerate(result.windows) if w.token_times is None and w.segments]
+    if not todo:
+        return result
+    windows = list(result.windows)
+    for i in todo:
+        w = windows[i]
+        samples = np.concatenate([audio[s.start : s.end] for s in w.spans])
+        mel = window_mel(mx.array(samples), 0, samples.size, wm.dims.n_mels)
+        windows[i] = annotate(wm, encode(wm, mel[None]), [w], task)[0]
+    return replace(result, windows=tuple(windows))

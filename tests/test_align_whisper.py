@@ -1,0 +1,213 @@
+"""`--align whisper`: DTW, the median filter and the punctuation rules against openai-whisper's
+code (as ported in mlx-whisper), token times against mlx-whisper's `find_alignment` on the same
+weights and audio, words split and interpolated, and accuracy on exact word times."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlxwx.align import AlignOptions, align
+from mlxwx.align.whisper import timed_words
+from mlxwx.align.words import Piece, interpolate, merge_punctuation, split_sentences, split_words
+from mlxwx.asr.timing import annotate_result
+from mlxwx.audio import read_audio, window_mel
+from mlxwx.dtw import dtw, median_filter
+from mlxwx.pipeline import Pipeline, PipelineOptions
+from mlxwx.types import Result, Segment, Word
+
+from .speech import DATA, start_errors, synthconv_words
+
+timing = pytest.importorskip("mlx_whisper.timing", reason="mlx-whisper (dev extra) missing")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (5, 40), (40, 40), (37, 12)])
+def test_dtw_path_is_openai_whisper_s(shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(5):
+        cost = rng.standard_normal(shape)
+        ours = dtw(cost)
+        theirs = timing.dtw_cpu(cost)
+        np.testing.assert_array_equal(np.stack(ours), theirs)
+
+
+def test_dtw_breaks_ties_as_openai_whisper():
+    cost = np.zeros((6, 10))  # every path costs the same: only the tie rule decides
+    np.testing.assert_array_equal(np.stack(dtw(cost)), timing.dtw_cpu(cost))
+
+
+@pytest.mark.parametrize("width", [3, 5, 7])
+def test_median_filter_is_openai_whisper_s(width):
+    x = np.random.default_rng(width).standard_normal((3, 5, 50)).astype(np.float32)
+    np.testing.assert_array_equal(median_filter(x, width), timing.median_filter(x, width))
+    short = x[..., :2]
+    np.testing.assert_array_equal(median_filter(short, 7), short)
+    np.testing.assert_array_equal(median_filter(x, 1), x)  # theirs slices [0:-0] (empty) here
+
+
+def _units(words: list[str]) -> list[tuple[str, tuple[int, ...]]]:
+    return [(w, (i,)) for i, w in enumerate(words)]
+
+
+def test_punctuation_merges_as_openai_whisper():
+    texts = [' "', "Hello", ",", " world", ".", " (", "it", "'s", ")", " ¿", "Qué", "?", " -", "x"]
+    ours = [p.text for p in split_words(_units(texts), "en")]
+    alignment = [
+        timing.WordTiming(t, [i], 0.0, 0.0, 1.0) for i, t in enumerate(_merged_words(texts))
+    ]
+    timing.merge_punctuations(alignment, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+    assert ours == [w.word for w in alignment if w.word]
+    assert ours == [' "Hello,', " world.", " (it's)", " ¿Qué?", " -x"]
+
+
+def _merged_words(texts: list[str]) -> list[str]:
+    """openai-whisper's `split_tokens_on_spaces` for one token per unit: a new word at a space
+    or punctuation."""
+    out: list[str] = []
+    for t in texts:
+        punct = t.strip() in "\"'“¿([{-.,!?:)]}"
+        if not out or t.startswith(" ") or punct or out[-1].strip() in "\"'“¿([{-.,!?:)]}":
+            out.append(t)
+        else:
+            out[-1] += t
+    return out
+
+
+def test_a_word_keeps_its_own_tokens_times_not_its_marks():
+    pieces = merge_punctuation([Piece(" (", 0, 1), Piece("ok", 1, 2), Piece(")", 2, 3)])
+    assert [(p.text, p.first, p.last) for p in pieces] == [(" (ok)", 1, 2)]
+
+
+def test_languages_without_spaces_split_per_character():
+    units = [("你", (0,)), ("好", (1, 2)), ("。", (3,))]
+    pieces = split_words(units, "zh")
+    assert [(p.text, p.first, p.last) for p in pieces] == [("你", 0, 1), ("好。", 1, 3)]
+    assert [p.text for p in split_words(units, "en")] == ["你好。"]
+
+
+def test_untimed_words_share_the_gap_by_characters_and_are_flagged():
+    seg = Segment(10.0, 20.0, " a bbb c")
+    words = [
+        Word("a", 10.0, 11.0),
+        Word("bbb", None, None),
+        Word("cc", None, None),
+        Word("d", 14.0, 15.0),
+    ]
+    out = interpolate(words, seg)
+    assert [(w.start, w.end, w.interpolated) for w in out] == [
+        (10.0, 11.0, False),
+        (11.0, 12.8, True),
+        (12.8, 14.0, True),
+        (14.0, 15.0, False),
+    ]
+    edge = interpolate([Word("x", None, None)], seg)[0]
+    assert (edge.start, edge.end, edge.to_dict()["interpolated"]) == (10.0, 20.0, True)
+
+
+def test_a_result_without_windows_gets_every_word_timed_and_flagged():
+    result = Result((Segment(1.0, 3.0, " Pay $25 to bob@example.com"),), "en", 4.0)
+    aligned = align(result, np.zeros(64000, np.float32), AlignOptions("whisper"))
+    words = aligned.to_dict()["word_segments"]
+    assert [w["word"] for w in words] == ["Pay", "$25", "to", "bob@example.com"]
+    assert all(w["interpolated"] and w["start"] < w["end"] for w in words)
+    assert words[0]["start"] == 1.0 and words[-1]["end"] == 3.0
+
+
+@pytest.fixture(scope="module")
+def jfk(wm, jfk_path):
+    audio = read_audio(jfk_path)
+    result = Pipeline(wm, PipelineOptions(vad=None)).transcribe(audio)
+    assert isinstance(result, Result)
+    return audio, result
+
+
+def test_token_times_are_mlx_whisper_s_find_alignment(wm, jfk):
+    """Same weights, tokens and log-mel: the words' times and probabilities of mlx-whisper's
+    port of openai-whisper's `find_alignment` (punctuation merged as its `add_word_timestamps`)."""
+    load_models = pytest.importorskip("mlx_whisper.load_models")
+    tokenizer = pytest.importorskip("mlx_whisper.tokenizer").get_tokenizer(multilingual=False)
+    audio, result = jfk
+    (window,) = result.windows
+    text = [t for s in window.segments for t in s.tokens if t < wm.tokenizer.eot]
+    mel = window_mel(mx.array(audio), 0, audio.size, 80)
+    theirs = timing.find_alignment(
+        load_models.load_model(str(wm.path), mx.float32), tokenizer, text, mel, audio.size // 160
+    )
+    timing.merge_punctuations(theirs, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+    theirs = [w for w in theirs if w.word]
+    ours = [w for ws in timed_words(window) for w in ws]
+    assert [w.word for w in ours] == [w.word.strip() for w in theirs]
+    np.testing.assert_allclose([w.start for w in ours], [w.start for w in theirs], atol=1e-6)
+    ends = [min(w.end, 10.0) for w in theirs]  # ours are shortened at sentence ends, as openai's
+    np.testing.assert_allclose([min(w.end, 10.0) for w in ours], ends, atol=1e-6)
+    np.testing.assert_allclose([w.score for w in ours], [w.probability for w in theirs], atol=0.01)
+
+
+def test_token_times_from_the_audio_equal_those_of_the_decoder(wm, jfk):
+    audio, result = jfk
+    bare = Result(
+        result.segments,
+        result.language,
+        result.duration,
+        windows=tuple(w.__class__(**{**w.__dict__, "token_times": None}) for w in result.windows),
+    )
+    again = annotate_result(wm, bare, audio)
+    assert again.windows[0].token_times == result.windows[0].token_times
+
+
+def test_every_word_has_times_from_the_pipeline(wm, jfk):
+    _, result = jfk
+    words = result.to_dict()["word_segments"]
+    assert len(words) == len(result.text.split()) == 22
+    assert all(w["start"] <= w["end"] for w in words)
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    segments = result.to_dict()["segments"]
+    assert all(s["start"] == s["words"][0]["start"] for s in segments)
+
+
+def test_no_align_leaves_segments_without_words(wm, jfk):
+    audio, _ = jfk
+    plain = Pipeline(wm, PipelineOptions(vad=None, align=None)).transcribe(audio)
+    assert isinstance(plain, Result)
+    assert plain.windows[0].token_times is None
+    assert not any(s.words for s in plain.segments) and not plain.word_segments
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model, median_ms, within", [("tiny_en_dir", 90, 0.55), ("base_dir", 230, 0.15)]
+)
+def test_word_starts_on_exact_times(request, model, median_ms, within):
+    """synthconv's flite words have exact times. Bounds a little above the figures measured
+    (bench/RESULTS.md), so that a regression fails."""
+    from mlxwx.asr.model import load_model
+
+    wm = load_model(str(request.getfixturevalue(model)))
+    result = Pipeline(wm).transcribe(str(DATA / "synthconv.wav"))
+    assert isinstance(result, Result)
+    errors = start_errors([(w.word, w.start) for w in result.word_segments], synthconv_words())
+    assert len(errors) >= 0.9 * len(synthconv_words())
+    assert np.median(np.abs(errors)) * 1000 <= median_ms
+    assert np.mean(np.abs(errors) <= 0.1) >= within
+    assert all(w.start is not None and w.end is not None for w in result.word_segments)
+
+
+def test_segments_are_cut_at_sentence_ends_not_at_abbreviations():
+    text = "Hello, Mr. Smith. How are you? I met J. Doe (at 3.5 p.m.) today! Bye"
+    words = tuple(Word(w, float(i), i + 0.5) for i, w in enumerate(text.split()))
+    segment = Segment(0.0, 20.0, " " + text, words=words, avg_logprob=-0.2)
+    parts = split_sentences(segment, "en")
+    assert [p.text for p in parts] == [
+        " Hello, Mr. Smith.",
+        " How are you?",
+        " I met J. Doe (at 3.5 p.m.) today!",
+        " Bye",
+    ]
+    assert [(p.start, p.end) for p in parts] == [(0.0, 2.5), (3.0, 5.5), (6.0, 13.5), (14.0, 14.5)]
+    assert all(p.avg_logprob == -0.2 for p in parts)
+    assert split_sentences(replace(segment, words=words[:3]), "en") == [
+        replace(segment, words=words[:3])
+    ]

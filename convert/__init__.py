@@ -8,17 +8,14 @@ SRC DST` is the command line.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mlxwx.models.whisper import ModelDimensions
+from mlxwx.weights.heads import alignment_pairs
 from mlxwx.weights.whisper import DTYPES
+
+__all__ = ["alignment_pairs", "check_consumed", "check_output"]
 
 
 def check_output(dst: str | Path, dtype: str) -> Path:
@@ -36,39 +33,3 @@ def check_consumed(leftover: Mapping[str, Any], src: str | Path) -> None:
     if leftover:
         names = sorted(leftover)
         raise ValueError(f"{src}: unused tensors {names[:8]} ({len(names)} in all)")
-
-
-def alignment_pairs(value: Any, dims: ModelDimensions) -> list[list[int]]:
-    """[[layer, head], ...] from pairs, a JSON string of pairs, a (n_text_layer, n_text_head)
-    boolean mask, or openai-whisper's base85 gzip dump of that mask (`_ALIGNMENT_HEADS`)."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            value = json.loads(text)
-        else:
-            raw = gzip.decompress(base64.b85decode(text))
-            value = np.frombuffer(raw, dtype=bool).copy()
-            if value.size != dims.n_text_layer * dims.n_text_head:
-                raise ValueError(
-                    f"alignment-head dump holds {value.size} flags, the decoder "
-                    f"has {dims.n_text_layer}x{dims.n_text_head} heads"
-                )
-            value = value.reshape(dims.n_text_layer, dims.n_text_head)
-    array = np.asarray(value)
-    if array.dtype == bool:
-        if array.shape != (dims.n_text_layer, dims.n_text_head):
-            raise ValueError(
-                f"alignment-head mask shape {array.shape} != "
-                f"{(dims.n_text_layer, dims.n_text_head)}"
-            )
-        array = np.argwhere(array)
-    pairs = [[int(layer), int(head)] for layer, head in array.reshape(-1, 2)]
-    bad = [p for p in pairs if not (0 <= p[0] < dims.n_text_layer and 0 <= p[1] < dims.n_text_head)]
-    if bad:
-        raise ValueError(
-            f"alignment heads out of range for {dims.n_text_layer} layers x "
-            f"{dims.n_text_head} heads: {bad[:4]}"
-        )
-    return pairs

@@ -211,3 +211,27 @@ def test_segments_are_cut_at_sentence_ends_not_at_abbreviations():
     assert split_sentences(replace(segment, words=words[:3]), "en") == [
         replace(segment, words=words[:3])
     ]
+
+
+def test_a_folder_without_heads_loaded_by_name_gets_openai_whisper_s_published_heads(wm):
+    from mlxwx.asr.model import published_alignment_heads
+    from mlxwx.models.whisper import Whisper
+
+    model = Whisper(wm.dims)  # a new network holds the default: every upper-half head
+    assert model.alignment_heads.shape[0] == wm.dims.n_text_head * (wm.dims.n_text_layer // 2)
+    published_alignment_heads(model, "my-folder")
+    assert model.alignment_heads.shape[0] == 12  # no published table for that name
+    published_alignment_heads(model, "tiny.en")
+    assert model.alignment_heads.tolist() == wm.model.alignment_heads.tolist()  # the pack's
+    assert wm.model.alignment_heads.tolist() == [
+        [1, 0],
+        [2, 0],
+        [2, 5],
+        [3, 0],
+        [3, 1],
+        [3, 2],
+        [3, 3],
+        [3, 4],
+    ]
+    published_alignment_heads(model, "base")  # base's table does not fit tiny's decoder
+    assert model.alignment_heads.tolist() == wm.model.alignment_heads.tolist()

@@ -18,6 +18,7 @@ from ..errors import ModelError
 from ..models.whisper import ModelDimensions, Whisper
 from ..weights import hub, packs
 from ..weights.folder import load_folder, parameters
+from ..weights.heads import published_heads
 from ..weights.whisper import META_FILE, TOKENIZER_FILE
 from .tokenizer import Tokenizer
 
@@ -73,10 +74,24 @@ def resolve(name_or_path: str) -> Path:
     return hub.download(hub.REPOS.get(name_or_path, name_or_path))
 
 
+def published_alignment_heads(model: Whisper, name: str) -> None:
+    """A folder without alignment heads (its model keeps the default: every head of the
+    decoder's upper half) loaded by an openai-whisper model name gets that model's published
+    heads."""
+    dims = model.dims
+    upper = [[layer, head] for layer in range(dims.n_text_layer // 2, dims.n_text_layer)
+             for head in range(dims.n_text_head)]  # fmt: skip
+    published = published_heads(name, dims)
+    if published is not None and model.alignment_heads.tolist() == upper:
+        model.alignment_heads = mx.array(published, dtype=mx.int32)
+        logger.info("alignment heads of %s: openai-whisper's published table", name)
+
+
 def load_model(name_or_path: str | Path, dtype: mx.Dtype | None = None) -> WhisperModel:
     """Load a Whisper checkpoint: `tiny.en`, `base`, `large-v3-turbo`, a folder or a repo id."""
     path = resolve(str(name_or_path))
     model = load_whisper(path, dtype)
+    published_alignment_heads(model, str(name_or_path))
     tokenizer = load_tokenizer(path, model.dims)
     meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
     base = meta.get("suppress_tokens")

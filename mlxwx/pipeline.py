@@ -32,7 +32,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import _blas
-from .align import AlignOptions, align
+from .align import Aligners, AlignOptions, align
 from .asr import workers
 from .asr.engine import ProgressHook, SpeechFile, TranscribeOptions, Transcript, transcribe_stream
 from .asr.model import WhisperModel, load_model
@@ -448,6 +448,7 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.custom_vad = vad
         self._vads: dict[str, Vad] = {}
+        self.aligners = Aligners()  # wav2vec2 models, loaded on first use
 
     def vad(self, method: str | None) -> Vad | None:
         """The VAD this pipeline runs for `method` (None: no VAD, unless one was given)."""
@@ -462,7 +463,7 @@ class Pipeline:
     def stages(self, options: PipelineOptions) -> list[Stage]:
         """The per-input stages after transcribe."""
         return [
-            lambda r, a: align(r, a, options.align),
+            lambda r, a: align(r, a, options.align, self.aligners),
             lambda r, a: diarize(r, a, options.diarize),
         ]
 

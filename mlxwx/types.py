@@ -79,6 +79,24 @@ class Word:
 
 
 @dataclass(frozen=True)
+class CharTime:
+    """One character of a transcript, timed in seconds (None: the aligner gave it no frames)."""
+
+    char: str
+    start: float | None
+    end: float | None
+    score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"char": self.char}
+        if self.start is not None and self.end is not None:
+            out.update(start=_r(self.start), end=_r(self.end))
+        if self.score is not None:
+            out["score"] = round(self.score, 3)
+        return out
+
+
+@dataclass(frozen=True)
 class Segment:
     """A stretch of transcript; times in seconds on the input's timeline."""
 
@@ -92,6 +110,7 @@ class Segment:
     temperature: float = 0.0
     words: tuple[Word, ...] = ()
     speaker: str | None = None
+    chars: tuple[CharTime, ...] = ()  # with --return-char-alignments (wav2vec2)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -106,6 +125,8 @@ class Segment:
         }
         if self.speaker is not None:
             out["speaker"] = self.speaker
+        if self.chars:
+            out["chars"] = [c.to_dict() for c in self.chars]
         return out
 
 

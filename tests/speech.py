@@ -92,6 +92,27 @@ def start_errors(hyp: list[tuple[str, float]], ref: list[tuple[str, float]]) -> 
     )
 
 
+def pocketsphinx_words(clip: Clip) -> list[tuple[str, float]]:
+    """The words of a clip and their starts, by pocketsphinx's forced alignment of its text
+    (the en-us model pocketsphinx ships; 10 ms frames; silences and fillers dropped): an
+    independent reference for word times on real speech."""
+    import soundfile as sf
+    from pocketsphinx import Decoder
+
+    audio, rate = sf.read(clip.path, dtype="int16")
+    decoder = Decoder(samprate=rate, bestpath=False, loglevel="ERROR")
+    decoder.set_align_text(clip.text)
+    decoder.start_utt()
+    decoder.process_raw(audio.tobytes(), full_utt=True)
+    decoder.end_utt()
+    frames = decoder.config["frate"]
+    return [
+        (re.sub(r"\(\d+\)$", "", s.word), s.start_frame / frames)
+        for s in decoder.seg()
+        if not s.word.startswith(("<", "["))
+    ]
+
+
 def synthconv_words() -> list[tuple[str, float]]:
     """synthconv's exact words and start times."""
     return [
@@ -143,3 +164,32 @@ def transcribe_arrays(wm, audios, options=None, vad=None, progress=None, vad_opt
 
     options = PipelineOptions(options or TranscribeOptions(), vad=None, vad_options=vad_options)
     return Pipeline(wm, options, vad=vad).transcribe(list(audios), progress=progress)
+
+
+WAV2VEC2_CHARS = "abcdefghijklmnopqrstuvwxyz'"
+
+
+def save_random_wav2vec2(folder: Path, **config: object) -> Path:
+    """A `Wav2Vec2ForCTC` of random weights over upper-case letters (as facebook's English
+    models spell them), with its processor, saved in `folder`; `config`: `Wav2Vec2Config`
+    arguments (default: base-sized)."""
+    import torch
+    import transformers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    vocab.update({c.upper(): i + 5 for i, c in enumerate(WAV2VEC2_CHARS)})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(
+        str(folder / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
+    features = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)
+    processor = transformers.Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    torch.manual_seed(0)
+    settings = transformers.Wav2Vec2Config(vocab_size=len(vocab), pad_token_id=0, **config)
+    model = transformers.Wav2Vec2ForCTC(settings)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)  # peaky emissions: decisive paths
+    model.save_pretrained(folder)
+    return folder

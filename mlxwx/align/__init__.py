@@ -5,50 +5,76 @@ input's `Result` (its `windows` hold the tokens, audio spans and, when the trans
 asked for them, Whisper's token times) and the input's audio, and returns the `Result` with a
 start and an end on every word of every segment, and `word_segments`.
 
-Methods: "whisper" times words by Whisper's own cross-attention (`mlxwx.align.whisper`; the
-transcribe stage computes the token times, `TranscribeOptions.token_times`). "auto" (the
-default) picks the best aligner available for the input and says which in the log.
+Methods:
+- "whisper": Whisper's own cross-attention (`mlxwx.align.whisper`; the transcribe stage computes
+  the token times, `TranscribeOptions.token_times`). No torch.
+- "wav2vec2": a wav2vec2 character CTC model (`mlxwx.align.wav2vec2`, the `align` extra):
+  `model`, or the input's language's default (WhisperX's table), downloaded if need be.
+- "auto" (the default): wav2vec2 where the extra is installed and the language's model is
+  already on this machine (a folder, or the Hugging Face cache: a default run never downloads
+  or waits on the network for it), else whisper; the log says which, once per language.
+A failure to align (a model that cannot be loaded, a segment too short for its text) is one line
+in the log; the words it leaves untimed get times by interpolation, flagged `interpolated`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import MlxwxError
 from ..types import Result
+from .ctc import INTERPOLATIONS
 from .whisper import align_whisper
+from .words import split_sentences
+
+if TYPE_CHECKING:
+    from .wav2vec2 import Aligner
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("auto", "whisper")
+METHODS = ("auto", "whisper", "wav2vec2")
 RESOLUTIONS = ("sentence", "chunk")
 
 
 @dataclass(frozen=True)
 class AlignOptions:
     """Attributes:
-    method: "auto" (the best aligner available), "whisper" (cross-attention), or None: no
-        word alignment.
+    method: "auto", "whisper", "wav2vec2" (see the module), or None: no word alignment.
     segment_resolution: "sentence": segments cut at sentence ends found in the words (an
         offline rule: full stops, question and exclamation marks, not after abbreviations or
         initials); "chunk": the decoder's segments.
+    model: the wav2vec2 model (a Hugging Face repo id or a local folder); None: the language's
+        default.
+    interpolate: how wav2vec2 times words it cannot align: "nearest", "linear" (from the
+        timed words around them) or "ignore" (left without times).
+    return_char_alignments: wav2vec2: each segment's characters with their times (`chars`).
+    batch_size: wav2vec2: segments run through the model together.
     """
 
     method: str | None = "auto"
     segment_resolution: str = "sentence"
+    model: str | None = None
+    interpolate: str = "nearest"
+    return_char_alignments: bool = False
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if self.method is not None and self.method not in METHODS:
-            raise ValueError(
-                f"unknown alignment method {self.method!r}; choose from {', '.join(METHODS)}"
-            )
-        if self.segment_resolution not in RESOLUTIONS:
-            raise ValueError(
-                f"unknown segment resolution {self.segment_resolution!r}; "
-                f"choose from {', '.join(RESOLUTIONS)}"
-            )
+        for name, value, allowed in (
+            ("alignment method", self.method, (*METHODS, None)),
+            ("segment resolution", self.segment_resolution, RESOLUTIONS),
+            ("interpolation method", self.interpolate, INTERPOLATIONS),
+        ):
+            if value not in allowed:
+                choices = ", ".join(a for a in allowed if a is not None)
+                raise ValueError(f"unknown {name} {value!r}; choose from {choices}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @property
     def token_times(self) -> bool:
@@ -56,11 +82,86 @@ class AlignOptions:
         return self.method in ("auto", "whisper")
 
 
-def align(result: Result, audio: np.ndarray, options: AlignOptions | None = None) -> Result:
+def wav2vec2_installed() -> bool:
+    """Whether the `align` extra (torch and transformers) is importable."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+
+
+class Aligners:
+    """wav2vec2 models loaded on first use and kept, one per language (or the one `model`);
+    a model that failed to load is not tried again. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.said: set[str] = set()
+        self.loaded: dict[tuple[str | None, str | None, bool], Aligner | MlxwxError] = {}
+
+    def say(self, message: str) -> None:
+        """Log `message` (info) the first time only."""
+        with self.lock:
+            if message not in self.said:
+                self.said.add(message)
+                logger.info(message)
+
+    def get(self, language: str | None, options: AlignOptions) -> Aligner:
+        """The aligner for `language`; raises the `MlxwxError` of a model that cannot load.
+        Under "auto" only a model already on this machine is loaded."""
+        from .wav2vec2 import load_aligner
+
+        local = options.method == "auto"
+        key = (options.model, language if options.model is None else None, local)
+        with self.lock:
+            if key not in self.loaded:
+                try:
+                    self.loaded[key] = load_aligner(language, options.model, local_files_only=local)
+                    logger.info("aligning %s with wav2vec2 (%s)", language, self.loaded[key].name)  # type: ignore[union-attr]
+                except MlxwxError as err:
+                    self.loaded[key] = err
+                    if local:
+                        logger.info("%s; aligning with Whisper's cross-attention", err)
+            found = self.loaded[key]
+        if isinstance(found, MlxwxError):
+            raise found
+        return found
+
+
+def align(
+    result: Result,
+    audio: np.ndarray,
+    options: AlignOptions | None = None,
+    aligners: Aligners | None = None,
+) -> Result:
     """`result` with word timestamps from `audio` ((samples,) float32, 16 kHz); None or a
-    method of None: `result` unchanged."""
+    method of None: `result` unchanged. `aligners`: wav2vec2 models kept between inputs."""
     if options is None or options.method is None:
         return result
-    if options.method == "auto":
-        logger.debug("aligning %s with Whisper's cross-attention", result.source or "input")
-    return align_whisper(result, sentences=options.segment_resolution == "sentence")
+    sentences = options.segment_resolution == "sentence"
+    use_ctc = options.method == "wav2vec2" or (options.method == "auto" and wav2vec2_installed())
+    if options.method == "auto" and not use_ctc:
+        (aligners or Aligners()).say("aligning with Whisper's cross-attention (wav2vec2 needs "
+                                     "the align extra: pip install 'mlxwx[align]')")  # fmt: skip
+    if not use_ctc or not result.segments:
+        return align_whisper(result, sentences, audio)
+    try:
+        aligner = (aligners or Aligners()).get(result.language, options)
+    except MlxwxError as err:
+        if options.method == "wav2vec2":
+            timed = any(w.token_times is not None for w in result.windows)
+            then = "aligned with Whisper's cross-attention" if timed else "words interpolated"
+            logger.error("%s: %s; %s", result.source or "input", err, then)
+        return align_whisper(result, sentences, audio)
+    return align_ctc(aligner, result, audio, options)
+
+
+def align_ctc(aligner: Aligner, result: Result, audio: np.ndarray, options: AlignOptions) -> Result:
+    """`result` with its words timed by a wav2vec2 `aligner`."""
+    from .wav2vec2 import align_result
+
+    segments = align_result(
+        aligner, result, audio, options.interpolate, options.return_char_alignments,
+        options.batch_size,
+    )  # fmt: skip
+    if options.segment_resolution == "sentence":
+        segments = [p for s in segments for p in split_sentences(s)]
+    words = tuple(w for s in segments for w in s.words)
+    return replace(result, segments=tuple(segments), word_segments=words)

@@ -11,12 +11,14 @@ gets its words spread over its segments by characters, flagged `interpolated`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from ..types import Result, Segment, TokenTimes, Window, Word
-from .words import NO_SPACES, interpolate, limit_durations, split_sentences, split_words
+from ..types import Result, TokenTimes, Window, Word
+from .pauses import Pause, snap_to_pauses, window_pauses
+from .words import limit_durations, split_sentences, split_words, untimed_words, with_words
 
 
 def units(times: TokenTimes, first: int, count: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -32,8 +34,9 @@ def units(times: TokenTimes, first: int, count: int) -> list[tuple[str, tuple[in
     return out
 
 
-def timed_words(window: Window) -> list[list[Word]]:
-    """Each segment's words, timed from the window's `TokenTimes` on the input's timeline."""
+def timed_words(window: Window, pauses: Sequence[Pause] = ()) -> list[list[Word]]:
+    """Each segment's words, timed from the window's `TokenTimes` on the input's timeline, their
+    starts snapped onto the ends of nearby `pauses` (`mlxwx.align.pauses`)."""
     times = window.token_times
     assert times is not None
     at, out = 0, []
@@ -49,48 +52,39 @@ def timed_words(window: Window) -> list[list[Word]]:
             words.append(Word(piece.text.strip(), start, max(start, end), score))
         out.append(words)
         at += count
-    flat = limit_durations([w for ws in out for w in ws])
+    flat = snap_to_pauses(limit_durations([w for ws in out for w in ws]), pauses)
     edges = np.cumsum([0, *(len(w) for w in out)]).tolist()
     return [flat[a:b] for a, b in itertools.pairwise(edges)]
 
 
-def untimed_words(segment: Segment, language: str | None) -> list[Word]:
-    """A segment's words with times spread over it by characters (flagged interpolated)."""
-    text = segment.text.strip()
-    parts = list(text.replace(" ", "")) if language in NO_SPACES else text.split()
-    return interpolate([Word(p, None, None) for p in parts], segment)
-
-
-def with_words(segment: Segment, words: list[Word]) -> Segment:
-    """`segment` holding `words`; its times become theirs (first start, last end)."""
-    if not words:
-        return segment
-    start, end = words[0].start, words[-1].end
-    assert start is not None and end is not None
-    return replace(segment, start=start, end=max(end, start), words=tuple(words))
-
-
-def worded(window: Window, language: str | None) -> Window:
-    """`window` with the words of each of its segments."""
+def worded(window: Window, language: str | None, audio: np.ndarray | None = None) -> Window:
+    """`window` with the words of each of its segments (snapped to the pauses of the input's
+    `audio` when given)."""
     if window.token_times is None:
         words = [untimed_words(s, language) for s in window.segments]
     else:
-        words = timed_words(window)
+        pauses = [] if audio is None or not window.spans else window_pauses(
+            audio, window.spans[0].start, window.spans[-1].end
+        )  # fmt: skip
+        words = timed_words(window, pauses)
     segments = tuple(with_words(s, w) for s, w in zip(window.segments, words, strict=True))
     return replace(window, segments=segments)
 
 
-def align_whisper(result: Result, sentences: bool = True) -> Result:
+def align_whisper(
+    result: Result, sentences: bool = True, audio: np.ndarray | None = None
+) -> Result:
     """`result` with every word of every segment timed from its windows' token times (a result
     without window records gets its words spread over its segments, flagged); with
-    `sentences`, its segments cut at sentence ends (the window records keep the decoder's)."""
+    `sentences`, its segments cut at sentence ends (the window records keep the decoder's).
+    `audio`: the input's samples, for word starts snapped onto the ends of pauses."""
     if not result.windows:
         segments = tuple(with_words(s, untimed_words(s, result.language)) for s in result.segments)
     else:
-        windows = tuple(worded(w, result.language) for w in result.windows)
+        windows = tuple(worded(w, result.language, audio) for w in result.windows)
         built = Result.from_windows(windows, result.language, result.duration, result.source)
         result, segments = built, built.segments
     if sentences:
-        segments = tuple(p for s in segments for p in split_sentences(s, result.language))
+        segments = tuple(p for s in segments for p in split_sentences(s))
     words = tuple(w for s in segments for w in s.words)
     return replace(result, segments=segments, word_segments=words)

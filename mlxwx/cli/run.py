@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..align import AlignOptions
+from ..align import AlignOptions, wav2vec2_installed
 from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
 from ..asr.model import load_model
@@ -60,6 +60,21 @@ def run_vad_options(
     return vad_options(
         method, transcribe_options, onset=onset, offset=offset, chunk_size=chunk_size
     )
+
+
+def preload_aligner(pipeline: Pipeline, options: PipelineOptions, language: str | None) -> None:
+    """Load the wav2vec2 model before any audio is read when the language is known: a model
+    that `--align wav2vec2` cannot load stops the run here (under auto, whisper is used)."""
+    align = options.align
+    if align is None or align.method == "whisper" or (language is None and align.model is None):
+        return
+    if align.method == "auto" and not wav2vec2_installed():
+        return
+    try:
+        pipeline.aligners.get(language, align)
+    except MlxwxError:
+        if align.method == "wav2vec2":
+            raise
 
 
 @dataclass
@@ -142,6 +157,9 @@ def build_options(
     chunk_size: float,
     align: str | None = "auto",
     segment_resolution: str = "sentence",
+    align_model: str | None = None,
+    interpolate_method: str = "nearest",
+    return_char_alignments: bool = False,
 ) -> PipelineOptions:
     """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one."""
     decoding = DecodingOptions(
@@ -166,7 +184,11 @@ def build_options(
         transcribe,
         vad=None if vad == "none" else vad,
         vad_options=chunking,
-        align=None if align is None else AlignOptions(align, segment_resolution),
+        align=None
+        if align is None
+        else AlignOptions(
+            align, segment_resolution, align_model, interpolate_method, return_char_alignments
+        ),
     )
 
 
@@ -229,12 +251,22 @@ def run(
     align: Annotated[
         str,
         typer.Option(
-            help="Word timestamps: whisper (cross-attention, no torch), or auto (the best "
-            "aligner available)."
+            help="Word timestamps: whisper (cross-attention, no torch), wav2vec2 (CTC, the "
+            "align extra), or auto (wav2vec2 if its model is on this machine, else whisper)."
         ),
     ] = "auto",
     no_align: Annotated[
         bool, typer.Option("--no-align", help="Segments only: no word timestamps.")
+    ] = False,
+    align_model: Annotated[
+        str | None,
+        typer.Option(help="wav2vec2 model: Hugging Face repo id or folder (language default)."),
+    ] = None,
+    interpolate_method: Annotated[
+        str, typer.Option(help="wav2vec2: words it cannot time: nearest, linear or ignore.")
+    ] = "nearest",
+    return_char_alignments: Annotated[
+        bool, typer.Option(help="wav2vec2: each segment's characters with times in the JSON.")
     ] = False,
     segment_resolution: Annotated[
         str,
@@ -274,6 +306,8 @@ def run(
             initial_prompt=initial_prompt, hotwords=hotwords, workers=workers, vad=vad,
             vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,
             align=None if no_align else align, segment_resolution=segment_resolution,
+            align_model=align_model, interpolate_method=interpolate_method,
+            return_char_alignments=return_char_alignments,
         )  # fmt: skip
         subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
         wm = load_model(model)
@@ -281,6 +315,8 @@ def run(
             wm.tokenizer.language_token(language)
         pipeline = Pipeline(wm, options)
         pipeline.vad(options.vad)  # its weights too, before any audio is read
+        english = None if wm.tokenizer.multilingual else "en"
+        preload_aligner(pipeline, options, language or english)
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
     writer = Writer(audio, output_dir, formats, quiet, subtitles)

@@ -37,8 +37,11 @@ def _looks_like_repo(name: str) -> bool:
     return name.count("/") == 1 and all(name.split("/"))
 
 
-def download(repo_id: str, hint: str = "") -> Path:
-    """Local snapshot of a model repo: the cache first, then the hub."""
+def download(
+    repo_id: str, hint: str = "", patterns: list[str] = MODEL_FILES, local_only: bool = False
+) -> Path:
+    """Local snapshot of a model repo (its files matching `patterns`): the cache first, then
+    the hub unless `local_only`."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -49,12 +52,13 @@ def download(repo_id: str, hint: str = "") -> Path:
             "or a Hugging Face repo id"
         )
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=MODEL_FILES, local_files_only=True))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:  # not cached: go online below
-        pass
+        if local_only:
+            raise ModelError(f"{repo_id!r} is not in the Hugging Face cache{hint}") from None
     logger.info("downloading %s from the Hugging Face Hub", repo_id)
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=MODEL_FILES))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except RepositoryNotFoundError:
         raise ModelError(f"model repo {repo_id!r} not found on the Hugging Face Hub") from None
     except Exception as err:

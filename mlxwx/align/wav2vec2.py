@@ -1,0 +1,350 @@
+"""Words timed by a wav2vec2 character CTC model (WhisperX's aligner), in batches.
+
+torch and transformers come with the `align` extra and are imported inside the functions that
+need them. Per segment: its text lower-cased and encoded as characters (spaces -> the word
+delimiter `|`, characters outside the vocabulary -> the CTC wildcard, `mlxwx.align.ctc`), the
+model's log-probabilities over the segment's own audio, the Viterbi path, and words from their
+characters' frames. Words the path cannot time (only wildcards, or a segment too short for its
+text) get times by interpolation and are flagged.
+
+Batching: segments run through the model several at a time, yet each gets exactly the frames it
+would get alone. The convolutional feature encoder runs on each segment by itself (the first
+layer of base models group-normalises over the whole input, so zero padding would change it);
+its frames are then padded and the transformer runs on the batch under an attention mask. Each
+segment has `_get_feat_extract_output_lengths(its samples)` frames; a frame lasts the product of
+the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the segment's start
+(WhisperX instead divides the segment's duration by its frame count, ~0.5% longer frames).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..types import SAMPLE_RATE, CharTime, Result, Segment, Word
+from ..weights import hub
+from .ctc import (
+    INTERPOLATIONS,
+    TokenSpan,
+    encode_chars,
+    forced_align,
+    interpolate_words,
+    min_frames,
+    words_from_chars,
+)
+from .words import interpolate as spread_words
+from .words import with_words
+
+logger = logging.getLogger(__name__)
+
+EXTRA_HINT = "word alignment with wav2vec2 needs the align extra: pip install 'mlxwx[align]'"
+NO_SPACES = frozenset({"ja", "zh"})  # WhisperX's LANGUAGES_WITHOUT_SPACES: a word per character
+
+# WhisperX 3.8 (whisperx/alignment.py). Its torchaudio pipelines (DEFAULT_ALIGN_MODELS_TORCH) are
+# given as the Hugging Face ports of the same fairseq checkpoints, since we do not use
+# torchaudio: WAV2VEC2_ASR_BASE_960H -> facebook/wav2vec2-base-960h, VOXPOPULI_ASR_BASE_10K_<XX>
+# -> facebook/wav2vec2-base-10k-voxpopuli-ft-<xx>.
+DEFAULT_ALIGN_MODELS: dict[str, str] = {
+    "en": "facebook/wav2vec2-base-960h",
+    "fr": "facebook/wav2vec2-base-10k-voxpopuli-ft-fr",
+    "de": "facebook/wav2vec2-base-10k-voxpopuli-ft-de",
+    "es": "facebook/wav2vec2-base-10k-voxpopuli-ft-es",
+    "it": "facebook/wav2vec2-base-10k-voxpopuli-ft-it",
+    # DEFAULT_ALIGN_MODELS_HF
+    "ja": "jonatasgrosman/wav2vec2-large-xlsr-53-japanese",
+    "zh": "jonatasgrosman/wav2vec2-large-xlsr-53-chinese-zh-cn",
+    "nl": "jonatasgrosman/wav2vec2-large-xlsr-53-dutch",
+    "uk": "Yehor/wav2vec2-xls-r-300m-uk-with-small-lm",
+    "pt": "jonatasgrosman/wav2vec2-large-xlsr-53-portuguese",
+    "ar": "jonatasgrosman/wav2vec2-large-xlsr-53-arabic",
+    "cs": "comodoro/wav2vec2-xls-r-300m-cs-250",
+    "ru": "jonatasgrosman/wav2vec2-large-xlsr-53-russian",
+    "pl": "jonatasgrosman/wav2vec2-large-xlsr-53-polish",
+    "hu": "jonatasgrosman/wav2vec2-large-xlsr-53-hungarian",
+    "fi": "jonatasgrosman/wav2vec2-large-xlsr-53-finnish",
+    "fa": "jonatasgrosman/wav2vec2-large-xlsr-53-persian",
+    "el": "jonatasgrosman/wav2vec2-large-xlsr-53-greek",
+    "tr": "mpoyraz/wav2vec2-xls-r-300m-cv7-turkish",
+    "da": "saattrupdan/wav2vec2-xls-r-300m-ftspeech",
+    "he": "imvladikon/wav2vec2-xls-r-300m-hebrew",
+    "vi": "nguyenvulebinh/wav2vec2-base-vi-vlsp2020",
+    "ko": "kresnik/wav2vec2-large-xlsr-korean",
+    "ur": "kingabzpro/wav2vec2-large-xls-r-300m-Urdu",
+    "te": "anuragshas/wav2vec2-large-xlsr-53-telugu",
+    "hi": "theainerd/Wav2Vec2-large-xlsr-hindi",
+    "ca": "softcatala/wav2vec2-large-xlsr-catala",
+    "ml": "gvs/wav2vec2-large-xlsr-malayalam",
+    "no": "NbAiLab/nb-wav2vec2-1b-bokmaal-v2",
+    "nn": "NbAiLab/nb-wav2vec2-1b-nynorsk",
+    "sk": "comodoro/wav2vec2-xls-r-300m-sk-cv8",
+    "sl": "anton-l/wav2vec2-large-xlsr-53-slovenian",
+    "hr": "classla/wav2vec2-xls-r-parlaspeech-hr",
+    "ro": "gigant/romanian-wav2vec2",
+    "eu": "stefan-it/wav2vec2-large-xlsr-53-basque",
+    "gl": "ifrz/wav2vec2-large-xlsr-galician",
+    "ka": "xsway/wav2vec2-large-xlsr-georgian",
+    "lv": "jimregan/wav2vec2-large-xlsr-latvian-cv",
+    "tl": "Khalsuu/filipino-wav2vec2-l-xls-r-300m-official",
+    "sv": "KBLab/wav2vec2-large-voxrex-swedish",
+    "id": "cahya/wav2vec2-large-xlsr-indonesian",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Aligner:
+    """A loaded wav2vec2 CTC model and what aligning with it needs.
+
+    Attributes:
+        model: the `Wav2Vec2ForCTC`, in eval mode on `device`.
+        vocab: lower-cased characters -> output columns.
+        blank: the CTC blank column (the tokenizer's pad token).
+        delimiter: the word delimiter character (`|`), None when the vocabulary has none.
+        normalize: whether inputs are scaled to zero mean, unit variance (the model's feature
+            extractor's `do_normalize`).
+        seconds_per_frame: the model's frame hop (product of its conv strides) in seconds.
+    """
+
+    model: Any
+    vocab: Mapping[str, int]
+    blank: int
+    delimiter: str | None
+    normalize: bool
+    seconds_per_frame: float
+    device: str
+    name: str
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class AlignedSegment:
+    """One segment's words (seconds on the file's timeline) and, if asked, its characters."""
+
+    words: tuple[Word, ...]
+    chars: tuple[CharTime, ...] | None = None
+
+
+def _imports() -> tuple[Any, Any]:
+    """torch and transformers, or a one-line ModelError naming the extra."""
+    try:
+        import torch
+        import transformers
+    except ImportError as err:
+        raise ModelError(EXTRA_HINT) from err
+    return torch, transformers
+
+
+def pick_device(torch: Any) -> str:
+    """cuda when available, else mps when available, else cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+HUB_FILES = [
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+]
+
+
+def model_folder(name: str, offline: bool) -> Path:
+    """The folder of model `name`: a local folder as is, a Hugging Face repo from the cache, else
+    downloaded (one request that fails at once without a network, not transformers' per-file
+    retries) unless `offline`."""
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or Path(name).exists():
+        raise ModelError(f"alignment model folder not found: {name}")
+    hint = "; pick another with --align-model, or use --align whisper"
+    return hub.download(name, hint, HUB_FILES, local_only=offline)
+
+
+def _lower_vocab(vocab: Mapping[str, int]) -> dict[str, int]:
+    """Vocabulary keys lower-cased (WhisperX's dictionary); a key already lower-case wins."""
+    out = {k.lower(): v for k, v in vocab.items() if k != k.lower()}
+    out.update({k: v for k, v in vocab.items() if k == k.lower()})
+    return out
+
+
+def load_aligner(
+    language: str | None,
+    model_name: str | None = None,
+    device: str | None = None,
+    *,
+    local_files_only: bool = False,
+) -> Aligner:
+    """The wav2vec2 CTC aligner for `language`: `model_name` (a local folder or a Hugging Face
+    repo id) or the language's default (`DEFAULT_ALIGN_MODELS`).
+
+    The hub is not asked with `local_files_only` or `HF_HUB_OFFLINE=1`. device: None picks
+    cuda, mps or cpu. Raises a one-line ModelError for a language without a default model, a
+    model that cannot be loaded, or a missing `align` extra.
+    """
+    name = model_name or DEFAULT_ALIGN_MODELS.get(language or "")
+    if name is None:
+        raise ModelError(
+            f"no default wav2vec2 alignment model for language {language!r}: "
+            "pass one with --align-model, or use --align whisper"
+        )
+    torch, transformers = _imports()
+    from huggingface_hub import constants
+
+    offline = local_files_only or bool(constants.HF_HUB_OFFLINE)
+    folder = model_folder(name, offline)
+    try:
+        processor = transformers.Wav2Vec2Processor.from_pretrained(folder)
+        model = transformers.Wav2Vec2ForCTC.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:100]
+        raise ModelError(
+            f"cannot load the alignment model {name!r} ({reason}); "
+            "pick another with --align-model, or use --align whisper"
+        ) from None
+    if getattr(model.config, "add_adapter", False):
+        raise ModelError(f"{name!r} has an adapter stack, which the aligner does not support")
+    device = device or pick_device(torch)
+    tokenizer = processor.tokenizer
+    blank = model.config.pad_token_id
+    blank = tokenizer.pad_token_id if blank is None else blank
+    delimiter = getattr(tokenizer, "word_delimiter_token", None)
+    return Aligner(
+        model=model.float().to(device).eval(),  # float32: some checkpoints are saved in float16
+        vocab=_lower_vocab(tokenizer.get_vocab()),
+        blank=int(blank or 0),
+        delimiter=delimiter,
+        normalize=bool(getattr(processor.feature_extractor, "do_normalize", False)),
+        seconds_per_frame=math.prod(model.config.conv_stride) / SAMPLE_RATE,
+        device=device,
+        name=name,
+        language=language,
+    )
+
+
+def frame_counts(aligner: Aligner, lengths: Sequence[int]) -> list[int]:
+    """Emission frames of audio of `lengths` samples (0 for audio too short for one frame)."""
+    torch, _ = _imports()
+    if not lengths:
+        return []
+    n = aligner.model._get_feat_extract_output_lengths(torch.tensor(list(lengths)))
+    return [max(0, int(k)) for k in n]
+
+
+def _prepare(audio: np.ndarray, normalize: bool) -> np.ndarray:
+    """(samples,) float32 model input: zero mean, unit variance when the model wants it (as
+    `Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`)."""
+    x = np.asarray(audio, dtype=np.float32)
+    if normalize:
+        x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    return x
+
+
+def emissions(aligner: Aligner, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """(T_i, C) float32 log-probabilities of each (samples,) 16 kHz segment, computed as one
+    batch; T_i from the segment's own length, and the same frames as the segment alone."""
+    torch, _ = _imports()
+    w2v, device = aligner.model.wav2vec2, aligner.device
+    with torch.inference_mode():
+        feats = [
+            w2v.feature_extractor(torch.from_numpy(_prepare(a, aligner.normalize))[None].to(device))
+            for a in audios
+        ]
+        lengths = torch.tensor([f.shape[-1] for f in feats], device=device)
+        x = torch.nn.utils.rnn.pad_sequence([f[0].T for f in feats], batch_first=True)
+        mask = torch.arange(x.shape[1], device=device)[None] < lengths[:, None]
+        hidden, _ = w2v.feature_projection(x)
+        hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
+        logp = torch.log_softmax(aligner.model.lm_head(hidden).float(), dim=-1).cpu().numpy()
+    return [logp[i, :n] for i, n in enumerate(lengths.tolist())]
+
+
+def _timed(
+    aligner: Aligner,
+    segments: Sequence[tuple[np.ndarray, float, str]],
+    encoded: Sequence[tuple[list[int], list[int]]],
+    batch_size: int,
+) -> dict[int, list[TokenSpan] | None]:
+    """Token spans of each segment that has tokens and frames enough for them, batched by
+    length; one batch's emissions in memory at a time."""
+    counts = frame_counts(aligner, [len(audio) for audio, _, _ in segments])
+    fits = []
+    for i, (tokens, _) in enumerate(encoded):
+        if tokens and counts[i] >= min_frames(tokens):
+            fits.append(i)
+        elif tokens:
+            logger.warning("segment at %.2f s too short to align its text", segments[i][1])
+    order = sorted(fits, key=lambda i: len(segments[i][0]))
+    out: dict[int, list[TokenSpan] | None] = {}
+    for at in range(0, len(order), batch_size):
+        batch = order[at : at + batch_size]
+        for i, emission in zip(
+            batch, emissions(aligner, [segments[i][0] for i in batch]), strict=True
+        ):
+            out[i] = forced_align(emission, encoded[i][0], aligner.blank)
+    return out
+
+
+def align_segments(
+    aligner: Aligner,
+    segments: Sequence[tuple[np.ndarray, float, str]],
+    interpolate: str = "nearest",
+    return_char_alignments: bool = False,
+    batch_size: int = 8,
+) -> list[AlignedSegment]:
+    """Words of each (audio, start, text) segment timed by `aligner`: audio (samples,) float32
+    at 16 kHz, start its offset in seconds on the file's timeline.
+
+    interpolate: how words the CTC path cannot time get times, WhisperX's methods within the
+    segment: "nearest" or "linear" (`ctc.interpolate_words`; when no word of the segment is
+    timed, the words share the segment by characters), or "ignore" (start and end None).
+    """
+    if interpolate not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolate!r}; choose from {INTERPOLATIONS}")
+    by_char = aligner.language in NO_SPACES
+    encoded = [encode_chars(t, aligner.vocab, aligner.delimiter, by_char) for _, _, t in segments]
+    spans = _timed(aligner, segments, encoded, batch_size)
+    out = []
+    for i, (audio, start, text) in enumerate(segments):
+        tokens, positions = encoded[i]
+        words, chars = words_from_chars(
+            text, tokens, positions, spans.get(i), aligner.seconds_per_frame, start, by_char
+        )
+        if interpolate != "ignore" and any(w.start is None for w in words):
+            if any(w.start is not None for w in words):
+                words = interpolate_words(words, interpolate)
+            else:
+                words = spread_words(words, Segment(start, start + len(audio) / SAMPLE_RATE, text))
+        out.append(AlignedSegment(tuple(words), tuple(chars) if return_char_alignments else None))
+    return out
+
+
+def align_result(
+    aligner: Aligner,
+    result: Result,
+    audio: np.ndarray,
+    interpolate: str = "nearest",
+    return_char_alignments: bool = False,
+    batch_size: int = 8,
+) -> list[Segment]:
+    """The segments of `result` with their words timed by `aligner` from the input's `audio`
+    ((samples,) float32, 16 kHz; each segment reads its own stretch of it, a view, not a copy)."""
+    stretches = [
+        (audio[round(s.start * SAMPLE_RATE) : round(s.end * SAMPLE_RATE)], s.start, s.text)
+        for s in result.segments
+    ]
+    aligned = align_segments(aligner, stretches, interpolate, return_char_alignments, batch_size)
+    return [
+        replace(with_words(s, a.words), chars=a.chars or ())
+        for s, a in zip(result.segments, aligned, strict=True)
+    ]

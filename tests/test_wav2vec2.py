@@ -1,0 +1,246 @@
+"""The wav2vec2 aligner (mlxwx.align.wav2vec2) on tiny randomly initialised `Wav2Vec2ForCTC`
+models saved in a temporary folder: loading, batched emissions equal to one-at-a-time ones,
+wildcards, too-short audio, interpolation, and the one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlxwx.align.ctc import WILDCARD, encode_chars
+from mlxwx.align.wav2vec2 import (
+    DEFAULT_ALIGN_MODELS,
+    EXTRA_HINT,
+    Aligner,
+    align_segments,
+    emissions,
+    frame_counts,
+    load_aligner,
+)
+from mlxwx.errors import ModelError
+
+from .speech import save_random_wav2vec2
+
+
+def save_tiny_model(folder: Path, norm: str) -> Path:
+    """A 2-layer, 16-wide wav2vec2 CTC model with its processor. norm: "group" (base models:
+    group-normalised first conv) or "layer" (large/XLS-R models)."""
+    pytest.importorskip("torch", reason="torch missing: pip install 'mlxwx[align]'")
+    pytest.importorskip("transformers", reason="pip install 'mlxwx[align]'")
+    return save_random_wav2vec2(
+        folder,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm=norm,
+        do_stable_layer_norm=norm == "layer",
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for these tiny models: on a busy 2-core machine its thread pool
+    made each call ~20x slower. The setting is restored after this module."""
+    torch = pytest.importorskip("torch", reason="torch missing: pip install 'mlxwx[align]'")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def aligner(tmp_path_factory: pytest.TempPathFactory) -> Aligner:
+    """A base-like model (group-normalised first conv), the English default's kind."""
+    folder = save_tiny_model(tmp_path_factory.mktemp("w2v") / "group", "group")
+    return load_aligner("en", str(folder), device="cpu")
+
+
+@pytest.fixture(scope="module", params=["group", "layer"])
+def any_aligner(
+    request: pytest.FixtureRequest, aligner: Aligner, tmp_path_factory: pytest.TempPathFactory
+) -> Aligner:
+    """Both kinds of feature encoder normalisation."""
+    if request.param == "group":
+        return aligner
+    folder = save_tiny_model(tmp_path_factory.mktemp("w2v") / "layer", "layer")
+    return load_aligner("en", str(folder), device="cpu")
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
+
+
+SEGMENTS = [
+    (noise(1.0, 0), 0.0, " hello world"),
+    (noise(0.5, 1), 1.0, "Are you there?"),
+    (noise(1.52, 2), 2.0, "the park is nice"),
+    (noise(0.31, 3), 4.0, "ok"),
+]
+
+
+def test_load_from_folder(aligner: Aligner) -> None:
+    assert aligner.vocab["a"] == 5 and aligner.vocab["'"] == 31 and aligner.vocab["|"] == 4
+    assert "A" not in aligner.vocab
+    assert (aligner.blank, aligner.delimiter, aligner.normalize) == (0, "|", True)
+    assert aligner.seconds_per_frame == pytest.approx(0.02)
+    assert aligner.device == "cpu" and aligner.language == "en"
+    assert not aligner.model.training
+
+
+def test_emissions_are_the_models_log_probs(any_aligner: Aligner) -> None:
+    """The batched path (conv per segment, masked transformer) computes the model's forward."""
+    import torch
+
+    aligner = any_aligner
+    audio = SEGMENTS[2][0]
+    normalized = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+    with torch.inference_mode():
+        logits = aligner.model(torch.from_numpy(normalized)[None]).logits
+    expected = torch.log_softmax(logits, dim=-1)[0].numpy()
+    (got,) = emissions(aligner, [audio])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.allclose(np.exp(got).sum(axis=1), 1, atol=1e-5)
+
+
+def test_padding_invariance(any_aligner: Aligner) -> None:
+    aligner = any_aligner
+    audios = [a for a, _, _ in SEGMENTS]
+    batched = emissions(aligner, audios)
+    counts = frame_counts(aligner, [len(a) for a in audios])
+    assert counts == [49, 24, 75, 15]  # (samples - 400) // 320 + 1
+    for audio, emission, count in zip(audios, batched, counts, strict=True):
+        (alone,) = emissions(aligner, [audio])
+        assert emission.shape == alone.shape == (count, 32)
+        np.testing.assert_allclose(emission, alone, atol=1e-4)
+
+
+def test_batched_words_equal_one_at_a_time(aligner: Aligner) -> None:
+    batched = align_segments(aligner, SEGMENTS, batch_size=8)
+    alone = align_segments(aligner, SEGMENTS, batch_size=1)
+    # times exactly (the paths agree); scores up to float32 rounding
+    assert [[(w.word, w.start, w.end, w.interpolated) for w in s.words] for s in batched] == [
+        [(w.word, w.start, w.end, w.interpolated) for w in s.words] for s in alone
+    ]
+    scores = [w.score for s in batched for w in s.words]
+    assert scores == pytest.approx([w.score for s in alone for w in s.words], rel=1e-5)
+    assert [w.word for s in batched for w in s.words] == [
+        *("hello", "world", "Are", "you", "there?", "the", "park", "is", "nice", "ok")
+    ]
+
+
+def test_words_timed_on_the_file_timeline(aligner: Aligner) -> None:
+    for (audio, start, _), seg in zip(SEGMENTS, align_segments(aligner, SEGMENTS), strict=True):
+        end = start + len(audio) / 16000
+        previous = start
+        for w in seg.words:
+            assert w.start is not None and w.end is not None
+            assert previous <= w.start <= w.end <= end + 1e-9
+            assert not w.interpolated and w.score is not None and 0 < w.score <= 1
+            # frame edges: multiples of 20 ms from the segment's start
+            assert (w.start - start) / 0.02 == pytest.approx(round((w.start - start) / 0.02))
+            previous = w.end
+
+
+def test_char_alignments(aligner: Aligner) -> None:
+    (seg,) = align_segments(aligner, SEGMENTS[:1], return_char_alignments=True)
+    assert seg.chars is not None
+    assert "".join(c.char for c in seg.chars) == " hello world"
+    assert seg.chars[0].start is None  # leading space: no token
+    hello = seg.words[0]
+    assert hello.start == min(c.start for c in seg.chars[1:6] if c.start is not None)
+    assert hello.end == max(c.end for c in seg.chars[1:6] if c.end is not None)
+    assert align_segments(aligner, SEGMENTS[:1])[0].chars is None
+
+
+def test_digit_is_a_wildcard(aligner: Aligner) -> None:
+    text = "take 5s at 42 past"
+    tokens, _ = encode_chars(text, aligner.vocab, aligner.delimiter)
+    assert tokens.count(WILDCARD) == 3
+    (seg,) = align_segments(aligner, [(noise(2.0, 4), 3.0, text)], return_char_alignments=True)
+    assert seg.chars is not None
+    words = {w.word: w for w in seg.words}
+    five, s = seg.chars[5], seg.chars[6]
+    assert five.char == "5" and five.start is not None  # the wildcard itself is on the path
+    # "5s" is timed by its "s" alone; "42" has only wildcards: interpolated from a neighbour
+    assert (words["5s"].start, words["5s"].end) == (s.start, s.end)
+    assert not words["5s"].interpolated
+    assert words["42"].interpolated and words["42"].score is None
+    assert words["42"].start is not None and words["42"].end is not None
+    (ignored,) = align_segments(aligner, [(noise(2.0, 4), 3.0, text)], interpolate="ignore")
+    assert [w.word for w in ignored.words if w.start is None] == ["42"]
+
+
+def test_too_short_audio_is_interpolated(aligner: Aligner) -> None:
+    segments = [
+        (noise(0.02, 5), 7.0, "much too long a text"),  # 320 samples: no frame at all
+        (noise(0.1, 6), 8.0, "much too long a text"),  # 4 frames for 20 tokens
+        (noise(1.0, 7), 9.0, "fits"),
+    ]
+    out = align_segments(aligner, segments)
+    assert len(out) == 3
+    for (audio, start, _), seg in zip(segments[:2], out[:2], strict=True):
+        assert [w.word for w in seg.words] == ["much", "too", "long", "a", "text"]
+        assert all(w.interpolated and w.score is None for w in seg.words)
+        assert seg.words[0].start == pytest.approx(start)
+        assert seg.words[-1].end == pytest.approx(start + len(audio) / 16000)
+    assert not out[2].words[0].interpolated
+    ignored = align_segments(aligner, segments, interpolate="ignore")
+    assert all(w.start is None and w.end is None for w in ignored[1].words)
+
+
+def test_every_word_timed_with_nearest(aligner: Aligner) -> None:
+    segments = [
+        (noise(0.6, 8), 0.0, "Zwei 2 drei 3!"),
+        (noise(0.05, 9), 1.0, "short"),
+        (noise(0.8, 10), 2.0, ""),
+        (noise(0.8, 11), 3.0, "  ...  "),
+    ]
+    out = align_segments(aligner, segments, interpolate="nearest", batch_size=3)
+    assert [len(s.words) for s in out] == [4, 1, 0, 1]
+    assert all(w.start is not None and w.end is not None for s in out for w in s.words)
+    assert align_segments(aligner, []) == []
+
+
+def test_bad_interpolation(aligner: Aligner) -> None:
+    with pytest.raises(ValueError, match="cubic"):
+        align_segments(aligner, SEGMENTS, interpolate="cubic")
+
+
+def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    with pytest.raises(ModelError) as err:
+        load_aligner("en")
+    assert str(err.value) == EXTRA_HINT
+    assert "pip install 'mlxwx[align]'" in EXTRA_HINT
+
+
+def test_language_without_default() -> None:
+    with pytest.raises(ModelError, match="--align-model") as err:
+        load_aligner("xx")
+    assert "\n" not in str(err.value) and "'xx'" in str(err.value)
+    assert DEFAULT_ALIGN_MODELS["en"] == "facebook/wav2vec2-base-960h"
+
+
+def test_uncached_model_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("transformers", reason="pip install 'mlxwx[align]'")
+    name = "mlxwx-tests/no-such-wav2vec2"
+    with pytest.raises(ModelError) as err:
+        load_aligner("en", name, local_files_only=True)
+    message = str(err.value)
+    assert "\n" not in message and repr(name) in message
+    assert "--align-model" in message and "--align whisper" in message
+    # HF_HUB_OFFLINE=1 keeps it from asking the hub too
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelError, match="no-such-wav2vec2"):
+        load_aligner("en", name)

@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import mlx.core as mx
@@ -71,6 +72,15 @@ def read_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarra
     return samples
 
 
+def _open(path: Path) -> Any:
+    """`av.open(path)`, undecodable metadata ignored (PyAV before 19 needs to be told; PyAV 19
+    dropped the option)."""
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except TypeError:
+        return av.open(str(path))
+
+
 def _decode_file(path: Path) -> np.ndarray:
     """Decode the first audio stream of `path` to (n,) float32 mono at 16 kHz."""
     if not path.exists():
@@ -80,7 +90,7 @@ def _decode_file(path: Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise AudioError(f"audio file is empty (0 bytes): {path}")
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with _open(path) as container:
             if not container.streams.audio:
                 raise AudioError(f"no audio stream in file: {path}")
             samples = _resample(container.decode(container.streams.audio[0]))

@@ -12,7 +12,7 @@ import pytest
 
 from mlxwx.align import AlignOptions, align
 from mlxwx.align.pauses import find_pauses, snap_to_pauses
-from mlxwx.align.whisper import timed_words
+from mlxwx.align.whisper import align_whisper, timed_words
 from mlxwx.align.words import Piece, interpolate, merge_punctuation, split_sentences, split_words
 from mlxwx.asr.timing import annotate_result
 from mlxwx.audio import read_audio, window_mel
@@ -270,3 +270,17 @@ def test_pauses_are_the_quiet_stretches_and_word_starts_snap_to_their_ends():
     ]
     far = [Word("x", 1.8, 2.0)]
     assert snap_to_pauses(far, pauses) == far  # a pause more than 200 ms away is not used
+
+
+def test_aligned_segments_keep_the_decoded_order():
+    """A repeated segment whose words the attention places earlier stays where it was decoded
+    (sorting by aligned starts reordered the text, and the WER test caught it)."""
+    from mlxwx.types import SpanSamples, TokenTimes, Window
+
+    times = TokenTimes((1, 2), (1, 1), (" one", " two"), (5.0, 1.0, 6.0), (0.9, 0.9))
+    segments = (Segment(0.0, 4.0, " one", (1,)), Segment(4.0, 8.0, " two", (2,)))
+    window = Window(0, (SpanSamples(0, 160000),), "en", segments, token_times=times)
+    result = Result(segments, "en", 10.0, windows=(window,))
+    aligned = align_whisper(result, sentences=False)
+    assert [s.text for s in aligned.segments] == [" one", " two"]
+    assert [w.word for w in aligned.word_segments] == ["one", "two"]

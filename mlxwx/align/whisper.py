@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..types import Result, TokenTimes, Window, Word
+from ..types import Result, Segment, TokenTimes, Window, Word
 from .pauses import Pause, snap_to_pauses, window_pauses
 from .words import limit_durations, split_sentences, split_words, untimed_words, with_words
 
@@ -71,6 +71,21 @@ def worded(window: Window, language: str | None, audio: np.ndarray | None = None
     return replace(window, segments=segments)
 
 
+def in_decoded_order(result: Result, windows: tuple[Window, ...]) -> tuple[Segment, ...]:
+    """The segments of `windows` (`result`'s, worded) in the order of `result`'s segments, by
+    their decoded starts: aligned starts could reorder a repeated or misplaced segment."""
+    pairs = [
+        (old.start, new)
+        for before, after in sorted(zip(result.windows, windows, strict=True), key=_start)
+        for old, new in zip(before.segments, after.segments, strict=True)
+    ]
+    return tuple(new for _, new in sorted(pairs, key=lambda p: p[0]))
+
+
+def _start(pair: tuple[Window, Window]) -> float:
+    return pair[0].start
+
+
 def align_whisper(
     result: Result, sentences: bool = True, audio: np.ndarray | None = None
 ) -> Result:
@@ -82,8 +97,7 @@ def align_whisper(
         segments = tuple(with_words(s, untimed_words(s, result.language)) for s in result.segments)
     else:
         windows = tuple(worded(w, result.language, audio) for w in result.windows)
-        built = Result.from_windows(windows, result.language, result.duration, result.source)
-        result, segments = built, built.segments
+        result, segments = replace(result, windows=windows), in_decoded_order(result, windows)
     if sentences:
         segments = tuple(p for s in segments for p in split_sentences(s))
     words = tuple(w for s in segments for w in s.words)

@@ -27,6 +27,8 @@ from .decoding import encode
 from .model import WhisperModel
 
 MEDFILT_WIDTH = 7  # openai-whisper's median filter along time, in 20 ms audio tokens
+PAD_TO = 16  # sequence lengths are rounded up to this: fewer shapes for MLX to compile for
+LOGITS_BYTES = 1 << 26  # logits computed for as many rows at a time as fit in this
 
 
 def segment_tokens(wm: WhisperModel, window: Window) -> list[list[int]]:
@@ -46,12 +48,12 @@ def heads_by_layer(wm: WhisperModel) -> dict[int, list[int]]:
 def forced_scores(
     wm: WhisperModel, features: mx.array, sequences: Sequence[Sequence[int]]
 ) -> tuple[mx.array, list[mx.array]]:
-    """Teacher-forced pass of `sequences` (right-padded with eot) over encoded windows
-    `features` (B, n_audio_ctx, D): the alignment heads' scaled cross-attention scores
-    (B, heads, L, n_audio_ctx), and per sequence the float32 log-probability of each of its
-    tokens after the first."""
+    """Teacher-forced pass of `sequences` (right-padded with eot to a multiple of `PAD_TO`, so
+    that batches reuse a few shapes) over encoded windows `features` (B, n_audio_ctx, D): the
+    alignment heads' scaled cross-attention scores (B, heads, L, n_audio_ctx), and per sequence
+    the float32 log-probability of each of its tokens after the first."""
     dec, heads = wm.model.decoder, heads_by_layer(wm)
-    length = max(len(s) for s in sequences)
+    length = -(-max(len(s) for s in sequences) // PAD_TO) * PAD_TO
     tokens = mx.array([[*s, *[wm.tokenizer.eot] * (length - len(s))] for s in sequences])
     x = dec.token_embedding(tokens) + dec.positional_embedding[:length]
     q, k = mx.arange(length)[:, None], mx.arange(length)[None, :]
@@ -68,13 +70,27 @@ def forced_scores(
             scale = query.shape[-1] ** -0.5
             scores.append((query[:, pick] * scale) @ keys[:, pick].swapaxes(-1, -2))
         x = block.mlp(x)
+    return mx.concatenate(scores, axis=1).astype(mx.float32), token_logprobs(wm, x, sequences)
+
+
+def token_logprobs(
+    wm: WhisperModel, x: mx.array, sequences: Sequence[Sequence[int]]
+) -> list[mx.array]:
+    """Per sequence, the log-probability of each of its tokens after the first, from the
+    decoder's last hidden states `x` (B, L, D): a few rows' logits at a time (each row's are
+    (L, n_vocab) floats)."""
+    dec, length = wm.model.decoder, x.shape[1]
     x = dec.ln(x)
-    logprobs = []
-    for row, seq in enumerate(sequences):  # one row's logits at a time: (L, n_vocab) each
-        logits = dec.token_embedding.as_linear(x[row, : len(seq) - 1]).astype(mx.float32)
-        picked = mx.take_along_axis(logits, mx.array(list(seq[1:]))[:, None], axis=-1)[:, 0]
-        logprobs.append(picked - mx.logsumexp(logits, axis=-1))
-    return mx.concatenate(scores, axis=1).astype(mx.float32), logprobs
+    targets = mx.array([[*s[1:], *[0] * (length - len(s) + 1)] for s in sequences])
+    group = max(1, LOGITS_BYTES // (length * wm.dims.n_vocab * 4))
+    picked = []
+    for at in range(0, len(sequences), group):
+        logits = dec.token_embedding.as_linear(x[at : at + group]).astype(mx.float32)
+        chosen = mx.take_along_axis(logits, targets[at : at + group, :, None], axis=-1)[..., 0]
+        picked.append(chosen - mx.logsumexp(logits, axis=-1))
+        mx.eval(picked[-1])
+    rows = mx.concatenate(picked)
+    return [rows[i, : len(s) - 1] for i, s in enumerate(sequences)]
 
 
 def token_starts(matrix: np.ndarray) -> np.ndarray:

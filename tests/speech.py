@@ -76,20 +76,28 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
 
 
+def _parts(words: list[tuple[str, float]]) -> list[tuple[str, float | None]]:
+    """Each word's `normalize`d parts ("half-sisters": half, sisters), only the first keeping
+    the word's start."""
+    return [
+        (part, start if k == 0 else None)
+        for word, start in words
+        for k, part in enumerate(normalize(word).split())
+    ]
+
+
 def start_errors(hyp: list[tuple[str, float]], ref: list[tuple[str, float]]) -> np.ndarray:
     """Seconds by which each hypothesis word that matches a reference word starts late (negative:
-    early): (word, start) lists, words matched in order after `normalize` (difflib)."""
+    early): (word, start) lists, words matched in order after `normalize` (difflib; a word
+    normalised into several, as a hyphenated one, is matched by its parts, timed by its first)."""
     import difflib
 
-    a, b = [normalize(w) for w, _ in hyp], [normalize(w) for w, _ in ref]
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    return np.array(
-        [
-            hyp[i + k][1] - ref[j + k][1]
-            for i, j, n in matcher.get_matching_blocks()
-            for k in range(n)
-        ]
-    )
+    a, b = _parts(hyp), _parts(ref)
+    matcher = difflib.SequenceMatcher(a=[w for w, _ in a], b=[w for w, _ in b], autojunk=False)
+    pairs = [
+        (a[i + k][1], b[j + k][1]) for i, j, n in matcher.get_matching_blocks() for k in range(n)
+    ]
+    return np.array([h - r for h, r in pairs if h is not None and r is not None])
 
 
 def pocketsphinx_words(clip: Clip) -> list[tuple[str, float]]:

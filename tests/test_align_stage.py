@@ -108,3 +108,35 @@ def test_cli_aligns_with_a_wav2vec2_folder(tiny_en_dir, tiny_w2v, tmp_path):
     assert all("start" in w and "end" in w for w in out["word_segments"])
     assert all(s["chars"] for s in out["segments"])
     assert np.all(np.diff([w["start"] for w in out["word_segments"]]) >= 0)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    """Speech with a sum of money, numbers, a date and an email address (flite)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite missing: apt install flite")
+    path = tmp_path_factory.mktemp("flite") / "digits.wav"
+    text = "I paid 25 dollars for 3 books on May 4th, 2024. Write to bob at example dot com."
+    subprocess.run(["flite", "-t", text, "-o", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("method", ["whisper", "wav2vec2"])
+def test_every_word_has_a_start_and_an_end(wm, digits, tiny_w2v, method):
+    """Digits, currency and an email address included (WhisperX leaves such words without
+    times, and downstream tools fail on the missing keys)."""
+    if method == "wav2vec2":
+        pytest.importorskip("torch")
+    options = AlignOptions(method, model=str(tiny_w2v) if method == "wav2vec2" else None)
+    result = Pipeline(wm, PipelineOptions(align=options)).transcribe(str(digits))
+    assert isinstance(result, Result)
+    words = result.to_dict()["word_segments"]
+    assert any(c.isdigit() for w in words for c in w["word"])  # "$25", "2024," ...
+    assert any("$" in w["word"] for w in words) and any(".com" in w["word"] for w in words)
+    for segment in result.to_dict()["segments"]:
+        for w in segment["words"]:
+            assert w["start"] <= w["end"] and segment["start"] <= w["start"] <= segment["end"]
+    assert all(w["start"] <= w["end"] for w in words) and len(words) >= 12

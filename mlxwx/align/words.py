@@ -1,10 +1,11 @@
 """Words from timed tokens: splitting, punctuation, durations, interpolation.
 
-Tokens split into words at spaces and punctuation (per character for languages written without
-spaces), punctuation is merged into its neighbour, and a word lasts from its first token's start
-to the next word's start. Implausibly long words at sentence ends are shortened as openai-whisper
-does. A word the aligner could not time gets times interpolated from its neighbours (or spread
-over its segment by characters) and is flagged, so every word has a start and an end.
+Tokens split into words at spaces (per character for languages written without spaces); a word
+is timed by its tokens that are not punctuation, from the first one's start to the start of the
+token after the last one; a word of punctuation only is merged into its neighbour. Implausibly
+long words at sentence ends are shortened as openai-whisper does. A word the aligner could not
+time gets times interpolated from its neighbours (or spread over its segment by characters) and
+is flagged, so every word has a start and an end.
 """
 
 from __future__ import annotations
@@ -33,26 +34,30 @@ class Piece:
     last: int
 
 
+def is_mark(text: str) -> bool:
+    """Whether `text` is punctuation only (no sound of its own)."""
+    bare = text.strip()
+    return bool(bare) and all(c in string.punctuation or c in PREPEND + APPEND for c in bare)
+
+
 def split_words(units: Sequence[tuple[str, tuple[int, ...]]], language: str | None) -> list[Piece]:
     """Words of (text, tokens) units (`Tokenizer.units` of a window's text tokens): a new word
-    at a leading space or punctuation (at every unit for languages written without spaces),
-    then punctuation merged into the next word (opening marks) or the previous one (the rest)."""
-    pieces: list[Piece] = []
+    at each leading space (at every unit for languages written without spaces), so "$25",
+    "example.com" and "it's" stay whole; a word is timed by its units that are not punctuation
+    (openai-whisper splits at punctuation, then merges marks into words, keeping the words'
+    own times); a word of punctuation only is merged into the next word (opening marks) or the
+    previous one (the rest)."""
+    words: list[list[tuple[str, int, int]]] = []
     at = 0
     for text, tokens in units:
-        end = at + len(tokens)
-        glued = pieces and not (
-            language in NO_SPACES
-            or text.startswith(" ")
-            or text.strip() in string.punctuation
-            or pieces[-1].text.strip() in string.punctuation
-        )
-        if glued:
-            pieces[-1].text += text
-            pieces[-1].last = end
-        else:
-            pieces.append(Piece(text, at, end))
-        at = end
+        if not words or language in NO_SPACES or text.startswith(" "):
+            words.append([])
+        words[-1].append((text, at, at + len(tokens)))
+        at += len(tokens)
+    pieces = []
+    for word in words:
+        spoken = [u for u in word if not is_mark(u[0])] or word
+        pieces.append(Piece("".join(u[0] for u in word), spoken[0][1], spoken[-1][2]))
     return merge_punctuation(pieces)
 
 

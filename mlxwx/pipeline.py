@@ -186,6 +186,11 @@ def with_token_times(options: PipelineOptions) -> PipelineOptions:
     return replace(options, transcribe=replace(options.transcribe, token_times=True))
 
 
+def text_language(options: PipelineOptions) -> str | None:
+    """The language of the transcripts when it is not the audio's: English for translations."""
+    return "en" if options.transcribe.decoding.task == "translate" else None
+
+
 def source_name(item: AudioInput) -> str:
     return str(item) if isinstance(item, (str, os.PathLike)) else "<array>"
 
@@ -463,7 +468,7 @@ class Pipeline:
     def stages(self, options: PipelineOptions) -> list[Stage]:
         """The per-input stages after transcribe."""
         return [
-            lambda r, a: align(r, a, options.align, self.aligners),
+            lambda r, a: align(r, a, options.align, self.aligners, text_language(options)),
             lambda r, a: diarize(r, a, options.diarize),
         ]
 

@@ -108,7 +108,10 @@ def _lines(result: Result, options: SubtitleOptions) -> Iterator[list[tuple[Word
 def cues(result: Result, options: SubtitleOptions | None = None) -> list[Cue]:
     """The subtitle cues of `result`: one per segment, or built from word times."""
     options = options or SubtitleOptions()
-    worded = all(s.words for s in result.segments)
+    worded = all(
+        s.words and all(w.start is not None and w.end is not None for w in s.words)
+        for s in result.segments
+    )  # words left untimed (--interpolate-method ignore): one cue per segment
     if not worded or (options.max_line_width is None and not options.highlight_words):
         return [Cue(s.start, s.end, _label(s)) for s in result.segments]
     out = []

@@ -72,6 +72,7 @@ def test_wav2vec2_times_every_word_and_keeps_characters_across_sentences(jfk, ti
 
 
 def test_a_wav2vec2_model_that_cannot_load_leaves_interpolated_words(jfk, caplog, tmp_path):
+    pytest.importorskip("torch", reason="pip install 'mlxwx[align]'")
     audio, result = jfk
     options = AlignOptions("wav2vec2", model=str(tmp_path / "missing"))
     untimed = replace(result, windows=tuple(replace(w, token_times=None) for w in result.windows))
@@ -86,6 +87,7 @@ def test_a_wav2vec2_model_that_cannot_load_leaves_interpolated_words(jfk, caplog
 
 
 def test_cli_stops_before_reading_audio_when_wav2vec2_cannot_load(tiny_en_dir, tmp_path):
+    pytest.importorskip("torch", reason="pip install 'mlxwx[align]'")
     args = ["run", str(tmp_path / "not-read.wav"), "--model", str(tiny_en_dir), "-o", str(tmp_path)]
     result = CliRunner().invoke(
         app, [*args, "--align", "wav2vec2", "--align-model", str(tmp_path / "no")]

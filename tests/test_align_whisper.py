@@ -22,11 +22,15 @@ from mlxwx.types import Result, Segment, Word
 
 from .speech import DATA, librivox, pocketsphinx_words, start_errors, synthconv_words
 
-timing = pytest.importorskip("mlx_whisper.timing", reason="mlx-whisper (dev extra) missing")
+
+@pytest.fixture(scope="module")
+def timing():
+    """openai-whisper's alignment code, as ported in mlx-whisper (dev extra)."""
+    return pytest.importorskip("mlx_whisper.timing", reason="mlx-whisper (dev extra) missing")
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (5, 40), (40, 40), (37, 12)])
-def test_dtw_path_is_openai_whisper_s(shape):
+def test_dtw_path_is_openai_whisper_s(shape, timing):
     rng = np.random.default_rng(sum(shape))
     for _ in range(5):
         cost = rng.standard_normal(shape)
@@ -35,13 +39,13 @@ def test_dtw_path_is_openai_whisper_s(shape):
         np.testing.assert_array_equal(np.stack(ours), theirs)
 
 
-def test_dtw_breaks_ties_as_openai_whisper():
+def test_dtw_breaks_ties_as_openai_whisper(timing):
     cost = np.zeros((6, 10))  # every path costs the same: only the tie rule decides
     np.testing.assert_array_equal(np.stack(dtw(cost)), timing.dtw_cpu(cost))
 
 
 @pytest.mark.parametrize("width", [3, 5, 7])
-def test_median_filter_is_openai_whisper_s(width):
+def test_median_filter_is_openai_whisper_s(width, timing):
     x = np.random.default_rng(width).standard_normal((3, 5, 50)).astype(np.float32)
     np.testing.assert_array_equal(median_filter(x, width), timing.median_filter(x, width))
     short = x[..., :2]
@@ -53,7 +57,7 @@ def _units(words: list[str]) -> list[tuple[str, tuple[int, ...]]]:
     return [(w, (i,)) for i, w in enumerate(words)]
 
 
-def test_punctuation_merges_as_openai_whisper():
+def test_punctuation_merges_as_openai_whisper(timing):
     texts = [' "', "Hello", ",", " world", ".", " (", "it", "'s", ")", " ¿", "Qué", "?", " -", "x"]
     ours = [p.text for p in split_words(_units(texts), "en")]
     alignment = [
@@ -125,7 +129,7 @@ def jfk(wm, jfk_path):
     return audio, result
 
 
-def test_token_times_are_mlx_whisper_s_find_alignment(wm, jfk):
+def test_token_times_are_mlx_whisper_s_find_alignment(wm, jfk, timing):
     """Same weights, tokens and log-mel: the words' times and probabilities of mlx-whisper's
     port of openai-whisper's `find_alignment` (punctuation merged as its `add_word_timestamps`)."""
     load_models = pytest.importorskip("mlx_whisper.load_models")
@@ -284,3 +288,34 @@ def test_aligned_segments_keep_the_decoded_order():
     aligned = align_whisper(result, sentences=False)
     assert [s.text for s in aligned.segments] == [" one", " two"]
     assert [w.word for w in aligned.word_segments] == ["one", "two"]
+
+
+def test_dialogue_dashes_french_marks_and_no_split_as_written():
+    units = [(" -", (0,)), (" Yes", (1,)), (".", (2,)), (" -", (3,)), (" No", (4,)), (".", (5,))]
+    units += [(" Bye", (6,))]
+    pieces = split_words(units, "en")
+    assert [(p.text, p.first, p.last) for p in pieces] == [
+        (" - Yes.", 1, 2),
+        (" - No.", 4, 5),
+        (" Bye", 6, 7),
+    ]
+    words = tuple(Word(p.text.strip(), float(p.first), p.last + 0.5) for p in pieces)
+    segment = Segment(0.0, 8.0, "".join(u for u, _ in units), words=words)
+    assert [p.text for p in split_sentences(segment)] == [" - Yes.", " - No.", " Bye"]
+    french = split_words([(" Quoi", (0,)), (" ?", (1,))], "fr")
+    assert [(p.text, p.first, p.last) for p in french] == [(" Quoi ?", 0, 1)]
+
+
+def test_a_translation_is_split_into_english_words():
+    """A Japanese input translated: its text is English, split at spaces, not per token."""
+    from mlxwx.types import SpanSamples, TokenTimes, Window
+
+    times = TokenTimes((1, 2, 3), (3,), (" Hel", "lo", " world"), (1.0, 1.2, 1.6, 2.0), (1.0,) * 3)
+    segments = (Segment(0.0, 3.0, " Hello world", (1, 2, 3)),)
+    window = Window(0, (SpanSamples(0, 48000),), "ja", segments, token_times=times)
+    result = Result(segments, "ja", 3.0, windows=(window,))
+    per_char = align(result, np.zeros(48000, np.float32), AlignOptions("whisper"))
+    assert [w.word for w in per_char.word_segments] == ["Hel", "lo", "world"]
+    english = align(result, np.zeros(48000, np.float32), AlignOptions("whisper"), None, "en")
+    assert [w.word for w in english.word_segments] == ["Hello", "world"]
+    assert english.language == "ja"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,13 @@ def test_highlighted_words_are_underlined_one_cue_each():
 def test_subtitle_options_are_checked():
     with pytest.raises(ValueError, match="max-line-width"):
         SubtitleOptions(max_line_width=0)
+
+
+def test_words_without_times_give_one_cue_per_segment():
+    """--interpolate-method ignore leaves some words untimed: cues fall back to segments."""
+    result = _worded(["ask not what"], [1.0])
+    segment = result.segments[0]
+    words = (segment.words[0], Word("not", None, None), segment.words[2])
+    result = Result((replace(segment, words=words),), "en", 60.0)
+    for options in (SubtitleOptions(highlight_words=True), SubtitleOptions(20, 2)):
+        assert [(c.start, c.end) for c in subtitle_cues(result, options)] == [(1.0, 2.4)]

@@ -130,11 +130,16 @@ def align(
     audio: np.ndarray,
     options: AlignOptions | None = None,
     aligners: Aligners | None = None,
+    text_language: str | None = None,
 ) -> Result:
     """`result` with word timestamps from `audio` ((samples,) float32, 16 kHz); None or a
-    method of None: `result` unchanged. `aligners`: wav2vec2 models kept between inputs."""
+    method of None: `result` unchanged. `aligners`: wav2vec2 models kept between inputs.
+    text_language: the language of the text when it is not the audio's (translations: "en")."""
     if options is None or options.method is None:
         return result
+    if text_language is not None and text_language != result.language:
+        aligned = align(replace(result, language=text_language), audio, options, aligners)
+        return replace(aligned, language=result.language)
     sentences = options.segment_resolution == "sentence"
     use_ctc = options.method == "wav2vec2" or (options.method == "auto" and wav2vec2_installed())
     if options.method == "auto" and not use_ctc:

@@ -301,6 +301,7 @@ def align_segments(
     interpolate: str = "nearest",
     return_char_alignments: bool = False,
     batch_size: int = 8,
+    language: str | None = None,
 ) -> list[AlignedSegment]:
     """Words of each (audio, start, text) segment timed by `aligner`: audio (samples,) float32
     at 16 kHz, start its offset in seconds on the file's timeline.
@@ -311,7 +312,7 @@ def align_segments(
     """
     if interpolate not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolate!r}; choose from {INTERPOLATIONS}")
-    by_char = aligner.language in NO_SPACES
+    by_char = (language or aligner.language) in NO_SPACES
     encoded = [encode_chars(t, aligner.vocab, aligner.delimiter, by_char) for _, _, t in segments]
     spans = _timed(aligner, segments, encoded, batch_size)
     out = []
@@ -343,7 +344,9 @@ def align_result(
         (audio[round(s.start * SAMPLE_RATE) : round(s.end * SAMPLE_RATE)], s.start, s.text)
         for s in result.segments
     ]
-    aligned = align_segments(aligner, stretches, interpolate, return_char_alignments, batch_size)
+    aligned = align_segments(
+        aligner, stretches, interpolate, return_char_alignments, batch_size, result.language
+    )
     return [
         replace(with_words(s, a.words), chars=a.chars or ())
         for s, a in zip(result.segments, aligned, strict=True)

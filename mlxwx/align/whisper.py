@@ -2,10 +2,11 @@
 
 The token times come with the window records: the transcribe stage computes them while each
 batch's encoder features are at hand (`TranscribeOptions.token_times`, `mlxwx.asr.timing`).
-Here they become words: split at spaces and punctuation (per character for languages written
-without spaces), punctuation merged into its neighbours, each word from its first token's start
-to its last token's end, with the mean probability of its tokens. A window without token times
-gets its words spread over its segments by characters, flagged `interpolated`.
+Here they become words (`mlxwx.align.words`: split at spaces, per character for languages
+written without spaces, each timed by its tokens that are not punctuation), with the mean
+probability of their tokens; given the input's audio, word starts near a pause move to its end
+(`mlxwx.align.pauses`). A window without token times gets its words spread over its segments by
+characters, flagged `interpolated`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def units(times: TokenTimes, first: int, count: int) -> list[tuple[str, tuple[in
     return out
 
 
-def timed_words(window: Window, pauses: Sequence[Pause] = ()) -> list[list[Word]]:
+def timed_words(
+    window: Window, pauses: Sequence[Pause] = (), language: str | None = None
+) -> list[list[Word]]:
     """Each segment's words, timed from the window's `TokenTimes` on the input's timeline, their
     starts snapped onto the ends of nearby `pauses` (`mlxwx.align.pauses`)."""
     times = window.token_times
@@ -42,7 +45,7 @@ def timed_words(window: Window, pauses: Sequence[Pause] = ()) -> list[list[Word]
     at, out = 0, []
     for count in times.counts:
         words = []
-        for piece in split_words(units(times, at, count), window.language):
+        for piece in split_words(units(times, at, count), language or window.language):
             if not piece.text.strip():
                 continue
             first, last = at + piece.first, at + piece.last
@@ -66,7 +69,7 @@ def worded(window: Window, language: str | None, audio: np.ndarray | None = None
         pauses = [] if audio is None or not window.spans else window_pauses(
             audio, window.spans[0].start, window.spans[-1].end
         )  # fmt: skip
-        words = timed_words(window, pauses)
+        words = timed_words(window, pauses, language)
     segments = tuple(with_words(s, w) for s, w in zip(window.segments, words, strict=True))
     return replace(window, segments=segments)
 

@@ -66,7 +66,7 @@ def merge_punctuation(pieces: list[Piece]) -> list[Piece]:
     openai-whisper does); a word keeps its own tokens' times, not its marks'."""
     out: list[Piece] = []
     for p in pieces:
-        if out and not out[-1].text.endswith(" ") and p.text and p.text in APPEND:
+        if out and not out[-1].text.endswith(" ") and p.text.strip() and p.text.strip() in APPEND:
             out[-1].text += p.text
         else:
             out.append(Piece(p.text, p.first, p.last))
@@ -74,7 +74,7 @@ def merge_punctuation(pieces: list[Piece]) -> list[Piece]:
     for p in reversed(out):
         mark = p.text.startswith(" ") and p.text.strip() in PREPEND
         if merged and mark and p.text.strip():
-            merged[-1].text = p.text + merged[-1].text.lstrip()
+            merged[-1].text = p.text + merged[-1].text
         else:
             merged.append(p)
     return merged[::-1]
@@ -127,8 +127,8 @@ def interpolate(words: Sequence[Word], segment: Segment) -> list[Word]:
 
 
 ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "vol",
-    "fig", "inc", "ltd", "co", "mt", "approx", "dept", "est", "jan", "feb", "mar", "apr", "jun",
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "vol",
+    "fig", "inc", "ltd", "co", "mt", "approx", "dept", "jan", "feb", "apr", "jun",
     "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "a.m", "p.m",
 }  # fmt: skip
 

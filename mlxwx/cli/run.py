@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..align import AlignOptions, wav2vec2_installed
+from ..align.wav2vec2 import EXTRA_HINT
 from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
 from ..asr.model import load_model
@@ -29,6 +30,7 @@ from .common import DeviceOption, Quiet, Verbose, fail, setup_logging, show_prog
 
 _RUN = TranscribeOptions()  # the defaults the CLI shares with the library
 _PASS = _RUN.decoding
+_ALIGN = AlignOptions()
 
 
 class Task(str, Enum):
@@ -66,9 +68,13 @@ def preload_aligner(pipeline: Pipeline, options: PipelineOptions, language: str 
     """Load the wav2vec2 model before any audio is read when the language is known: a model
     that `--align wav2vec2` cannot load stops the run here (under auto, whisper is used)."""
     align = options.align
-    if align is None or align.method == "whisper" or (language is None and align.model is None):
+    if align is None or align.method == "whisper":
         return
-    if align.method == "auto" and not wav2vec2_installed():
+    if not wav2vec2_installed():
+        if align.method == "wav2vec2":
+            raise MlxwxError(EXTRA_HINT)
+        return
+    if language is None and align.model is None:
         return
     try:
         pipeline.aligners.get(language, align)
@@ -96,7 +102,7 @@ class Writer:
             return
         try:
             write_result(outcome, self.output_dir / path.stem, self.formats, self.subtitles)
-        except OSError as err:
+        except (OSError, ValueError, AssertionError) as err:
             self.failed += 1
             typer.echo(f"error: cannot write results of {path}: {err}", err=True)
             return
@@ -155,10 +161,10 @@ def build_options(
     vad_onset: float | None,
     vad_offset: float | None,
     chunk_size: float,
-    align: str | None = "auto",
-    segment_resolution: str = "sentence",
+    align: str | None = _ALIGN.method,
+    segment_resolution: str = _ALIGN.segment_resolution,
     align_model: str | None = None,
-    interpolate_method: str = "nearest",
+    interpolate_method: str = _ALIGN.interpolate,
     return_char_alignments: bool = False,
 ) -> PipelineOptions:
     """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one."""
@@ -254,7 +260,7 @@ def run(
             help="Word timestamps: whisper (cross-attention, no torch), wav2vec2 (CTC, the "
             "align extra), or auto (wav2vec2 if its model is on this machine, else whisper)."
         ),
-    ] = "auto",
+    ] = _ALIGN.method or "auto",
     no_align: Annotated[
         bool, typer.Option("--no-align", help="Segments only: no word timestamps.")
     ] = False,
@@ -264,7 +270,7 @@ def run(
     ] = None,
     interpolate_method: Annotated[
         str, typer.Option(help="wav2vec2: words it cannot time: nearest, linear or ignore.")
-    ] = "nearest",
+    ] = _ALIGN.interpolate,
     return_char_alignments: Annotated[
         bool, typer.Option(help="wav2vec2: each segment's characters with times in the JSON.")
     ] = False,
@@ -273,7 +279,7 @@ def run(
         typer.Option(
             help="Aligned segments: sentence (cut at sentence ends) or chunk (as decoded)."
         ),
-    ] = "sentence",
+    ] = _ALIGN.segment_resolution,
     max_line_width: Annotated[
         int | None, typer.Option(help="srt/vtt: characters in a line before it wraps.")
     ] = None,
@@ -315,8 +321,8 @@ def run(
             wm.tokenizer.language_token(language)
         pipeline = Pipeline(wm, options)
         pipeline.vad(options.vad)  # its weights too, before any audio is read
-        english = None if wm.tokenizer.multilingual else "en"
-        preload_aligner(pipeline, options, language or english)
+        english = None if wm.tokenizer.multilingual and task == Task.TRANSCRIBE else "en"
+        preload_aligner(pipeline, options, english or language)
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
     writer = Writer(audio, output_dir, formats, quiet, subtitles)

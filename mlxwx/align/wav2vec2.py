@@ -155,8 +155,8 @@ HUB_FILES = [
     "special_tokens_map.json",
     "vocab.json",
     "model.safetensors",
-    "pytorch_model.bin",
 ]
+LEGACY_WEIGHTS = "pytorch_model.bin"  # fetched only for a repo without model.safetensors
 
 
 def model_folder(name: str, offline: bool) -> Path:
@@ -168,7 +168,10 @@ def model_folder(name: str, offline: bool) -> Path:
     if name.startswith((".", "/", "~")) or Path(name).exists():
         raise ModelError(f"alignment model folder not found: {name}")
     hint = "; pick another with --align-model, or use --align whisper"
-    return hub.download(name, hint, HUB_FILES, local_only=offline)
+    folder = hub.download(name, hint, HUB_FILES, local_only=offline)
+    if (folder / "model.safetensors").exists():
+        return folder
+    return hub.download(name, hint, [*HUB_FILES, LEGACY_WEIGHTS], local_only=offline)
 
 
 def _lower_vocab(vocab: Mapping[str, int]) -> dict[str, int]:

@@ -56,6 +56,18 @@ def _r(t: float) -> float:
     return round(t, 3)
 
 
+def _timed(
+    out: dict[str, Any], start: float | None, end: float | None, score: float | None
+) -> dict[str, Any]:
+    """`out` with the start, end (when both are known) and score of a word or character, as
+    WhisperX writes them."""
+    if start is not None and end is not None:
+        out.update(start=_r(start), end=_r(end))
+    if score is not None:
+        out["score"] = round(score, 3)
+    return out
+
+
 @dataclass(frozen=True)
 class Word:
     word: str
@@ -66,11 +78,7 @@ class Word:
     interpolated: bool = False  # timed from its neighbours: the aligner could not time it
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"word": self.word}
-        if self.start is not None and self.end is not None:
-            out.update(start=_r(self.start), end=_r(self.end))
-        if self.score is not None:
-            out["score"] = round(self.score, 3)
+        out = _timed({"word": self.word}, self.start, self.end, self.score)
         if self.interpolated:
             out["interpolated"] = True
         if self.speaker is not None:
@@ -88,12 +96,7 @@ class CharTime:
     score: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"char": self.char}
-        if self.start is not None and self.end is not None:
-            out.update(start=_r(self.start), end=_r(self.end))
-        if self.score is not None:
-            out["score"] = round(self.score, 3)
-        return out
+        return _timed({"char": self.char}, self.start, self.end, self.score)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import replace
 import mlx.core as mx
 import numpy as np
 
-from ..audio import HOP_LENGTH, TOKENS_PER_SECOND, window_mel
+from ..audio import N_SAMPLES_PER_TOKEN, TOKENS_PER_SECOND, window_mel
 from ..dtw import dtw, median_filter
 from ..models.whisper import split_heads
 from ..types import Result, TokenTimes, Window
@@ -138,7 +138,7 @@ def annotate(
     for k, i in enumerate(rows):
         begin, n = len(prompts[k]) - 1, len(texts[i])
         samples = sum(s.length for s in windows[i].spans)
-        frames = max(1, -(-samples // (2 * HOP_LENGTH)))
+        frames = max(1, -(-samples // N_SAMPLES_PER_TOKEN))
         matrix = window_matrix(scores_np[k], begin, n + 1, frames)
         probs = np.exp(np.array(logprobs[k])[begin : begin + n])
         times = TokenTimes(

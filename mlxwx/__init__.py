@@ -10,11 +10,12 @@ from . import _blas
 _blas.preload()  # before anything imports mlx.core: fast matmuls on Linux CPUs
 _blas.warn_if_slow()
 
-from .align import AlignOptions  # noqa: E402
+from .align import AlignOptions, align  # noqa: E402
 from .asr.decoding import DecodingOptions  # noqa: E402
 from .asr.engine import TranscribeOptions  # noqa: E402
 from .asr.model import WhisperModel  # noqa: E402
 from .device import use_device  # noqa: E402
+from .diarize import DiarizeOptions, assign_speakers, diarize  # noqa: E402
 from .errors import MlxwxError, ModelError  # noqa: E402
 from .pipeline import (  # noqa: E402
     DEFAULT_MODEL,
@@ -25,13 +26,24 @@ from .pipeline import (  # noqa: E402
     transcribe,
 )
 from .pipeline import load_pipeline as load_model  # noqa: E402
-from .types import AudioChunk, Result, Segment, SpanSamples, SpanSeconds, Window, Word  # noqa: E402
+from .rttm import read_turns  # noqa: E402
+from .types import (  # noqa: E402
+    AudioChunk,
+    Result,
+    Segment,
+    SpanSamples,
+    SpanSeconds,
+    Turn,
+    Window,
+    Word,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
     "AlignOptions",
     "AudioChunk",
     "DecodingOptions",
+    "DiarizeOptions",
     "MlxwxError",
     "ModelError",
     "Pipeline",
@@ -41,12 +53,17 @@ __all__ = [
     "SpanSamples",
     "SpanSeconds",
     "TranscribeOptions",
+    "Turn",
     "WhisperModel",
     "Window",
     "Word",
+    "align",
+    "assign_speakers",
     "detect_speech",
+    "diarize",
     "load",
     "load_model",
+    "read_turns",
     "transcribe",
     "use_device",
 ]

@@ -4,11 +4,14 @@ load, because the default dtype follows it (float16 on a GPU, float32 on the CPU
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
 
 from .errors import MlxwxError
 
 DEVICES = ("auto", "cpu", "gpu")
+_chosen = "auto"  # what `use_device` was last asked for
 
 
 class DeviceError(MlxwxError, ValueError):
@@ -29,7 +32,20 @@ def use_device(name: str = "auto") -> mx.Device:
             "this MLX has no GPU backend: run on Apple Silicon (Metal), install mlx[cuda] on "
             "Linux with an NVIDIA GPU, or use --device cpu"
         )
+    global _chosen
+    _chosen = name
     gpu = name == "gpu" or (name == "auto" and gpu_available())
     device = mx.Device(mx.gpu if gpu else mx.cpu)
     mx.set_default_device(device)
     return device
+
+
+def torch_device(torch: Any) -> str:
+    """Where the torch stages (wav2vec2, pyannote) run: the CPU when the run was put on the CPU
+    (`use_device("cpu")`), else cuda when torch has it, else mps when it has it, else cpu."""
+    if _chosen == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"

@@ -37,7 +37,7 @@ from .asr import workers
 from .asr.engine import ProgressHook, SpeechFile, TranscribeOptions, Transcript, transcribe_stream
 from .asr.model import WhisperModel, load_model
 from .audio import read_audio
-from .diarize import DiarizeOptions, diarize
+from .diarize import DiarizeOptions, Diarizers, diarize
 from .errors import MlxwxError
 from .types import SAMPLE_RATE, AudioChunk, Result, SpanSamples
 from .vad.base import Vad
@@ -454,6 +454,7 @@ class Pipeline:
         self.custom_vad = vad
         self._vads: dict[str, Vad] = {}
         self.aligners = Aligners()  # wav2vec2 models, loaded on first use
+        self.diarizers = Diarizers()  # the pyannote pipeline, RTTM files: read on first use
 
     def vad(self, method: str | None) -> Vad | None:
         """The VAD this pipeline runs for `method` (None: no VAD, unless one was given)."""
@@ -469,7 +470,7 @@ class Pipeline:
         """The per-input stages after transcribe."""
         return [
             lambda r, a: align(r, a, options.align, self.aligners, text_language(options)),
-            lambda r, a: diarize(r, a, options.diarize),
+            lambda r, a: diarize(r, a, options.diarize, self.diarizers),
         ]
 
     def run(

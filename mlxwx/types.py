@@ -6,7 +6,8 @@ Stretches of audio are named by their unit: `SpanSamples` (16 kHz samples) or `S
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SAMPLE_RATE = 16000  # Hz: the one rate of every stage (Whisper's, the VADs')
@@ -68,6 +69,25 @@ def _timed(
     return out
 
 
+def _speaker(out: dict[str, Any], speaker: str | None, overlap: bool) -> dict[str, Any]:
+    """`out` with the speaker of a word or segment, and `"overlap": true` in overlapped speech."""
+    if speaker is not None:
+        out["speaker"] = speaker
+    if overlap:
+        out["overlap"] = True
+    return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A speaker's turn: `speaker` talks from `start` to `end` (seconds on the input's
+    timeline). Turns of different speakers may overlap."""
+
+    start: float
+    end: float
+    speaker: str
+
+
 @dataclass(frozen=True)
 class Word:
     word: str
@@ -76,14 +96,13 @@ class Word:
     score: float | None = None
     speaker: str | None = None
     interpolated: bool = False  # timed from its neighbours: the aligner could not time it
+    overlap: bool = False  # spoken (mostly) while two or more speakers talk at once
 
     def to_dict(self) -> dict[str, Any]:
         out = _timed({"word": self.word}, self.start, self.end, self.score)
         if self.interpolated:
             out["interpolated"] = True
-        if self.speaker is not None:
-            out["speaker"] = self.speaker
-        return out
+        return _speaker(out, self.speaker, self.overlap)
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,7 @@ class Segment:
     words: tuple[Word, ...] = ()
     speaker: str | None = None
     chars: tuple[CharTime, ...] = ()  # with --return-char-alignments (wav2vec2)
+    overlap: bool = False  # (mostly) overlapped speech, by the speaker turns
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,10 +146,38 @@ class Segment:
             "compression_ratio": round(self.compression_ratio, 3),
             "temperature": self.temperature,
         }
-        if self.speaker is not None:
-            out["speaker"] = self.speaker
+        _speaker(out, self.speaker, self.overlap)
         if self.chars:
             out["chars"] = [c.to_dict() for c in self.chars]
+        return out
+
+    def with_words(self, words: Sequence[Word]) -> Segment:
+        """This segment holding `words`; its times become theirs (first start, last end) when
+        they have times."""
+        starts = [w.start for w in words if w.start is not None]
+        ends = [w.end for w in words if w.end is not None]
+        if not starts or not ends:
+            return replace(self, words=tuple(words))
+        return replace(self, start=starts[0], end=max(ends[-1], starts[0]), words=tuple(words))
+
+    def cut(self, before: Sequence[int]) -> list[Segment]:
+        """This segment cut before each word index in `before` (ascending, within 1..words-1):
+        each part keeps its stretch of the text (and of `chars`), its words and their times; the
+        decoder's statistics are the segment's. Uncut when a word is not found in the text."""
+        ends, at = [], 0
+        for w in self.words:
+            found = self.text.find(w.word, at)
+            if found < 0:
+                return [self]
+            at = found + len(w.word)
+            ends.append(at)
+        out, text_at, n = [], 0, len(self.words)
+        for a, b in zip([0, *before], [*before, n], strict=True):
+            text_end = ends[b - 1] if b < n else len(self.text)
+            chars = self.chars[text_at:text_end] if self.chars else ()
+            part = replace(self, text=self.text[text_at:text_end], tokens=(), chars=chars)
+            out.append(part.with_words(self.words[a:b]))
+            text_at = text_end
         return out
 
 
@@ -232,6 +280,7 @@ class Result:
     source: str = ""
     word_segments: tuple[Word, ...] = field(default=())
     windows: tuple[Window, ...] = field(default=(), repr=False)
+    speaker_embeddings: dict[str, tuple[float, ...]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_windows(
@@ -248,8 +297,11 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         words = self.word_segments or tuple(w for s in self.segments for w in s.words)
-        return {
+        out: dict[str, Any] = {
             "segments": [s.to_dict() for s in self.segments],
             "word_segments": [w.to_dict() for w in words],
             "language": self.language,
         }
+        if self.speaker_embeddings is not None:
+            out["speaker_embeddings"] = {k: list(v) for k, v in self.speaker_embeddings.items()}
+        return out

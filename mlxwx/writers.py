@@ -77,7 +77,7 @@ def _lines(result: Result, options: SubtitleOptions) -> Iterator[list[tuple[Word
     """Words grouped into cues, each word with the text it adds ("\n" where a line wraps):
     a new line when the next word would pass `max_line_width`, a new cue after
     `max_line_count` lines or a pause of over 3 s; each segment its own cue unless both limits
-    are set (as openai-whisper's `SubtitlesWriter`)."""
+    are set (as openai-whisper's `SubtitlesWriter`); a new cue whenever the speaker changes."""
     width, count = options.max_line_width, options.max_line_count
     keep_segments = width is None or count is None
     cue: list[tuple[Word, str]] = []
@@ -87,7 +87,9 @@ def _lines(result: Result, options: SubtitleOptions) -> Iterator[list[tuple[Word
             assert word.start is not None
             pause = not keep_segments and word.start - last > 3.0
             room = width is None or length + 1 + len(word.word) <= width
-            segment_break = i == 0 and keep_segments and bool(cue)
+            segment_break = bool(cue) and (
+                (i == 0 and keep_segments) or word.speaker != cue[-1][0].speaker
+            )
             text = " " + word.word
             if not (length > 0 and room and not pause and not segment_break):
                 text = word.word
@@ -158,11 +160,17 @@ def to_vtt(result: Result, options: SubtitleOptions | None = None) -> str:
 
 
 def to_tsv(result: Result) -> str:
+    """start and end in ms, and the text (WhisperX's columns); a speaker column before the text
+    when the result has speakers."""
+    speakers = any(s.speaker is not None for s in result.segments)
     rows = (
-        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{_label(s).replace(chr(9), ' ')}\n"
+        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t"
+        + (f"{s.speaker or ''}\t" if speakers else "")
+        + s.text.strip().replace(chr(9), " ")
+        + "\n"
         for s in result.segments
     )
-    return "start\tend\ttext\n" + "".join(rows)
+    return ("start\tend\tspeaker\ttext\n" if speakers else "start\tend\ttext\n") + "".join(rows)
 
 
 def to_aud(result: Result) -> str:

@@ -13,7 +13,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlxwx"
 # stage layer only from its own stage (a stage never imports another stage).
 LAYERS = [
     {"mlxwx.types", "mlxwx.errors", "mlxwx._blas"},
-    {"mlxwx.audio", "mlxwx.ops", "mlxwx.kernels", "mlxwx.device", "mlxwx.writers", "mlxwx.dtw"},
+    {
+        "mlxwx.audio",
+        "mlxwx.ops",
+        "mlxwx.kernels",
+        "mlxwx.device",
+        "mlxwx.writers",
+        "mlxwx.dtw",
+        "mlxwx.rttm",
+    },
     {"mlxwx.models"},
     {"mlxwx.weights"},
     {"mlxwx.asr", "mlxwx.vad", "mlxwx.align", "mlxwx.diarize"},

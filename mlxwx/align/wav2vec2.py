@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import torch_device
 from ..errors import ModelError
 from ..types import SAMPLE_RATE, CharTime, Result, Segment, Word
 from ..weights import hub
@@ -40,7 +41,6 @@ from .ctc import (
     words_from_chars,
 )
 from .words import interpolate as spread_words
-from .words import with_words
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +140,6 @@ def _imports() -> tuple[Any, Any]:
     return torch, transformers
 
 
-def pick_device(torch: Any) -> str:
-    """cuda when available, else mps when available, else cpu."""
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
-
-
 HUB_FILES = [
     "config.json",
     "preprocessor_config.json",
@@ -217,7 +209,7 @@ def load_aligner(
         ) from None
     if getattr(model.config, "add_adapter", False):
         raise ModelError(f"{name!r} has an adapter stack, which the aligner does not support")
-    device = device or pick_device(torch)
+    device = device or torch_device(torch)
     tokenizer = processor.tokenizer
     blank = model.config.pad_token_id
     blank = tokenizer.pad_token_id if blank is None else blank
@@ -351,6 +343,6 @@ def align_result(
         aligner, stretches, interpolate, return_char_alignments, batch_size, result.language
     )
     return [
-        replace(with_words(s, a.words), chars=a.chars or ())
+        replace(s.with_words(a.words), chars=a.chars or ())
         for s, a in zip(result.segments, aligned, strict=True)
     ]

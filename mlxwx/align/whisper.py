@@ -19,7 +19,7 @@ import numpy as np
 
 from ..types import Result, Segment, TokenTimes, Window, Word
 from .pauses import Pause, snap_to_pauses, window_pauses
-from .words import limit_durations, split_sentences, split_words, untimed_words, with_words
+from .words import limit_durations, split_sentences, split_words, untimed_words
 
 
 def units(times: TokenTimes, first: int, count: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -70,7 +70,7 @@ def worded(window: Window, language: str | None, audio: np.ndarray | None = None
             audio, window.spans[0].start, window.spans[-1].end
         )  # fmt: skip
         words = timed_words(window, pauses, language)
-    segments = tuple(with_words(s, w) for s, w in zip(window.segments, words, strict=True))
+    segments = tuple(s.with_words(w) for s, w in zip(window.segments, words, strict=True))
     return replace(window, segments=segments)
 
 
@@ -97,7 +97,7 @@ def align_whisper(
     `sentences`, its segments cut at sentence ends (the window records keep the decoder's).
     `audio`: the input's samples, for word starts snapped onto the ends of pauses."""
     if not result.windows:
-        segments = tuple(with_words(s, untimed_words(s, result.language)) for s in result.segments)
+        segments = tuple(s.with_words(untimed_words(s, result.language)) for s in result.segments)
     else:
         windows = tuple(worded(w, result.language, audio) for w in result.windows)
         result, segments = replace(result, windows=windows), in_decoded_order(result, windows)

@@ -145,35 +145,10 @@ def ends_sentence(word: str) -> bool:
     return stem not in ABBREVIATIONS and not (len(stem) == 1 and stem.isalpha())
 
 
-def _word_ends(text: str, words: Sequence[Word]) -> list[int] | None:
-    """Where each word ends in `text` (found in order), or None if one is not there."""
-    ends, at = [], 0
-    for w in words:
-        found = text.find(w.word, at)
-        if found < 0:
-            return None
-        at = found + len(w.word)
-        ends.append(at)
-    return ends
-
-
 def split_sentences(segment: Segment) -> list[Segment]:
-    """`segment` cut after each word that ends a sentence (an offline rule, no model): each
-    part keeps its stretch of the text (and of `chars`), its words and their times; the
-    decoder's statistics are the segment's."""
-    ends = _word_ends(segment.text, segment.words)
+    """`segment` cut after each word that ends a sentence (an offline rule, no model)."""
     cuts = [i + 1 for i, w in enumerate(segment.words[:-1]) if ends_sentence(w.word)]
-    if not cuts or ends is None:
-        return [segment]
-    out = []
-    text_at = 0
-    for a, b in zip([0, *cuts], [*cuts, len(segment.words)], strict=True):
-        text_end = ends[b - 1] if b < len(segment.words) else len(segment.text)
-        chars = segment.chars[text_at:text_end] if segment.chars else ()
-        part = replace(segment, text=segment.text[text_at:text_end], tokens=(), chars=chars)
-        out.append(with_words(part, segment.words[a:b]))
-        text_at = text_end
-    return out
+    return segment.cut(cuts) if cuts else [segment]
 
 
 def untimed_words(segment: Segment, language: str | None) -> list[Word]:
@@ -181,13 +156,3 @@ def untimed_words(segment: Segment, language: str | None) -> list[Word]:
     text = segment.text.strip()
     parts = list(text.replace(" ", "")) if language in NO_SPACES else text.split()
     return interpolate([Word(p, None, None) for p in parts], segment)
-
-
-def with_words(segment: Segment, words: Sequence[Word]) -> Segment:
-    """`segment` holding `words`; its times become theirs (first start, last end) when they
-    have times."""
-    starts = [w.start for w in words if w.start is not None]
-    ends = [w.end for w in words if w.end is not None]
-    if not starts or not ends:
-        return replace(segment, words=tuple(words))
-    return replace(segment, start=starts[0], end=max(ends[-1], starts[0]), words=tuple(words))

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from mlxwx.errors import MlxwxError
+from mlxwx.rttm import RttmError, read_turns
+from mlxwx.rttm import to_rttm as turns_rttm
+from mlxwx.types import Turn
 from mlxwx.vad.base import SpanSeconds
 from mlxwx.writers import write_atomic
 
-
-class RttmError(MlxwxError, ValueError):
-    """An RTTM file that cannot be read; the message names the file and line."""
+__all__ = ["RttmError", "read_rttm", "speech_support", "to_rttm", "write_rttm"]
 
 
 def speech_support(regions: Iterable[SpanSeconds]) -> list[SpanSeconds]:
@@ -32,20 +32,6 @@ def speech_support(regions: Iterable[SpanSeconds]) -> list[SpanSeconds]:
     return merged
 
 
-def _parse_line(fields: list[str], where: str) -> tuple[str, SpanSeconds]:
-    if len(fields) < 5:
-        raise RttmError(f"{where}: expected 'SPEAKER file channel start duration ...'")
-    try:
-        start, duration = float(fields[3]), float(fields[4])
-    except ValueError:
-        raise RttmError(
-            f"{where}: start/duration are not numbers: {fields[3]!r} {fields[4]!r}"
-        ) from None
-    if start < 0 or duration < 0:
-        raise RttmError(f"{where}: negative start or duration: {start} {duration}")
-    return fields[1], SpanSeconds(start, start + duration)
-
-
 def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpanSeconds]]:
     """Speech regions per file id of an RTTM file.
 
@@ -58,18 +44,9 @@ def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpanSec
     Raises:
         RttmError: a missing file or a malformed SPEAKER line (one line naming file and line).
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise RttmError(f"cannot read RTTM file {path}: {e.strerror or e}") from None
-    turns: dict[str, list[SpanSeconds]] = {}
-    for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields or fields[0].startswith(";;") or fields[0] != "SPEAKER":
-            continue
-        uri, region = _parse_line(fields, f"{path}:{number}")
-        turns.setdefault(uri, []).append(region)
+    turns = {
+        uri: [SpanSeconds(t.start, t.end) for t in found] for uri, found in read_turns(path).items()
+    }
     if merge:
         return {uri: speech_support(regions) for uri, regions in turns.items()}
     return {uri: sorted(regions, key=lambda r: (r.start, r.end)) for uri, regions in turns.items()}
@@ -77,16 +54,9 @@ def read_rttm(path: str | Path, *, merge: bool = True) -> dict[str, list[SpanSec
 
 def to_rttm(regions: Mapping[str, Sequence[SpanSeconds]], label: str = "speech") -> str:
     """RTTM text: one SPEAKER line per region, times rounded to the millisecond."""
-    lines, na = [], "<NA>"
-    for uri, items in regions.items():
-        if not uri or any(c.isspace() for c in uri):
-            raise ValueError(f"RTTM file id must be non-empty without whitespace: {uri!r}")
-        for r in items:
-            start, duration = round(r.start, 3), round(r.end - r.start, 3)
-            lines.append(
-                f"SPEAKER {uri} 1 {start:.3f} {duration:.3f} {na} {na} {label} {na} {na}\n"
-            )
-    return "".join(lines)
+    return turns_rttm(
+        {uri: [Turn(r.start, r.end, label) for r in rs] for uri, rs in regions.items()}
+    )
 
 
 def write_rttm(

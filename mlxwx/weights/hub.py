@@ -38,12 +38,17 @@ def _looks_like_repo(name: str) -> bool:
 
 
 def download(
-    repo_id: str, hint: str = "", patterns: list[str] = MODEL_FILES, local_only: bool = False
+    repo_id: str,
+    hint: str = "",
+    patterns: list[str] | None = MODEL_FILES,
+    local_only: bool = False,
+    token: str | None = None,
 ) -> Path:
-    """Local snapshot of a model repo (its files matching `patterns`): the cache first, then
-    the hub unless `local_only`."""
+    """Local snapshot of a model repo (its files matching `patterns`; None: all of them): the
+    cache first, then the hub unless `local_only`. `token`: for a gated repo not yet cached
+    (None: huggingface_hub's own, e.g. `HF_TOKEN`)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     if not _looks_like_repo(repo_id):
         known = ", ".join(REPOS)
@@ -58,7 +63,13 @@ def download(
             raise ModelError(f"{repo_id!r} is not in the Hugging Face cache{hint}") from None
     logger.info("downloading %s from the Hugging Face Hub", repo_id)
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, token=token))
+    except GatedRepoError:
+        raise ModelError(
+            f"{repo_id!r} is gated: accept its conditions once at https://hf.co/{repo_id} "
+            "with your account, then pass --hf-token or set HF_TOKEN (a read token from "
+            "https://hf.co/settings/tokens)"
+        ) from None
     except RepositoryNotFoundError:
         raise ModelError(f"model repo {repo_id!r} not found on the Hugging Face Hub") from None
     except Exception as err:

@@ -31,7 +31,8 @@ def timestamp(seconds: float, decimal: str = ".", always_hours: bool = False) ->
     return f"{head}{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
-def _label(segment: Segment) -> str:
+def label(segment: Segment) -> str:
+    """A segment's text on one line, after its speaker's label when it has one."""
     text = segment.text.strip().replace("-->", "->")
     return f"[{segment.speaker}]: {text}" if segment.speaker else text
 
@@ -41,7 +42,7 @@ def to_json(result: Result) -> str:
 
 
 def to_txt(result: Result) -> str:
-    return "".join(f"{_label(s)}\n" for s in result.segments)
+    return "".join(f"{label(s)}\n" for s in result.segments)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def cues(result: Result, options: SubtitleOptions | None = None) -> list[Cue]:
         for s in result.segments
     )  # words left untimed (--interpolate-method ignore): one cue per segment
     if not worded or (options.max_line_width is None and not options.highlight_words):
-        return [Cue(s.start, s.end, _label(s)) for s in result.segments]
+        return [Cue(s.start, s.end, label(s)) for s in result.segments]
     out = []
     for group in _lines(result, options):
         start, end = group[0][0].start, group[-1][0].end
@@ -176,7 +177,7 @@ def to_tsv(result: Result) -> str:
 def to_aud(result: Result) -> str:
     """Audacity labels: start, end and text separated by tabs (tabs in the text become spaces)."""
     rows = (
-        f"{s.start:.3f}\t{s.end:.3f}\t{_label(s).replace(chr(9), ' ')}\n" for s in result.segments
+        f"{s.start:.3f}\t{s.end:.3f}\t{label(s).replace(chr(9), ' ')}\n" for s in result.segments
     )
     return "".join(rows)
 

@@ -209,7 +209,7 @@ def test_word_starts_on_exact_and_on_real_speech(request, model, exact, real):
 
 
 def test_segments_are_cut_at_sentence_ends_not_at_abbreviations():
-    text = "Hello, Mr. Smith. How are you? I met J. Doe (at 3.5 p.m.) today! Bye"
+    text = "Hello, Mr. Smith. How are you? I met J. Doe (at 3.5 p.m.) today! Neither did I. Bye"
     words = tuple(Word(w, float(i), i + 0.5) for i, w in enumerate(text.split()))
     segment = Segment(0.0, 20.0, " " + text, words=words, avg_logprob=-0.2)
     parts = split_sentences(segment)
@@ -217,9 +217,12 @@ def test_segments_are_cut_at_sentence_ends_not_at_abbreviations():
         " Hello, Mr. Smith.",
         " How are you?",
         " I met J. Doe (at 3.5 p.m.) today!",
+        " Neither did I.",
         " Bye",
     ]
-    assert [(p.start, p.end) for p in parts] == [(0.0, 2.5), (3.0, 5.5), (6.0, 13.5), (14.0, 14.5)]
+    assert [(p.start, p.end) for p in parts] == [
+        (0.0, 2.5), (3.0, 5.5), (6.0, 13.5), (14.0, 16.5), (17.0, 17.5)
+    ]  # fmt: skip
     assert all(p.avg_logprob == -0.2 for p in parts)
     assert split_sentences(replace(segment, words=words[:3])) == [replace(segment, words=words[:3])]
 

@@ -46,6 +46,20 @@ def test_largest_overlap_wins_and_a_segment_is_cut_where_the_speaker_changes():
     assert [w.speaker for s in out.segments for w in s.words] == [A, B, B]
 
 
+def test_a_lone_word_at_a_segment_edge_near_the_rest_s_turn_joins_it():
+    """The first word of a turn that starts a little before its turn, the last word of one
+    that ends a little after it (within 0.5 s): they join the rest of their segment."""
+    turns = [Turn(0, 2.0, A), Turn(2.1, 4, B), Turn(4.1, 6, A)]
+    r = result(segment(("And", 1.7, 2.0), ("I'm", 2.2, 2.5), ("here", 2.6, 3.9), ("now", 4.0, 4.4)))
+    out = assign_speakers(r, turns)
+    assert speakers(out) == [B, B, B, B]
+    assert [s.text for s in out.segments] == [" And I'm here now"]
+    far = result(segment(("And", 1.0, 1.5), ("I'm", 2.2, 2.5), ("here", 2.6, 3.0)))
+    assert speakers(assign_speakers(far, turns)) == [A, B, B]  # 0.6 s from B's turn: a real change
+    two = result(segment(("Oh", 1.5, 1.7), ("no", 1.8, 2.0), ("I'm", 2.2, 2.5), ("here", 2.6, 3)))
+    assert speakers(assign_speakers(two, turns)) == [A, A, B, B]  # two words: a real change
+
+
 def test_a_tie_goes_to_the_speaker_who_talks_first():
     word = segment(("tie", 1.5, 2.5))
     assert speakers(assign_speakers(result(word), [Turn(0, 2, A), Turn(2, 4, B)])) == [A]

@@ -142,7 +142,8 @@ def ends_sentence(word: str) -> bool:
     if bare[-1] != ".":
         return True
     stem = bare.rstrip(".").lower()
-    return stem not in ABBREVIATIONS and not (len(stem) == 1 and stem.isalpha())
+    initial = len(stem) == 1 and stem.isalpha() and bare[:-1] != "I"  # "... did I." ends one
+    return stem not in ABBREVIATIONS and not initial
 
 
 def split_sentences(segment: Segment) -> list[Segment]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,12 +20,13 @@ from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
 from ..asr.model import load_model
 from ..device import use_device
+from ..diarize import DEFAULT_PIPELINE, DiarizeOptions
 from ..errors import MlxwxError
 from ..pipeline import DEFAULT_MODEL, DEFAULT_VAD, Pipeline, PipelineOptions
 from ..types import SAMPLE_RATE, Result
 from ..vad.methods import transcribe_options
 from ..vad.regions import VadOptions
-from ..writers import FORMATS, SubtitleOptions, timestamp, write_result
+from ..writers import FORMATS, SubtitleOptions, label, timestamp, write_result
 from .common import DeviceOption, Quiet, Verbose, fail, setup_logging, show_progress, vad_options
 
 _RUN = TranscribeOptions()  # the defaults the CLI shares with the library
@@ -83,6 +84,43 @@ def preload_aligner(pipeline: Pipeline, options: PipelineOptions, language: str 
             raise
 
 
+def diarize_options(
+    diarize: bool,
+    rttm: Path | None,
+    model: str,
+    token: str | None,
+    speakers: tuple[int | None, int | None, int | None],
+    fill_nearest: bool,
+    embeddings: bool,
+) -> DiarizeOptions | None:
+    """The diarize stage's options from `run`'s (None: no diarization)."""
+    if rttm is None and not diarize:
+        flags = [f for f, v in (("--num-speakers", speakers[0]), ("--min-speakers", speakers[1]),
+                 ("--max-speakers", speakers[2])) if v is not None]  # fmt: skip
+        flags += ["--speaker-embeddings"] if embeddings else []
+        flags += ["--fill-nearest"] if fill_nearest else []
+        if flags:
+            raise ValueError(f"{', '.join(flags)} need --diarize (or --diarization-rttm)")
+        return None
+    method = "rttm" if rttm is not None else "pyannote"
+    num, low, high = speakers
+    return DiarizeOptions(method, model, token, num, low, high, rttm, fill_nearest, embeddings)
+
+
+def check_diarizer(pipeline: Pipeline, options: PipelineOptions) -> tuple[PipelineOptions, str]:
+    """Load the diarizer before any audio: an RTTM that cannot be read stops the run (raises);
+    a pyannote pipeline that cannot be loaded is said once, and the run goes on without
+    speakers (the options returned, and the reason)."""
+    try:
+        pipeline.diarizers.check(options.diarize)
+    except MlxwxError as err:
+        if options.diarize is not None and options.diarize.method == "rttm":
+            raise
+        typer.echo(f"error: {err}; transcripts are written without speakers", err=True)
+        return replace(options, diarize=None), str(err)
+    return options, ""
+
+
 @dataclass
 class Writer:
     """The run's sink: writes each finished file's outputs, prints its segments, counts."""
@@ -108,7 +146,7 @@ class Writer:
             return
         if not self.quiet:
             for s in outcome.segments:
-                typer.echo(f"[{timestamp(s.start)} --> {timestamp(s.end)}] {s.text.strip()}")
+                typer.echo(f"[{timestamp(s.start)} --> {timestamp(s.end)}] {label(s)}")
 
 
 @contextmanager
@@ -289,6 +327,31 @@ def run(
     highlight_words: Annotated[
         bool, typer.Option(help="srt/vtt: underline each word as it is spoken.")
     ] = False,
+    diarize: Annotated[
+        bool, typer.Option("--diarize", help="Speaker labels (pyannote; the diarize extra).")
+    ] = False,
+    diarize_model: Annotated[
+        str, typer.Option(help="pyannote pipeline: Hugging Face repo id or local folder.")
+    ] = DEFAULT_PIPELINE,
+    hf_token: Annotated[
+        str | None,
+        typer.Option(help="Hugging Face token for a gated model not yet cached (or HF_TOKEN)."),
+    ] = None,
+    num_speakers: Annotated[
+        int | None, typer.Option(min=1, help="Exact number of speakers, if known.")
+    ] = None,
+    min_speakers: Annotated[int | None, typer.Option(min=1, help="At least this many.")] = None,
+    max_speakers: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+    diarization_rttm: Annotated[
+        Path | None,
+        typer.Option(help="Speaker turns from this RTTM file instead of a model."),
+    ] = None,
+    fill_nearest: Annotated[
+        bool, typer.Option(help="Words outside every turn take the nearest turn's speaker.")
+    ] = False,
+    speaker_embeddings: Annotated[
+        bool, typer.Option(help="Each speaker's embedding in the JSON (pyannote).")
+    ] = False,
     device: DeviceOption = "auto",
     workers: Annotated[
         int | None,
@@ -315,6 +378,11 @@ def run(
             align_model=align_model, interpolate_method=interpolate_method,
             return_char_alignments=return_char_alignments,
         )  # fmt: skip
+        speakers = diarize_options(
+            diarize, diarization_rttm, diarize_model, hf_token,
+            (num_speakers, min_speakers, max_speakers), fill_nearest, speaker_embeddings,
+        )  # fmt: skip
+        options = replace(options, diarize=speakers)
         subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
         wm = load_model(model)
         if language is not None and wm.tokenizer.multilingual:
@@ -323,10 +391,13 @@ def run(
         pipeline.vad(options.vad)  # its weights too, before any audio is read
         english = None if wm.tokenizer.multilingual and task == Task.TRANSCRIBE else "en"
         preload_aligner(pipeline, options, english or language)
+        options, no_speakers = check_diarizer(pipeline, options)
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
     writer = Writer(audio, output_dir, formats, quiet, subtitles)
     with progress_bar(quiet, len(audio)) as hook:
-        pipeline.run(audio, writer, progress=hook)
+        pipeline.run(audio, writer, options, progress=hook)
     if writer.failed:
         raise fail(f"{writer.failed} of {len(audio)} files failed", code=1)
+    if no_speakers:
+        raise fail(f"written without speakers: {no_speakers}", code=1)

@@ -7,6 +7,10 @@ Rules (WhisperX's, with its gaps filled):
   nearest turn. A word without times gets the speaker of the word before it (else after it).
 - A word is marked `overlap` when at least half of it lies where two or more speakers talk at once;
   it keeps its dominant speaker.
+- A lone word that opens or closes a segment on another speaker than the rest of the segment,
+  when the rest's speaker has a turn within 0.5 s of it, takes the rest's speaker: at a turn
+  change the word times and the turn edges are each off by a few hundred ms, so the first or last
+  word of a turn tends to land on the neighbouring turn (a complaint of WhisperX users).
 - A segment whose words change speaker is cut before the first word of each new speaker, where
   that word's times come from the aligner (an interpolated word's times are a guess: no cut
   there). Each part's speaker is the one holding most of its words' time; a segment without
@@ -29,6 +33,7 @@ from ..types import Result, Segment, Turn, Word
 POINT = 0.0005  # seconds each side of a word of no duration
 TIE = 1e-9  # seconds of overlap told apart (sums of turn lengths differ in the last bits)
 OVERLAP_SHARE = 0.5  # a word this much in overlapped speech is marked `overlap`
+EDGE = 0.5  # seconds: a lone word at a segment's edge this near its neighbour's turn joins it
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,37 @@ def _word_speakers(
     return out
 
 
+def _runs(words: Sequence[Word]) -> list[tuple[int, int, str]]:
+    """Runs of one speaker in `words`: (first, end, speaker); words without one join the run."""
+    runs: list[tuple[int, int, str]] = []
+    for i, w in enumerate(words):
+        if w.speaker is None:
+            continue
+        if runs and runs[-1][2] == w.speaker:
+            runs[-1] = (runs[-1][0], i + 1, w.speaker)
+        else:
+            runs.append((runs[-1][1] if runs else 0, i + 1, w.speaker))
+    return runs
+
+
+def _edges(words: list[Word], index: SpeakerIndex) -> list[Word]:
+    """A lone word opening or closing a segment on another speaker than its neighbour takes the
+    neighbour's speaker when that speaker's turns come within `EDGE` seconds of it."""
+    runs = _runs(words)
+    if len(runs) < 2:
+        return words
+    for (a, b, _), (_, _, other) in ((runs[0], runs[1]), (runs[-1], runs[-2])):
+        lone = [i for i in range(a, b) if words[i].speaker is not None]
+        w = words[lone[0]] if len(lone) == 1 else None
+        if w is None or w.start is None or w.end is None:
+            continue
+        turns = index.speakers[index.labels.index(other)]
+        gap = turns.distance(np.array([w.start]), np.array([w.end]))[0]
+        if gap <= EDGE:
+            words[lone[0]] = replace(w, speaker=other)
+    return words
+
+
 def _cuts(words: Sequence[Word]) -> list[int]:
     """Indices of the words before which `words` change speaker, where word times support it."""
     cuts, current = [], None
@@ -205,10 +241,13 @@ def assign_speakers(
     at = 0
     for segment in result.segments:
         mine, at = labelled[at : at + len(segment.words)], at + len(segment.words)
-        worded = [
-            replace(w, speaker=sp, overlap=o)
-            for w, (sp, o) in zip(segment.words, mine, strict=True)
-        ]
+        worded = _edges(
+            [
+                replace(w, speaker=sp, overlap=o)
+                for w, (sp, o) in zip(segment.words, mine, strict=True)
+            ],
+            index,
+        )
         cuts = _cuts(worded)
         parts += (
             segment.with_words(worded).cut(cuts)

@@ -53,7 +53,10 @@ def installed() -> bool:
     """Whether the `diarize` extra (torch and pyannote.audio) is importable."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "pyannote"))
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "pyannote.audio"))
+    except (ImportError, ValueError):  # a parent package that cannot be imported
+        return False
 
 
 def pipeline_folder(name: str, token: str | None, offline: bool) -> Path:
@@ -123,11 +126,13 @@ def load_diarizer(
     (None: cuda, mps or cpu, as the run). The hub is not asked with `local_files_only` or
     `HF_HUB_OFFLINE=1`. Raises a one-line ModelError for a pipeline that cannot be loaded, a
     gated one without a token, or a missing `diarize` extra."""
-    torch, pipeline_class = _imports()
+    if not installed():
+        raise ModelError(EXTRA_HINT)
     from huggingface_hub import constants
 
     offline = local_files_only or bool(constants.HF_HUB_OFFLINE)
     folder = pipeline_folder(name, token, offline)
+    torch, pipeline_class = _imports()
     try:
         pipeline = pipeline_class.from_pretrained(folder, token=token)
     except Exception as err:  # pyannote raises many kinds for a bad folder

@@ -10,12 +10,13 @@ from . import _blas
 _blas.preload()  # before anything imports mlx.core: fast matmuls on Linux CPUs
 _blas.warn_if_slow()
 
-from .align import AlignOptions, align  # noqa: E402
+from . import align, diarize  # noqa: E402  (callable: each runs its stage)
+from .align import AlignOptions  # noqa: E402
 from .asr.decoding import DecodingOptions  # noqa: E402
 from .asr.engine import TranscribeOptions  # noqa: E402
 from .asr.model import WhisperModel  # noqa: E402
 from .device import use_device  # noqa: E402
-from .diarize import DiarizeOptions, assign_speakers, diarize  # noqa: E402
+from .diarize import DiarizeOptions, assign_speakers  # noqa: E402
 from .errors import MlxwxError, ModelError  # noqa: E402
 from .pipeline import (  # noqa: E402
     DEFAULT_MODEL,

@@ -37,9 +37,9 @@ pipeline:
     embedding: $model/embedding
     plda: $model/plda
     clustering: {clustering}
-    embedding_batch_size: 8
+    embedding_batch_size: 32
     embedding_exclude_overlap: true
-    segmentation_batch_size: 8
+    segmentation_batch_size: 32
 params:
   segmentation:
     threshold: 0.5

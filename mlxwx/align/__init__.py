@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._callable import make_callable
 from ..errors import MlxwxError
 from ..types import Result
 from .ctc import INTERPOLATIONS
@@ -170,3 +171,6 @@ def align_ctc(aligner: Aligner, result: Result, audio: np.ndarray, options: Alig
         segments = [p for s in segments for p in split_sentences(s)]
     words = tuple(w for s in segments for w in s.words)
     return replace(result, segments=tuple(segments), word_segments=words)
+
+
+make_callable(__name__, align)  # mlxwx.align(result, audio, options) runs the stage

@@ -107,18 +107,18 @@ def diarize_options(
     return DiarizeOptions(method, model, token, num, low, high, rttm, fill_nearest, embeddings)
 
 
-def check_diarizer(pipeline: Pipeline, options: PipelineOptions) -> tuple[PipelineOptions, str]:
+def check_diarizer(pipeline: Pipeline, options: PipelineOptions) -> tuple[PipelineOptions, bool]:
     """Load the diarizer before any audio: an RTTM that cannot be read stops the run (raises);
     a pyannote pipeline that cannot be loaded is said once, and the run goes on without
-    speakers (the options returned, and the reason)."""
+    speakers (the options returned, and whether speakers were lost)."""
     try:
         pipeline.diarizers.check(options.diarize)
     except MlxwxError as err:
         if options.diarize is not None and options.diarize.method == "rttm":
             raise
         typer.echo(f"error: {err}; transcripts are written without speakers", err=True)
-        return replace(options, diarize=None), str(err)
-    return options, ""
+        return replace(options, diarize=None), True
+    return options, False
 
 
 @dataclass
@@ -400,4 +400,4 @@ def run(
     if writer.failed:
         raise fail(f"{writer.failed} of {len(audio)} files failed", code=1)
     if no_speakers:
-        raise fail(f"written without speakers: {no_speakers}", code=1)
+        raise fail(f"{len(audio) - writer.failed} files written without speakers", code=1)

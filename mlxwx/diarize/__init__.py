@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._callable import make_callable
 from ..errors import MlxwxError
 from ..rttm import read_turns
 from ..types import Result, Turn
@@ -184,3 +185,6 @@ def diarize(
         return result
     embeddings = speakers.embeddings if options.embeddings else None
     return assign_speakers(result, speakers.turns, options.fill_nearest, embeddings)
+
+
+make_callable(__name__, diarize)  # mlxwx.diarize(result, audio, options) runs the stage

@@ -17,6 +17,7 @@ import numpy as np
 from ..models.whisper import KVCache, TextDecoder
 from ..ops import logsumexp
 from .beam import BeamSearch, _rank
+from .guards import loop_at_end
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
 from .model import WhisperModel
 from .step import decoder_step
@@ -42,6 +43,9 @@ class DecodingOptions:
         patience: beam search keeps going until beam_size * patience candidates have ended.
         length_penalty: None ranks by log-prob per token, else the Google NMT penalty alpha.
         best_of: samples drawn per window at temperature > 0; the best is kept (5).
+        stop_loops: end a row as soon as its text loops (`mlxwx.asr.guards`), and a row at its
+            window's token limit (`decode_features(limits=...)`); the result is `looped`.
+            False: rows run to the end of text or to `sample_len` (openai-whisper).
         compiled_step: run each one-token decoder step as one `mx.compile`d function over the
             whole 448-slot cache (traced once per batch shape) instead of building it op by op.
             Off by default: slower than the eager step for large models, which attend over
@@ -59,6 +63,7 @@ class DecodingOptions:
     patience: float = 1.0
     length_penalty: float | None = None
     best_of: int = 5
+    stop_loops: bool = True
     compiled_step: bool = False
 
     def __post_init__(self) -> None:
@@ -90,6 +95,7 @@ class DecodingResult:
     temperature: float
     compression_ratio: float = field(default=0.0)
     units: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    looped: bool = False  # stopped in a loop or at its token limit (`stop_loops`): a failure
 
 
 def compression_ratio(text: str) -> float:
@@ -149,12 +155,14 @@ def decode_features(
     options: DecodingOptions,
     languages: list[str | None] | None = None,
     contexts: list[list[int]] | None = None,
+    limits: list[int] | None = None,
 ) -> list[DecodingResult]:
     """Decode encoded windows `audio` (B, n_audio_ctx, D).
 
     languages: per window (default `options.language`; None on a multilingual model means
     English: detect languages first, `detect_language`); contexts: per window, text tokens of
-    the previous window or an initial prompt, placed after <|startofprev|>.
+    the previous window or an initial prompt, placed after <|startofprev|>; limits: per window,
+    the most tokens decoded with `options.stop_loops` (default: no limit but `sample_len`).
     """
     tok, batch = wm.tokenizer, audio.shape[0]
     if not tok.multilingual:
@@ -168,8 +176,13 @@ def decode_features(
     ]
     repeat = options.beam_size if options.temperature == 0 else options.best_of
     prompts = [p for p in prompts for _ in range(repeat)]
-    decoded = _decode_rows(wm, audio, prompts, sot_len, options, batch)
-    return [_result(wm, *d, lang, options) for d, lang in zip(decoded, languages, strict=True)]
+    limits = limits if limits is not None and options.stop_loops else [1 << 30] * batch
+    row_limits = mx.array([n for n in limits for _ in range(repeat)], dtype=mx.int32)
+    decoded = _decode_rows(wm, audio, prompts, sot_len, options, batch, row_limits)
+    return [
+        _result(wm, *d, lang, options, limit)
+        for d, lang, limit in zip(decoded, languages, limits, strict=True)
+    ]
 
 
 def context_prompt(wm: WhisperModel, context: list[int]) -> list[int]:
@@ -204,11 +217,12 @@ def _decode_rows(
     sot_len: int,
     options: DecodingOptions,
     batch: int,
+    limit: mx.array | None = None,
 ) -> list[tuple[list[int], float, int, float]]:
     """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows.
 
     audio: one encoded window per `batch` entry; its rows (beams, samples) share its
-    cross-attention keys and values."""
+    cross-attention keys and values. limit: each row's most tokens (`stop_loops`)."""
     model, tok = wm.model, wm.tokenizer
     prompt, pad = left_pad(prompts, tok.eot)
     n_rows, width = prompt.shape
@@ -219,7 +233,7 @@ def _decode_rows(
     mask = attention_mask(pad, 0, width) if padded else None
     logits = model.decoder(prompt, cross_kv, cache, 0, positions, mask).astype(mx.float32)
     no_speech = mx.softmax(logits[:, width - sot_len], axis=-1)[:, tok.no_speech]
-    state = DecodeState.start(n_rows)
+    state = DecodeState.start(n_rows, limit)
     search: BeamSearch | _Rows
     if options.temperature == 0 and options.beam_size > 1:
         search = BeamSearch(batch, options.beam_size, options.patience, tok.eot)
@@ -319,6 +333,8 @@ def _loop(
             break
         pending = done
         if step % COMPACT_EVERY == COMPACT_EVERY - 1:
+            if options.stop_loops:
+                state.guard()
             keep = search.compact(state)
             if keep is not None:
                 state.take(keep)
@@ -396,8 +412,11 @@ def _result(
     no_speech: float,
     language: str | None,
     options: DecodingOptions,
+    limit: int,
 ) -> DecodingResult:
     units = tuple(wm.tokenizer.units(tokens))
+    eot = wm.tokenizer.eot
+    looped = options.stop_loops and (length >= limit or loop_at_end(tokens, eot))
     text = "".join(text for text, _ in units)
     return DecodingResult(
         tokens=tokens,
@@ -408,4 +427,5 @@ def _result(
         temperature=options.temperature,
         compression_ratio=compression_ratio(text),
         units=units,
+        looped=looped,
     )

@@ -36,6 +36,10 @@ from .timing import annotate
 
 logger = logging.getLogger(__name__)
 SILENCE_DBFS = -60.0  # a window whose loudest 20 ms frame is below this holds no speech
+# Loop guard: a sampled attempt decodes at most this many tokens a second of audio, plus the
+# margin (timestamps included; fast read speech is ~4 text tokens and ~0.5 segments a second).
+SAMPLE_TOKENS_PER_SECOND = 8
+SAMPLE_TOKENS_MARGIN = 24
 
 ProgressHook = Callable[..., None]
 
@@ -61,6 +65,12 @@ class TranscribeOptions:
             (`mlxwx.asr.workers`); None: one per core, at most two. Ignored on a GPU.
         token_times: time each window's text tokens by Whisper's cross-attention while its
             encoder features are at hand (`mlxwx.asr.timing`; `--align whisper` needs them).
+        loop_guard: a bounded fallback ladder: a row whose text loops ends at once and its
+            window fails (`mlxwx.asr.guards`); samples at temperatures above 0 end after
+            SAMPLE_TOKENS_PER_SECOND tokens a second of the window's audio (plus
+            SAMPLE_TOKENS_MARGIN); a window that fails every rung keeps its attempt with the
+            best average log-probability (the temperature-0 one when it is best). False:
+            openai-whisper's ladder (every attempt free to run to 224 tokens, the last kept).
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -74,6 +84,7 @@ class TranscribeOptions:
     hotwords: str | None = None
     workers: int | None = None
     token_times: bool = False
+    loop_guard: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -120,31 +131,46 @@ def is_quiet(audio: mx.array, start: int, end: int) -> bool:
     return bool(np.asarray(mx.max(power)) < 10 ** (SILENCE_DBFS / 10))
 
 
+def sample_limit(seconds: float) -> int:
+    """The most tokens a sampled attempt at a window of `seconds` of audio may decode."""
+    return int(SAMPLE_TOKENS_PER_SECOND * seconds) + SAMPLE_TOKENS_MARGIN
+
+
 def decode_with_fallback(
     wm: WhisperModel,
     audio: mx.array,
     options: TranscribeOptions,
     languages: list[str | None],
     contexts: list[list[int]],
+    seconds: list[float] | None = None,
 ) -> list[DecodingResult]:
-    """Decode every window; re-decode only the failing ones, together, at the next temperature."""
+    """Decode every window; re-decode only the failing ones, together, at the next temperature.
+    seconds: each window's audio (for the loop guard's length limit of samples)."""
     results: list[DecodingResult] = []
+    best: list[DecodingResult] = []
     todo = list(range(audio.shape[0]))
-    thresholds = options.thresholds
+    thresholds, guard = options.thresholds, options.loop_guard
     for temperature in options.temperatures:
-        opts = replace(options.decoding, temperature=temperature)
+        opts = replace(options.decoding, temperature=temperature, stop_loops=guard)
         rows = audio if len(todo) == audio.shape[0] else audio[mx.array(todo)]
+        limits = None
+        if guard and temperature > 0 and seconds is not None:
+            limits = [sample_limit(seconds[i]) for i in todo]
         found = decode_features(
-            wm, rows, opts, [languages[i] for i in todo], [contexts[i] for i in todo]
+            wm, rows, opts, [languages[i] for i in todo], [contexts[i] for i in todo], limits
         )
         if not results:
-            results = found
+            results, best = list(found), list(found)
         else:
             for i, r in zip(todo, found, strict=True):
                 results[i] = r
+                best[i] = r if r.avg_logprob > best[i].avg_logprob else best[i]
         todo = [i for i in todo if thresholds.needs_fallback(results[i])]
         if not todo:
             break
+    if guard:
+        for i in todo:  # failed every rung: the likeliest attempt
+            results[i] = best[i]
     return results
 
 
@@ -280,7 +306,8 @@ class Engine:
             features = encode(wm, mx.stack(mels))
             languages = self._languages(features, lanes)
             contexts = prompt_contexts(wm, lanes, options)
-            results = decode_with_fallback(wm, features, options, languages, contexts)
+            seconds = [min(N_SAMPLES, ln.chunk.length - ln.pos) / SAMPLE_RATE for ln in lanes]
+            results = decode_with_fallback(wm, features, options, languages, contexts, seconds)
             thresholds, ts_begin = options.thresholds, wm.tokenizer.timestamp_begin
             built = [
                 build_window(r, ln.chunk, ln.pos, ts_begin, thresholds)

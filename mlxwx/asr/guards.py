@@ -1,4 +1,12 @@
-"""Repetition guard: Whisper's failure mode on noise and music is a phrase looping on and on.
+"""Repetition guards: Whisper's failure mode on noise, music and some speech (digit strings) is
+a phrase looping on and on.
+
+While decoding (`looping_rows`, array ops over the batch): a row whose last LOOP_SPAN text tokens
+repeat a phrase of at most LOOP_PERIOD tokens (the span equals itself shifted by the phrase's
+length) is stopped at once, instead of running to the 224-token limit; its window counts as
+failed and goes down the temperature ladder (`loop_at_end` finds the same loop in a result).
+
+After decoding, in the text:
 
 A phrase repeated more than `keep` times in a row is cut back to `keep` repeats, within a segment
 and across consecutive segments. In a window whose text still fails the compression-ratio check
@@ -16,12 +24,43 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import mlx.core as mx
+import numpy as np
+
 MAX_PHRASE = 8  # longest phrase (in words) checked for loops
+LOOP_PERIOD = 16  # longest phrase (tokens) stopped while decoding
+LOOP_SPAN = 48  # text tokens of repeats that stop a row (a phrase of 16 tokens: 4 times in a row)
+LOOP_HISTORY = LOOP_SPAN + LOOP_PERIOD  # text tokens each row keeps while decoding
 LOOP_WORDS = 3  # shortest phrase cut back in windows that pass the quality checks
 
 T = TypeVar("T")
 Unit = tuple[str, tuple[int, ...]]  # text and the tokens it decodes from
 Word = tuple[Unit, ...]
+
+
+def fresh_history(rows: int) -> mx.array:
+    """(rows, LOOP_HISTORY) history before any token: distinct negative values, never periodic."""
+    return mx.broadcast_to(-1 - mx.arange(LOOP_HISTORY, dtype=mx.int32)[None], (rows, LOOP_HISTORY))
+
+
+def looping_rows(history: mx.array) -> mx.array:
+    """(rows,) bool: the rows whose last LOOP_SPAN text tokens (of `history`, (rows,
+    LOOP_HISTORY), oldest first) repeat a phrase of 1..LOOP_PERIOD tokens."""
+    tail = history[:, -LOOP_SPAN:]
+    found = mx.zeros((history.shape[0],), mx.bool_)
+    for n in range(1, LOOP_PERIOD + 1):
+        found = found | mx.all(tail == history[:, -LOOP_SPAN - n : -n], axis=1)
+    return found
+
+
+def loop_at_end(tokens: Sequence[int], eot: int) -> bool:
+    """Whether a window's text tokens (those below `eot`) end in a loop `looping_rows` stops."""
+    text = np.array([t for t in tokens if t < eot][-LOOP_HISTORY:], np.int64)
+    history = np.concatenate([-1 - np.arange(LOOP_HISTORY - len(text)), text])
+    tail = history[-LOOP_SPAN:]
+    return any(
+        np.array_equal(tail, history[-LOOP_SPAN - n : -n]) for n in range(1, LOOP_PERIOD + 1)
+    )
 
 
 def _norm(word: str) -> str:

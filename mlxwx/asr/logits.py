@@ -15,6 +15,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..ops import logsumexp
+from .guards import fresh_history, looping_rows
 
 if TYPE_CHECKING:
     from .decoding import DecodingOptions
@@ -47,6 +48,9 @@ class LogitFilters:
             last_initial = self.ts_begin + round(options.max_initial_timestamp / TIME_PRECISION)
             begin[last_initial + 1 :] = -np.inf  # ...no later than max_initial_timestamp
         self.first = mx.array(static + begin)  # the masks of the first step
+        end_only = np.full(vocab, -np.inf, np.float32)
+        end_only[self.eot] = 0.0
+        self.end_only = mx.array(end_only)  # a row told to stop can only end
         self.ids = mx.array(ids)
 
     def __call__(self, logits: mx.array, step: int, state: DecodeState) -> mx.array:
@@ -54,8 +58,10 @@ class LogitFilters:
         if step == 0:
             return logits + self.first
         if self.options.without_timestamps:
-            return logits + self.static
-        return self.timestamp_rules(logits, state)
+            out = logits + self.static
+        else:
+            out = self.timestamp_rules(logits, state)
+        return mx.where(state.stop[:, None], self.end_only, out) if self.options.stop_loops else out
 
     def timestamp_rules(self, logits: mx.array, state: DecodeState) -> mx.array:
         """Whisper's timestamp rules. Every rule bans a range of columns per row, so the rules
@@ -90,7 +96,9 @@ def _ban(x: mx.array, ids: mx.array, ts: int, text_end: mx.array, stamps_end: mx
 @dataclass
 class DecodeState:
     """Per-row arrays: the last two sampled tokens (-1 before any), the latest timestamp token
-    (-1 before any), finished flags and summed log-probabilities."""
+    (-1 before any), finished flags and summed log-probabilities; for the loop guard, the last
+    text tokens (`guards.LOOP_HISTORY`), the rows told to end (`stop`: the next token is
+    <|endoftext|>) and each row's most tokens (`limit`)."""
 
     last: mx.array
     penult: mx.array
@@ -98,9 +106,12 @@ class DecodeState:
     finished: mx.array
     sum_logprob: mx.array
     length: mx.array
+    history: mx.array
+    stop: mx.array
+    limit: mx.array
 
     @classmethod
-    def start(cls, batch: int) -> DecodeState:
+    def start(cls, batch: int, limit: mx.array | None = None) -> DecodeState:
         none = mx.full((batch,), -1, dtype=mx.int32)
         return cls(
             none,
@@ -109,11 +120,17 @@ class DecodeState:
             mx.zeros((batch,), mx.bool_),
             mx.zeros((batch,)),
             mx.zeros((batch,), mx.int32),
+            fresh_history(batch),
+            mx.zeros((batch,), mx.bool_),
+            mx.full((batch,), 1 << 30, dtype=mx.int32) if limit is None else limit,
         )
+
+    FIELDS = ("last", "penult", "max_ts", "finished", "sum_logprob", "length", "history", "stop",
+              "limit")  # fmt: skip
 
     def take(self, rows: mx.array) -> None:
         """Reorder rows (beam search): row i becomes old row rows[i]."""
-        for name in ("last", "penult", "max_ts", "finished", "sum_logprob", "length"):
+        for name in self.FIELDS:
             setattr(self, name, getattr(self, name)[rows])
 
     def advance(self, token: mx.array, logprob: mx.array, ts_begin: int, eot: int) -> None:
@@ -122,4 +139,11 @@ class DecodeState:
         self.length = self.length + live.astype(mx.int32)
         self.penult, self.last = self.last, token
         self.max_ts = mx.where(token >= ts_begin, mx.maximum(self.max_ts, token), self.max_ts)
+        text = live & (token < eot)
+        pushed = mx.concatenate([self.history[:, 1:], token[:, None].astype(mx.int32)], axis=1)
+        self.history = mx.where(text[:, None], pushed, self.history)
         self.finished = self.finished | (token == eot)
+
+    def guard(self) -> None:
+        """Tell looping rows and rows at their limit to end."""
+        self.stop = self.stop | looping_rows(self.history) | (self.length >= self.limit)

@@ -43,7 +43,7 @@ class Thresholds:
         if self.is_silence(r):
             return False
         unlikely = self.logprob is not None and r.avg_logprob < self.logprob
-        return self.repetitive(r) or unlikely
+        return self.repetitive(r) or unlikely or r.looped
 
 
 def split_units(
@@ -124,7 +124,8 @@ def build_window(
     if thresholds.is_silence(result):
         return record, N_SAMPLES
     parts, frames = split_units(result.units, ts_begin, length / SAMPLE_RATE)
-    failed = thresholds.repetitive(result)  # after the whole ladder: cut loops of any length
+    # after the whole ladder: cut loops of any length
+    failed = thresholds.repetitive(result) or result.looped
     parts = _guarded(parts, ts_begin, 1 if failed else LOOP_WORDS)
     offset, end = pos / SAMPLE_RATE, chunk.length / SAMPLE_RATE
     segments = []
@@ -144,4 +145,7 @@ def build_window(
                 temperature=result.temperature,
             )
         )
-    return replace(record, segments=tuple(segments)), frames * HOP_LENGTH
+    # a window that looped to the end is not decoded again from its last timestamp
+    return replace(
+        record, segments=tuple(segments)
+    ), N_SAMPLES if result.looped else frames * HOP_LENGTH

@@ -191,6 +191,7 @@ def build_options(
     without_timestamps: bool,
     temperature_fallback: bool,
     batch_size: int,
+    loop_guard: bool = _RUN.loop_guard,
     condition_on_previous_text: bool,
     initial_prompt: str | None,
     hotwords: str | None,
@@ -222,6 +223,7 @@ def build_options(
         initial_prompt=initial_prompt,
         hotwords=hotwords,
         workers=workers,
+        loop_guard=loop_guard,
     )
     chunking = run_vad_options(vad, vad_onset, vad_offset, chunk_size)
     return PipelineOptions(
@@ -269,6 +271,13 @@ def run(
     temperature_fallback: Annotated[
         bool, typer.Option(help="Re-decode failing windows at rising temperatures.")
     ] = True,
+    loop_guard: Annotated[
+        bool,
+        typer.Option(
+            help="Stop looping windows early, cap samples by the window's length, keep the "
+            "likeliest attempt (off: openai-whisper's fallback)."
+        ),
+    ] = _RUN.loop_guard,
     condition_on_previous_text: Annotated[
         bool, typer.Option(help="Prompt each window with the previous window's text.")
     ] = _RUN.condition_on_previous_text,
@@ -371,6 +380,7 @@ def run(
             task=task, language=language, beam_size=beam_size, best_of=best_of,
             patience=patience, without_timestamps=without_timestamps,
             temperature_fallback=temperature_fallback, batch_size=batch_size,
+            loop_guard=loop_guard,
             condition_on_previous_text=condition_on_previous_text,
             initial_prompt=initial_prompt, hotwords=hotwords, workers=workers, vad=vad,
             vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,

@@ -58,6 +58,8 @@ def test_a_lone_word_at_a_segment_edge_near_the_rest_s_turn_joins_it():
     assert speakers(assign_speakers(far, turns)) == [A, B, B]  # 0.6 s from B's turn: a real change
     two = result(segment(("Oh", 1.5, 1.7), ("no", 1.8, 2.0), ("I'm", 2.2, 2.5), ("here", 2.6, 3)))
     assert speakers(assign_speakers(two, turns)) == [A, A, B, B]  # two words: a real change
+    pair = result(segment(("Oh", 1.8, 2.0), ("hi", 2.2, 2.4)))
+    assert speakers(assign_speakers(pair, turns)) == [B, B]  # one edge moved, not both swapped
 
 
 def test_a_tie_goes_to_the_speaker_who_talks_first():

@@ -176,10 +176,11 @@ def _runs(words: Sequence[Word]) -> list[tuple[int, int, str]]:
 def _edges(words: list[Word], index: SpeakerIndex) -> list[Word]:
     """A lone word opening or closing a segment on another speaker than its neighbour takes the
     neighbour's speaker when that speaker's turns come within `EDGE` seconds of it."""
-    runs = _runs(words)
-    if len(runs) < 2:
-        return words
-    for (a, b, _), (_, _, other) in ((runs[0], runs[1]), (runs[-1], runs[-2])):
+    for edge in (0, -1):
+        runs = _runs(words)  # again after the first edge: a two-word segment is not swapped
+        if len(runs) < 2:
+            return words
+        (a, b, _), (_, _, other) = runs[edge], runs[1 if edge == 0 else -2]
         lone = [i for i in range(a, b) if words[i].speaker is not None]
         w = words[lone[0]] if len(lone) == 1 else None
         if w is None or w.start is None or w.end is None:

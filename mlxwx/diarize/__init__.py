@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .pyannote import Diarizer, Speakers
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 METHODS = ("pyannote", "rttm")
 DEFAULT_PIPELINE = "pyannote/speaker-diarization-community-1"
@@ -92,38 +94,31 @@ class Diarizers:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pipelines: dict[tuple[str, bool], Diarizer | MlxwxError] = {}
-        self.rttms: dict[str, dict[str, list[Turn]] | MlxwxError] = {}
+        self.loaded: dict[object, object] = {}  # what was loaded, or the MlxwxError raised
+
+    def _once(self, key: object, load: Callable[[], T]) -> T:
+        """`load()`'s value for `key`, loaded once; its MlxwxError remembered and raised again."""
+        with self.lock:
+            if key not in self.loaded:
+                try:
+                    self.loaded[key] = load()
+                except MlxwxError as err:
+                    self.loaded[key] = err
+            found = self.loaded[key]
+        if isinstance(found, MlxwxError):
+            raise found
+        return found  # type: ignore[return-value]
 
     def pipeline(self, options: DiarizeOptions) -> Diarizer:
         """The pyannote pipeline of `options`; raises the MlxwxError of one that cannot load."""
         from .pyannote import load_diarizer
 
-        key = (options.model, options.token is not None)
-        with self.lock:
-            if key not in self.pipelines:
-                try:
-                    self.pipelines[key] = load_diarizer(options.model, options.token)
-                except MlxwxError as err:
-                    self.pipelines[key] = err
-            found = self.pipelines[key]
-        if isinstance(found, MlxwxError):
-            raise found
-        return found
+        key = ("pipeline", options.model, options.token is not None)
+        return self._once(key, lambda: load_diarizer(options.model, options.token))
 
     def rttm(self, path: str | Path) -> dict[str, list[Turn]]:
         """The turns of an RTTM file per file id; raises the RttmError of an unreadable one."""
-        key = str(path)
-        with self.lock:
-            if key not in self.rttms:
-                try:
-                    self.rttms[key] = read_turns(path)
-                except MlxwxError as err:
-                    self.rttms[key] = err
-            found = self.rttms[key]
-        if isinstance(found, MlxwxError):
-            raise found
-        return found
+        return self._once(("rttm", str(path)), lambda: read_turns(path))
 
     def check(self, options: DiarizeOptions | None) -> None:
         """Load what `options` need now (before any audio), raising a one-line MlxwxError."""

@@ -33,12 +33,24 @@ conditioning on previous text, each tool's default temperature fallback unless s
   audio over 30 s, so it runs its default Silero VAD (the ONNX model bundled in faster-whisper,
   offline). By its design it decodes without timestamps and with no temperature fallback.
 
+The hard input (--input hard, issue 19): windows where Whisper loops (spoken digit strings and
+card names from pocketsphinx-testdata, "go forward ten meters", pyannote's telephone sample, the
+synthetic dialogue), each followed by 0.75 s of silence, in a new seeded order each pass. WER
+spells numbers out first ("4-7-9", "479" and "four seven nine" compare equal; "oh" is zero).
+- run-beam5 / run-greedy (-nofb: no temperature fallback; -wN: N processes): the whole
+  `mlxwx run` process as a user types it (`--model base --language en -f txt`, defaults
+  otherwise: Silero VAD, fallback with the loop guard, Whisper word timing), startup and model
+  loading included, against faster-whisper's transcribe call alone.
+- fw-batched-int8-greedy: the batched pipeline with beam 1.
+
 "Many-file mode" (systems many-batched, many-loop): 20 inputs (the 8 distinct clips in turn), in
 one `Pipeline.transcribe` call against a loop calling it on one input at a time (same options).
 
     python bench/bench_engine.py [--minutes M] [--systems a,b,...] [--excerpt sys=MIN,...]
                                  [--repeat N]
     python bench/bench_engine.py --quick        # 2-minute smoke run of everything
+    python bench/bench_engine.py --input hard --minutes 5 --systems fw-batched-int8-greedy,\
+        run-beam5,run-greedy,run-greedy-nofb
 
 --excerpt runs a slow system on the first MIN minutes of the same input only (whole clips); its
 row says so, and its RTF and WER are those of the excerpt.
@@ -65,7 +77,7 @@ import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
 import numpy as np
 
 from bench.bench_steps import cpu_model
-from tests.speech import corpus, wer
+from tests.speech import Clip, corpus, normalize
 
 SAMPLE_RATE = 16000
 GAP_SECONDS = 0.5
@@ -89,6 +101,40 @@ MANY_BATCH = 16
 SEED = 0  # mlxwx's fallback sampling (beam-5 windows that fail the checks are sampled)
 
 
+DIGITS = "zero one two three four five six seven eight nine".split()
+TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def spoken(number: str) -> str:
+    """A number as spoken: digit by digit from three digits on (or with a leading zero), else
+    as a word or two ("10" ten, "47" forty seven)."""
+    if len(number) > 2 or (len(number) == 2 and number[0] == "0"):
+        return " ".join(DIGITS[int(d)] for d in number)
+    value = int(number)
+    if value < 10:
+        return DIGITS[value]
+    if value < 20:
+        return TEENS[value - 10]
+    tens, units = divmod(value, 10)
+    return TENS[tens - 2] + (" " + DIGITS[units] if units else "")
+
+
+def words(text: str) -> str:
+    """`tests.speech.normalize`, numbers spelled out and "oh" read as zero, so that "4-7-9",
+    "479" and "four seven nine" compare equal."""
+    import re
+
+    text = re.sub(r"\d+", lambda m: " " + spoken(m.group()) + " ", normalize(text))
+    return " ".join("zero" if w == "oh" else w for w in text.split())
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.wer([words(r) for r in references], [words(h) for h in hypotheses]))
+
+
 @dataclass
 class Input:
     """The long input: samples, and the clip order with each clip's end sample (gap excluded)."""
@@ -107,13 +153,41 @@ class Input:
         return self.ends[k - 1], " ".join(self.texts[:k])
 
 
-def build_input(minutes: float) -> Input:
-    """Corpus clips in a new seeded order each pass, 0.5 s gaps, until `minutes` long."""
+POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
+HARD_GAP_SECONDS = 0.75
+
+
+def hard_clips() -> list[Clip]:
+    """Windows where Whisper loops: spoken digit strings and card names (pocketsphinx-testdata:
+    TIDIGITS, the cards grammar test, "go forward ten meters"), telephone speech (pyannote's
+    sample) and a synthetic dialogue, with their exact transcripts."""
+    cards = (POCKETSPHINX / "cards" / "cards.transcription").read_text().splitlines()
+    found = [
+        Clip(f"cards-{k:03d}", POCKETSPHINX / "cards" / f"{k:03d}.wav", line.split("</s>")[0][3:])
+        for k, line in enumerate(cards, 1)
+    ]
+    found.append(
+        Clip("tidigits", POCKETSPHINX / "tidigits" / "dhd.2934z.raw", "two nine three four zero")
+    )
+    found.append(Clip("goforward", POCKETSPHINX / "goforward.raw", "go forward ten meters"))
+    return found + [c for c in corpus() if c.name in ("sample", "synthconv")]
+
+
+def read_clip(clip: Clip) -> np.ndarray:
+    """A clip's samples (pocketsphinx's .raw: 16 kHz 16-bit little-endian mono)."""
     from mlxwx.audio import load_audio
 
-    clips = corpus()
-    waves = [np.array(load_audio(c.path), dtype=np.float32) for c in clips]
-    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
+    if clip.path.suffix == ".raw":
+        return np.frombuffer(clip.path.read_bytes(), "<i2").astype(np.float32) / 32768
+    return np.array(load_audio(clip.path), dtype=np.float32)
+
+
+def build_input(minutes: float, hard: bool = False) -> Input:
+    """Corpus clips (or the hard clips, 0.75 s gaps) in a new seeded order each pass, 0.5 s
+    gaps, until `minutes` long."""
+    clips = hard_clips() if hard else corpus()
+    waves = [read_clip(c) for c in clips]
+    gap = np.zeros(int((HARD_GAP_SECONDS if hard else GAP_SECONDS) * SAMPLE_RATE), np.float32)
     target = minutes * 60 * SAMPLE_RATE
     parts: list[np.ndarray] = []
     out = Input(np.zeros(0, np.float32), [], [])
@@ -250,6 +324,32 @@ class WorkerPeaks:
                     self.peaks[int(pid)] = max(self.peaks.get(int(pid), 0), int(hwm[0]))
 
 
+def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
+    """`mlxwx run` as a user types it (base, English, txt output), timed as a whole process:
+    startup, model and VAD loading, audio decoding, transcription, alignment and writing.
+    run-beam5 is its defaults; -greedy: --beam-size 1; -nofb: --no-temperature-fallback;
+    -wN: --workers N."""
+    import soundfile
+
+    parts = system.split("-")[1:]
+    flags = ["--model", "base", "--language", "en", "-f", "txt", "-q"]
+    if "greedy" in parts:
+        flags += ["--beam-size", "1"]
+    if "nofb" in parts:
+        flags += ["--no-temperature-fallback"]
+    flags += [f"--workers={p[1:]}" for p in parts if p[:1] == "w" and p[1:].isdigit()]
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "input.wav"
+        soundfile.write(wav, audio, SAMPLE_RATE, subtype="FLOAT")
+        command = [sys.executable, "-m", "mlxwx", "run", str(wav), "-o", tmp, *flags]
+        start = time.perf_counter()
+        subprocess.run(command, check=True)
+        wall = time.perf_counter() - start
+        text = (Path(tmp) / "input.txt").read_text()
+    note = "whole `mlxwx run` process: " + " ".join(flags[:-1])
+    return {"load_s": None, "wall_s": wall, "text": " ".join(text.split()), "note": note}
+
+
 def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:
     import importlib
 
@@ -284,7 +384,9 @@ def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:
 def work_faster_whisper(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    compute = system.rsplit("-", 1)[1]
+    greedy = system.endswith("-greedy")
+    compute = system.removesuffix("-greedy").rsplit("-", 1)[1]
+    beam = 1 if greedy else BEAM
     start = time.perf_counter()
     model = WhisperModel(
         str(ct2_base_dir(Path(args.ct2_dir))),
@@ -296,12 +398,12 @@ def work_faster_whisper(system: str, audio: np.ndarray, args: argparse.Namespace
     start = time.perf_counter()
     if system.startswith("fw-batched"):
         pipeline = BatchedInferencePipeline(model)
-        segments, _ = pipeline.transcribe(audio, batch_size=16, beam_size=BEAM, language="en")
-        note = "Silero VAD chunks, no timestamps, no fallback"
+        segments, _ = pipeline.transcribe(audio, batch_size=16, beam_size=beam, language="en")
+        note = f"beam {beam}, Silero VAD chunks, no timestamps, no fallback"
     else:
         segments, _ = model.transcribe(
             audio,
-            beam_size=BEAM,
+            beam_size=beam,
             language="en",
             condition_on_previous_text=False,
             vad_filter=False,
@@ -364,6 +466,8 @@ def worker(args: argparse.Namespace) -> None:
         audio = np.ascontiguousarray(audio[: args.samples])
     if system.startswith("mlxwx-"):
         out = work_mlxwx(system, audio, args)
+    elif system.startswith("run-"):
+        out = work_run(system, audio, args)
     elif system == "mlx-whisper":
         out = work_mlx_whisper(audio, args)
     elif system.startswith("fw-"):
@@ -474,6 +578,12 @@ def parse_excerpts(text: str) -> dict[str, float]:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the long input")
+    parser.add_argument(
+        "--input",
+        choices=("corpus", "hard"),
+        default="corpus",
+        help="corpus clips, or hard ones (digit strings, card names, telephone speech)",
+    )
     parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS), help="comma list")
     parser.add_argument(
         "--excerpt", default="", help="SYSTEM=MIN,...: run SYSTEM on the first MIN minutes"
@@ -517,7 +627,7 @@ def main() -> None:
     unknown = [
         s
         for s in systems
-        if s not in DEFAULT_SYSTEMS and not s.startswith(("mlxwx-b", "fw-", "many-"))
+        if s not in DEFAULT_SYSTEMS and not s.startswith(("mlxwx-b", "fw-", "many-", "run-"))
     ]
     if unknown:
         sys.exit(f"unknown systems: {unknown}; known: {', '.join(DEFAULT_SYSTEMS)}")
@@ -530,11 +640,14 @@ def main() -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     ct2_base_dir(Path(args.ct2_dir))
-    long = build_input(args.minutes)
+    hard = args.input == "hard"
+    long = build_input(args.minutes, hard)
     seconds = len(long.audio) / SAMPLE_RATE
+    kind = f"{len(hard_clips())} hard clips" if hard else f"corpus of {len(corpus())}"
+    gap = HARD_GAP_SECONDS if hard else GAP_SECONDS
     print(
-        f"input: {seconds:.1f} s ({seconds / 60:.2f} min), {len(long.names)} clips "
-        f"(corpus of 8 in a new seeded order each pass, {GAP_SECONDS} s gaps), "
+        f"input ({args.input}): {seconds:.1f} s ({seconds / 60:.2f} min), {len(long.names)} "
+        f"clips ({kind} in a new seeded order each pass, {gap} s gaps), "
         f"{len(' '.join(long.texts).split())} reference words\n",
         flush=True,
     )
@@ -607,6 +720,14 @@ def goals(rows: list[Row]) -> None:
     """The issue's two goals: like for like (same decoder: mlx-whisper is greedy only, the
     faster-whisper pipelines beam 5) and against the fastest mlxwx row of any decoder."""
     rtf = {r.system: r.rtf for r in rows if r.rtf}
+    runs = {"run-beam5": 3.0, "run-greedy": 2.0}  # issue 19: defaults within 3x, greedy 2x
+    fw_greedy = rtf.get("fw-batched-int8-greedy")
+    for name, limit in runs.items():
+        if fw_greedy and name in rtf:
+            ratio = fw_greedy / rtf[name]
+            verdict = "met" if ratio <= limit else "NOT met"
+            what = f"goal {name} within {limit:.0f}x of fw-batched-int8-greedy"
+            print(f"{what}: {ratio:.2f}x -> {verdict}")
     ours = {k: v for k, v in rtf.items() if k.startswith("mlxwx-")}
     if not ours:
         return

@@ -9,9 +9,10 @@ writers (`mlxwx.writers`). `Pipeline.run` composes them; `mlxwx run`, `mlxwx.tra
 `Pipeline.transcribe` all go through it.
 
 Streaming: a loader thread decodes inputs ahead of need (PyAV releases the GIL), at most
-`prefetch` waiting, and hands each to the process that transcribes it. The main thread runs the
-VAD and the batched decoder (all MLX work stays on one thread); the decoder pulls an input only
-when a lane needs one. Each finished input goes through a bounded queue (`backlog`) to a thread
+`prefetch` waiting. The main thread runs the VAD and the batched decoder (all MLX work stays on
+one thread); the decoder pulls an input only when a lane needs one. On a CPU with worker
+processes, the main thread runs the VAD only and the workers take parts of the inputs as they
+free up (`mlxwx.asr.pool`). Each finished input goes through a bounded queue (`backlog`) to a thread
 that runs the per-input stages and hands the result to the sink (the writer), while the decoder
 works on the next inputs; its audio is released once the sink has it. Memory is bounded by the
 inputs in flight, not by the run.
@@ -33,9 +34,10 @@ import numpy as np
 
 from . import _blas
 from .align import Aligners, AlignOptions, align
-from .asr import workers
+from .asr import pool, workers
 from .asr.engine import ProgressHook, SpeechFile, TranscribeOptions, Transcript, transcribe_stream
 from .asr.model import WhisperModel, load_model
+from .asr.noise import draw_seed
 from .audio import read_audio
 from .diarize import DiarizeOptions, Diarizers, diarize
 from .errors import MlxwxError
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "large-v3-turbo"
 DEFAULT_VAD = "silero"  # the lowest corpus WER of the three methods (bench/RESULTS.md)
-WORKER_STAGE = "mlxwx.pipeline:worker_stage"
+POOL_STAGE = "mlxwx.asr.pool:serve_parts"
 
 AudioInput = str | os.PathLike | np.ndarray | mx.array
 Stage = Callable[[Result, np.ndarray], Result]  # a per-input stage after transcribe
@@ -147,17 +149,6 @@ def transcribe_files(
     return transcribe_stream(wm, files, options.transcribe, progress)
 
 
-def worker_stage(
-    wm: WhisperModel,
-    options: PipelineOptions,
-    inputs: Iterator[tuple[int, np.ndarray]],
-    progress: ProgressHook,
-) -> Iterator[Transcript]:
-    """What a worker process runs (`mlxwx.asr.workers`): `transcribe_files` with its own VAD."""
-    vad = load_vad(options.vad) if options.vad is not None else None
-    return transcribe_files(wm, vad, options, inputs, progress)
-
-
 def _host(samples: mx.array) -> np.ndarray:
     """MLX samples as numpy (floats as float32: numpy has no bfloat16)."""
     floating = mx.issubdtype(samples.dtype, mx.floating)
@@ -169,14 +160,6 @@ def share_lanes(options: PipelineOptions, k: int, n: int) -> PipelineOptions:
     size = options.transcribe.batch_size
     lanes = max(1, size // n + (1 if k < size % n else 0))
     return replace(options, transcribe=replace(options.transcribe, batch_size=lanes))
-
-
-def worker_seeds(n: int) -> list[int]:
-    """Seeds of `n` worker processes, derived from MLX's random state without drawing from it:
-    a seeded run samples the same in this process whether or not workers start."""
-    key = np.asarray(mx.random.state[0]).astype(np.uint64).ravel().tolist()  # type: ignore[index]
-    mixed = int(sum(int(k) << (32 * i) for i, k in enumerate(key)))
-    return [(mixed * 0x9E3779B1 + 0x632BE5AB * (i + 1)) % (2**31 - 1) for i in range(n)]
 
 
 def with_token_times(options: PipelineOptions) -> PipelineOptions:
@@ -280,20 +263,18 @@ class _Post:
 
 
 class _Feed:
-    """The loader thread: decodes inputs ahead of need and hands each to a process.
+    """The loader thread: decodes inputs ahead of need, for the main thread.
 
-    Inputs go to this process (`own`) or to worker processes, each to the one with the least
-    audio so far (a rule that depends on the inputs only, so seeded runs are reproducible). The
-    number of processes is fixed once `MIN_SECONDS` of audio per possible process has been
-    loaded (or all of it): inputs loaded before then wait, at most that much audio.
+    It also fixes the number of processes of the run: once `MIN_SECONDS` of audio per possible
+    process has been loaded (or all of it); inputs loaded before then wait, at most that much
+    audio.
     """
 
-    def __init__(self, run: _Run, inputs: Sequence[AudioInput], seeds: list[int]):
-        self.run, self.inputs, self.seeds = run, inputs, seeds
+    def __init__(self, run: _Run, inputs: Sequence[AudioInput]):
+        self.run, self.inputs = run, inputs
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=run.options.prefetch)
-        self.workers: list[workers.Worker] = []
         self.stop = threading.Event()
-        self.loads: list[int] = []  # samples handed to each process
+        self.count = 0
         self.decided = threading.Event()  # set once the number of processes is fixed
         self.thread = threading.Thread(target=self._load, name="mlxwx-load", daemon=True)
         self.thread.start()
@@ -301,12 +282,17 @@ class _Feed:
     def _put(self, item: object) -> None:
         workers.put_while(self.queue, item, lambda: not self.stop.is_set())
 
+    def _decide(self, waiting: list[tuple[int, np.ndarray]]) -> None:
+        seconds = sum(a.size for _, a in waiting) / SAMPLE_RATE
+        self.count = workers.count(self.run.options.transcribe.workers, self.run.wm, seconds)
+        self.decided.set()
+        for item in waiting:
+            self._put(item)
+
     def _load(self) -> None:
-        waiting: list[tuple[int, np.ndarray]] = []
+        waiting: list[tuple[int, np.ndarray]] | None = []
         most = workers.count(self.run.options.transcribe.workers, self.run.wm)
-        if most == 1:
-            self.loads = [0]
-            self.decided.set()
+        enough = most * workers.MIN_SECONDS * SAMPLE_RATE
         try:
             for index, item in enumerate(self.inputs):
                 if self.stop.is_set():
@@ -314,24 +300,21 @@ class _Feed:
                 audio = self._read(index, item)
                 if audio is None:
                     continue
-                if self.loads:
-                    self._dispatch(index, audio)
+                if waiting is None:
+                    self._put((index, audio))
                     continue
                 waiting.append((index, audio))
-                if sum(a.size for _, a in waiting) >= most * workers.MIN_SECONDS * SAMPLE_RATE:
-                    self._start(waiting)
-                    waiting = []
-            if not self.loads:
-                self._start(waiting)
+                if most == 1 or sum(a.size for _, a in waiting) >= enough:
+                    self._decide(waiting)
+                    waiting = None
+            if waiting is not None:
+                self._decide(waiting)
         except Exception as err:  # raised on the main thread, where the run stops
             self._put(err)
         finally:
-            if not self.loads:
-                self.loads = [0]
+            self.count = self.count or 1
             self.decided.set()
             self._put(_END)
-            for worker in self.workers:
-                worker.close()
 
     def _read(self, index: int, item: AudioInput) -> np.ndarray | None:
         try:
@@ -347,58 +330,21 @@ class _Feed:
         self.run.progress.load()
         return audio
 
-    def _start(self, waiting: list[tuple[int, np.ndarray]]) -> None:
-        """Fix the number of processes, start the workers, hand out the inputs waiting."""
-        seconds = sum(a.size for _, a in waiting) / SAMPLE_RATE
-        n = workers.count(self.run.options.transcribe.workers, self.run.wm, seconds)
-        self.loads = [0] * n
-        self.decided.set()
-        if n > 1:
-            threads = max(1, (os.cpu_count() or 1) // n)
-            self.run.blas_threads(threads)
-            for k, seed in enumerate(self.seeds[: n - 1], 1):
-                config = share_lanes(self.run.options, k, n)
-                job = workers.Job.of(self.run.wm, WORKER_STAGE, config, seed)
-                worker = workers.Worker(
-                    job, threads, self.run.finished, self.run.progress.transcribe
-                )
-                self.workers.append(worker)
-                self.run.progress.workers.append(worker)
-        for index, audio in waiting:
-            self._dispatch(index, audio)
-
-    def _dispatch(self, index: int, audio: np.ndarray) -> None:
-        p = self.loads.index(min(self.loads))
-        self.loads[p] += audio.size
-        if p == 0:
-            self._put((index, audio))
-        else:
-            self.workers[p - 1].send(index, audio)
-
     def processes(self) -> int:
-        """The number of processes of the run, once the loader has fixed it."""
+        """The number of processes that decode, once the loader has fixed it."""
         self.decided.wait()
-        return len(self.loads)
+        return self.count
 
     def own(self) -> Iterator[tuple[int, np.ndarray]]:
-        """This process's inputs, as the decoder asks for them."""
+        """The inputs, as the decoder (or the VAD of a shared run) asks for them."""
         while (item := self.queue.get()) is not _END:
             if isinstance(item, Exception):
                 raise item
             yield item
 
-    def orphans(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Once every worker has ended: the inputs of those that failed."""
-        self.thread.join()
-        yield from sorted(
-            (item for worker in self.workers for item in worker.join().items()), key=lambda x: x[0]
-        )
-
     def close(self) -> None:
-        """Stop loading and end the workers (after an error or an interrupt)."""
+        """Stop loading (after an error or an interrupt)."""
         self.stop.set()
-        for worker in self.workers:
-            worker.kill()
 
 
 class _Run:
@@ -436,6 +382,51 @@ class _Run:
             transcript.windows, transcript.language, duration, self.names[transcript.file]
         )
         self.post.put(transcript.file, result, audio)
+
+
+def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
+    """The transcribe stage in `n` worker processes that take parts of the inputs as they free
+    up (`mlxwx.asr.pool`); this process runs the VAD, and decodes what is left if every worker
+    fails."""
+    wm, options = run.wm, run.options
+    detect = wm.tokenizer.multilingual and options.transcribe.decoding.language is None
+    board = pool.Board(options.transcribe, detect, waiting=2 * options.transcribe.batch_size)
+
+    def finished(part: Transcript) -> None:
+        if (whole := board.done(part)) is not None:
+            run.finished(whole)
+
+    threads = max(1, (os.cpu_count() or 1) // n)
+    run.blas_threads(threads)
+    crew = []
+    for k in range(n):
+        job = workers.Job.of(wm, POOL_STAGE, share_lanes(options, k, n).transcribe)
+        worker = workers.Worker(
+            job, threads, board.take, finished, board.give_back, run.progress.transcribe
+        )
+        crew.append(worker)
+        run.progress.workers.append(worker)
+    try:
+        chunks = chunking(options, vad)
+        files = (
+            SpeechFile(i, tuple(detect_speech(mx.array(a), vad, chunks, i))) for i, a in feed.own()
+        )
+        alive = lambda: any(w.alive for w in crew)  # noqa: E731
+        for item in files:
+            board.add(item, alive)
+            if not alive():
+                break
+        board.close()
+        for worker in crew:
+            worker.join()
+        hook = run.progress.engine()
+        for transcript in pool.finish_here(wm, board, files, options.transcribe, hook):
+            run.finished(transcript)
+    except BaseException:
+        board.abort()
+        for worker in crew:
+            worker.kill()
+        raise
 
 
 class Pipeline:
@@ -490,21 +481,22 @@ class Pipeline:
         vad = self.vad(options.vad)
         if self.custom_vad is not None:
             options = replace(options, transcribe=replace(options.transcribe, workers=1))
-        most = workers.count(options.transcribe.workers, self.whisper)
-        seeds = worker_seeds(most - 1)
+        if options.transcribe.seed is None:  # one seed for every process of the run
+            options = replace(options, transcribe=replace(options.transcribe, seed=draw_seed()))
         tracker = _Progress(progress, len(inputs))
         post = _Post(sink, [*self.stages(options), *extra_stages], options.backlog, tracker)
         run = _Run(self.whisper, options, post, tracker, fail_fast)
         run.names = [source_name(x) for x in inputs]
         # MLX arrays are read here: a lazy array can be evaluated only on its own thread
         items = [_host(x) if isinstance(x, mx.array) else x for x in inputs]
-        feed = _Feed(run, items, seeds)
+        feed = _Feed(run, items)
         try:
-            own = share_lanes(options, 0, feed.processes())
-            for share in (feed.own(), feed.orphans()):
+            if feed.processes() == 1:
                 hook = tracker.engine()
-                for transcript in transcribe_files(self.whisper, vad, own, share, hook):
+                for transcript in transcribe_files(self.whisper, vad, options, feed.own(), hook):
                     run.finished(transcript)
+            else:
+                _shared(run, feed, vad, feed.processes())
         except BaseException:
             feed.close()
             raise

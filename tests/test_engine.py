@@ -112,7 +112,7 @@ def test_silence_and_noise_give_no_text_and_empty_input_is_an_error(wm):
 def test_only_failing_rows_fall_back(wm, monkeypatch):
     calls = []
 
-    def fake_decode(wm_, audio, options, languages, contexts, limits=None):
+    def fake_decode(wm_, audio, options, languages, contexts, limits=None, seeds=None):
         calls.append((options.temperature, audio.shape[0]))
         bad = options.temperature < 0.4
         return [
@@ -137,7 +137,7 @@ def test_a_window_failing_every_rung_keeps_its_likeliest_attempt(wm, monkeypatch
     calls = []
     scores = {0.0: -1.5, 0.2: -3.0, 0.4: -2.5, 0.6: -2.0, 0.8: -4.0, 1.0: -2.4}
 
-    def fake_decode(wm_, audio, options, languages, contexts, limits=None):
+    def fake_decode(wm_, audio, options, languages, contexts, limits=None, seeds=None):
         calls.append((options.temperature, options.stop_loops, limits))
         t = options.temperature
         return [
@@ -146,13 +146,13 @@ def test_a_window_failing_every_rung_keeps_its_likeliest_attempt(wm, monkeypatch
 
     monkeypatch.setattr(engine, "decode_features", fake_decode)
     args = (wm, mx.zeros((1, 1500, 384)))
-    out = engine.decode_with_fallback(*args, TranscribeOptions(), ["en"], [[]], [10.0])
+    out = engine.decode_with_fallback(*args, TranscribeOptions(), ["en"], [[]], ([10.0], [0]))
     assert out[0].temperature == 0.0 and out[0].avg_logprob == -1.5
     assert calls[0] == (0.0, True, None)
     assert calls[1] == (0.2, True, [engine.sample_limit(10.0)]) and len(calls) == 6
     calls.clear()
     plain = TranscribeOptions(loop_guard=False)
-    out = engine.decode_with_fallback(*args, plain, ["en"], [[]], [10.0])
+    out = engine.decode_with_fallback(*args, plain, ["en"], [[]], ([10.0], [0]))
     assert out[0].temperature == 1.0  # openai-whisper: the last rung's
     assert all(not stop and limits is None for _, stop, limits in calls)
 
@@ -162,7 +162,7 @@ def test_no_speech_threshold_none_never_marks_silence(wm, monkeypatch):
     default threshold (no fallback, no text), and decoded like any other with None."""
     calls = []
 
-    def fake_decode(wm_, audio, options, languages, contexts, limits=None):
+    def fake_decode(wm_, audio, options, languages, contexts, limits=None, seeds=None):
         calls.append(options.temperature)
         return [DecodingResult([1], "x", "en", -2.0, 0.99, options.temperature, 1.0)]
 
@@ -445,7 +445,7 @@ def test_condition_on_previous_text_prompts_the_next_window(wm, clips, monkeypat
     seen = []
     real = engine.decode_features
 
-    def spy(wm_, audio, options, languages=None, contexts=None, limits=None):
+    def spy(wm_, audio, options, languages=None, contexts=None, limits=None, seeds=None):
         found = real(wm_, audio, options, languages, contexts, limits)
         seen.append((list(contexts or []), [r.tokens for r in found]))
         return found

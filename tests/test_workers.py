@@ -1,4 +1,5 @@
-"""Decoding shared by CPU worker processes: same transcripts as one process, failures recovered."""
+"""Decoding shared by CPU worker processes that take parts as they free up: the transcripts of
+one process (sampled fallbacks included), failures recovered."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import sys
 from dataclasses import replace
 
 import mlx.core as mx
+import numpy as np
 import pytest
 
+import mlxwx.asr.pool as pool
 import mlxwx.asr.workers as workers
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
-from mlxwx.pipeline import PipelineOptions
+from mlxwx.pipeline import Pipeline, PipelineOptions
+from mlxwx.vad.methods import transcribe_options
 
 from .speech import transcribe_arrays
 
@@ -23,46 +27,88 @@ GREEDY = TranscribeOptions(DecodingOptions(beam_size=1), batch_size=4)
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """What the code under test hands to worker processes: (input, samples) per input sent
-    (MIN_SECONDS lowered so that the short test clips are worth a worker)."""
+def taken(monkeypatch):
+    """The parts each worker process took, by worker (MIN_SECONDS lowered so that the short
+    test clips are worth a worker)."""
     monkeypatch.setattr(workers, "MIN_SECONDS", 1.0)
-    calls: list[tuple[int, int]] = []
-    send = workers.Worker.send
+    calls: dict[int, list[int]] = {}
+    give = workers.Worker._give
 
-    def spy(self, file, audio):
-        calls.append((file, audio.size))
-        return send(self, file, audio)
+    def spy(self):
+        source = self.source
 
-    monkeypatch.setattr(workers.Worker, "send", spy)
+        def record():
+            item = source()
+            if item is not None:
+                calls.setdefault(id(self), []).append(item[0])
+            return item
+
+        self.source = record
+        try:
+            return give(self)
+        finally:
+            self.source = source
+
+    monkeypatch.setattr(workers.Worker, "_give", spy)
     return calls
 
 
-def test_workers_give_the_transcripts_of_one_process(wm, clips, sent):
+def run_energy(wm, audios, options):
+    """`Pipeline.transcribe` with the energy VAD, its chunks at most 8 s."""
+    chunks = replace(transcribe_options("energy"), chunk_size=8.0, max_speech=8.0)
+    return Pipeline(wm, PipelineOptions(options, vad="energy", vad_options=chunks)).transcribe(
+        list(audios)
+    )
+
+
+def records(results):  # scores differ in the last float bits between batch layouts
+    return [[(w.spans, [s.tokens for s in w.segments]) for w in r.windows] for r in results]
+
+
+def test_workers_give_the_transcripts_of_one_process(wm, clips, taken):
     alone = transcribe_arrays(wm, clips, replace(GREEDY, workers=1))
-    assert not sent
+    assert not taken
     seen = []
     shared = transcribe_arrays(
         wm, clips, replace(GREEDY, workers=2), progress=lambda *a, **kw: seen.append((a, kw))
     )
-    assert 0 < len(sent) < len(clips)  # its share only
-    total = sum(c.shape[0] for c in clips)
-    theirs = sum(n for _, n in sent)
-    assert abs(2 * theirs - total) < max(c.shape[0] for c in clips)  # balanced by audio
+    assert len(taken) == 2 and all(taken.values())  # both took parts as they freed up
+    assert sorted(k for parts in taken.values() for k in parts) == list(
+        range(pool.PART_BASE, pool.PART_BASE + len(clips))
+    )
     assert [r.to_dict() for r in shared] == [r.to_dict() for r in alone]
-
-    def records(results):  # scores differ in the last float bits between batch layouts
-        return [[(w.spans, [s.tokens for s in w.segments]) for w in r.windows] for r in results]
-
     assert records(shared) == records(alone)
     assert "ask what you can do for your country" in shared[0].text
+    total = sum(c.shape[0] for c in clips)
     done = [kw["completed"] for a, kw in seen if a[0] == "transcribe"]
     known = [kw["total"] for a, kw in seen if a[0] == "transcribe"]
-    assert done == sorted(done) and done[-1] == known[-1] == total
+    assert done[-1] == known[-1] == total
 
 
 @pytest.mark.slow
-def test_a_failed_worker_has_its_share_decoded_here(wm, clips, sent, monkeypatch, caplog):
+def test_one_input_is_shared_and_sampled_as_in_one_process(wm, clips, taken):
+    """One input of many speech chunks: both workers take its chunks; every window falls back
+    to sampling at temperature 1 and keeps it (openai-whisper's ladder), and the samples are
+    those of one process with the same seed (each window draws its own noise)."""
+    gap = mx.zeros(16000)
+    one = mx.concatenate([x for c in clips for x in (c, gap)])
+    sampled = replace(GREEDY, temperatures=(0.0, 1.0), logprob_threshold=0.0, loop_guard=False)
+
+    def run(seed: int, n: int) -> list[dict]:
+        mx.random.seed(seed)
+        return [r.to_dict() for r in run_energy(wm, [one], replace(sampled, workers=n))]
+
+    alone = run(3, 1)
+    assert not taken
+    shared = run(3, 2)
+    assert len(taken) == 2 and sum(len(v) for v in taken.values()) > 4
+    assert all(s["temperature"] == 1.0 for r in alone for s in r["segments"])
+    assert shared == alone
+    assert run(4, 2) != alone
+
+
+@pytest.mark.slow
+def test_a_failed_worker_has_its_share_decoded_here(wm, clips, taken, monkeypatch, caplog):
     alone = transcribe_arrays(wm, clips, replace(GREEDY, workers=1))
     started = []
 
@@ -74,13 +120,31 @@ def test_a_failed_worker_has_its_share_decoded_here(wm, clips, sent, monkeypatch
     monkeypatch.setattr(workers, "_start", crash)
     with caplog.at_level(logging.WARNING, logger="mlxwx.asr.workers"):
         shared = transcribe_arrays(wm, clips, replace(GREEDY, workers=2))
-    assert started
+    assert len(started) == 2
     assert [r.to_dict() for r in shared] == [r.to_dict() for r in alone]
-    assert "worker failed (exited with code 3)" in caplog.text
+    assert "worker failed (exited with code" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_worker_dying_mid_run_hands_its_parts_to_the_other(wm, clips, taken, monkeypatch):
+    """The first worker is killed when it asks for its second part: the part it held is taken
+    by the other worker, and every input is transcribed once."""
+    alone = transcribe_arrays(wm, clips, replace(GREEDY, workers=1))
+    give, asked = workers.Worker._give, {}
+
+    def killing(self):
+        asked[id(self)] = asked.get(id(self), 0) + 1
+        if len(asked) == 1 and asked[id(self)] == 2:
+            self.process.kill()
+        return give(self)
+
+    monkeypatch.setattr(workers.Worker, "_give", killing)
+    shared = transcribe_arrays(wm, clips, replace(GREEDY, workers=2))
+    assert [r.to_dict() for r in shared] == [r.to_dict() for r in alone]
 
 
 def test_a_worker_reports_its_error(tmp_path):
-    job = workers.Job(str(tmp_path / "missing"), "float32", "mlxwx.pipeline:worker_stage", None, 0)
+    job = workers.Job(str(tmp_path / "missing"), "float32", pool_stage(), None)
     out = io.BytesIO()
     workers._serve(io.BytesIO(pickle.dumps(job)), out)
     out.seek(0)
@@ -88,13 +152,22 @@ def test_a_worker_reports_its_error(tmp_path):
     assert kind == "error" and "missing" in message
 
 
-def test_a_worker_runs_its_stage_over_the_inputs_sent(wm, clips):
-    """A child decodes the inputs that follow its job and reports each transcript."""
-    import numpy as np
+def pool_stage():
+    from mlxwx.pipeline import POOL_STAGE
 
-    job = workers.Job.of(wm, "mlxwx.pipeline:worker_stage", PipelineOptions(GREEDY, vad=None), 0)
+    return POOL_STAGE
+
+
+def test_a_worker_runs_its_stage_over_the_parts_sent(wm, clips):
+    """A child asks for each part, decodes the parts that follow its job and reports each."""
+    from mlxwx.asr.engine import SpeechFile
+    from mlxwx.types import AudioChunk, SpanSamples
+
+    job = workers.Job.of(wm, pool_stage(), GREEDY)
+    audio = np.asarray(clips[0])
+    part = SpeechFile(7, (AudioChunk(7, audio, (SpanSamples(0, audio.size),)),), None, 5)
     stream = io.BytesIO()
-    for item in (job, (5, np.asarray(clips[0]))):
+    for item in (job, (7, part)):
         pickle.dump(item, stream)
     stream.seek(0)
     out = io.BytesIO()
@@ -107,9 +180,9 @@ def test_a_worker_runs_its_stage_over_the_inputs_sent(wm, clips):
         except EOFError:
             break
     kinds = [k for k, _ in messages]
-    assert kinds[-2:] == ["done", "end"] and set(kinds[:-2]) == {"progress"}
+    assert kinds[0] == "need" and kinds[-2:] == ["done", "end"] and kinds.count("need") == 2
     transcript = messages[-2][1]
-    assert transcript.file == 5 and "country" in "".join(
+    assert transcript.file == 7 and "country" in "".join(
         s.text for w in transcript.windows for s in w.segments
     )
 
@@ -129,22 +202,3 @@ def test_worker_count(wm, monkeypatch, tmp_path):
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be >= 1"):
         TranscribeOptions(workers=0)
-
-
-@pytest.mark.slow
-def test_a_seeded_run_samples_the_same_in_workers(wm, clips, sent):
-    """Every window falls back to sampling at temperature 1 (and keeps it: openai-whisper's
-    ladder, where the loop guard would keep the likelier greedy attempt); the workers' draws
-    follow the parent's seed, so two runs with one seed agree and runs with two seeds do not."""
-    sampled = replace(
-        GREEDY, workers=2, temperatures=(0.0, 1.0), logprob_threshold=0.0, loop_guard=False
-    )
-
-    def run(seed: int) -> list[dict]:
-        mx.random.seed(seed)
-        return [r.to_dict() for r in transcribe_arrays(wm, clips, sampled)]
-
-    first = run(3)
-    assert sent and all(s["temperature"] == 1.0 for r in first for s in r["segments"])
-    assert run(3) == first
-    assert run(4) != first

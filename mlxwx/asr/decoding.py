@@ -20,6 +20,7 @@ from .beam import BeamSearch, _rank
 from .guards import loop_at_end
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
 from .model import WhisperModel
+from .noise import draw_seed, mix, sample
 from .step import decoder_step
 
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
@@ -156,13 +157,16 @@ def decode_features(
     languages: list[str | None] | None = None,
     contexts: list[list[int]] | None = None,
     limits: list[int] | None = None,
+    seeds: list[int] | None = None,
 ) -> list[DecodingResult]:
     """Decode encoded windows `audio` (B, n_audio_ctx, D).
 
     languages: per window (default `options.language`; None on a multilingual model means
     English: detect languages first, `detect_language`); contexts: per window, text tokens of
     the previous window or an initial prompt, placed after <|startofprev|>; limits: per window,
-    the most tokens decoded with `options.stop_loops` (default: no limit but `sample_len`).
+    the most tokens decoded with `options.stop_loops` (default: no limit but `sample_len`);
+    seeds: per window, the key of its sampling noise (`mlxwx.asr.noise`; default: drawn from
+    MLX's random state), so that a window samples the same tokens in any batch.
     """
     tok, batch = wm.tokenizer, audio.shape[0]
     if not tok.multilingual:
@@ -178,7 +182,10 @@ def decode_features(
     prompts = [p for p in prompts for _ in range(repeat)]
     limits = limits if limits is not None and options.stop_loops else [1 << 30] * batch
     row_limits = mx.array([n for n in limits for _ in range(repeat)], dtype=mx.int32)
-    decoded = _decode_rows(wm, audio, prompts, sot_len, options, batch, row_limits)
+    seeds = seeds if seeds is not None else [draw_seed() for _ in range(batch)]
+    rung = round(options.temperature * 1000)
+    keys = mx.array([mix(s, rung, r) for s in seeds for r in range(repeat)], dtype=mx.uint32)
+    decoded = _decode_rows(wm, audio, prompts, sot_len, options, batch, (row_limits, keys))
     return [
         _result(wm, *d, lang, options, limit)
         for d, lang, limit in zip(decoded, languages, limits, strict=True)
@@ -217,12 +224,13 @@ def _decode_rows(
     sot_len: int,
     options: DecodingOptions,
     batch: int,
-    limit: mx.array | None = None,
+    rows: tuple[mx.array, mx.array],
 ) -> list[tuple[list[int], float, int, float]]:
     """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows.
 
     audio: one encoded window per `batch` entry; its rows (beams, samples) share its
-    cross-attention keys and values. limit: each row's most tokens (`stop_loops`)."""
+    cross-attention keys and values. rows: each row's most tokens (`stop_loops`) and its
+    sampling key."""
     model, tok = wm.model, wm.tokenizer
     prompt, pad = left_pad(prompts, tok.eot)
     n_rows, width = prompt.shape
@@ -233,7 +241,7 @@ def _decode_rows(
     mask = attention_mask(pad, 0, width) if padded else None
     logits = model.decoder(prompt, cross_kv, cache, 0, positions, mask).astype(mx.float32)
     no_speech = mx.softmax(logits[:, width - sot_len], axis=-1)[:, tok.no_speech]
-    state = DecodeState.start(n_rows, limit)
+    state = DecodeState.start(n_rows, *rows)
     search: BeamSearch | _Rows
     if options.temperature == 0 and options.beam_size > 1:
         search = BeamSearch(batch, options.beam_size, options.patience, tok.eot)
@@ -322,7 +330,9 @@ def _loop(
             for c in cache:
                 c.take(src)
         else:
-            token = mx.where(state.finished, tok.eot, select(logits, options.temperature))
+            token = mx.where(
+                state.finished, tok.eot, select(logits, options.temperature, state.keys, step)
+            )
             logprob = mx.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - norm
         state.advance(token, logprob, filters.ts_begin, tok.eot)
         if isinstance(search, _Rows):
@@ -375,10 +385,10 @@ def max_steps(wm: WhisperModel, width: int, options: DecodingOptions) -> int:
     return min(options.sample_len or wm.dims.n_text_ctx // 2, wm.dims.n_text_ctx - width)
 
 
-def select(logits: mx.array, temperature: float) -> mx.array:
+def select(logits: mx.array, temperature: float, keys: mx.array, step: int) -> mx.array:
     if temperature == 0:
         return mx.argmax(logits, axis=-1)
-    return mx.random.categorical(logits / temperature, axis=-1)
+    return sample(logits, temperature, keys, step)
 
 
 def _pick_samples(

@@ -31,6 +31,7 @@ from ..types import AudioChunk, Window
 from .decoding import DecodingOptions, DecodingResult, decode_features, detect_language, encode
 from .lanes import Lane
 from .model import WhisperModel
+from .noise import draw_seed, mix
 from .segments import Thresholds, build_window
 from .timing import annotate
 
@@ -61,8 +62,8 @@ class TranscribeOptions:
         condition_on_previous_text: prompt each window with the previous window's text.
         initial_prompt: text that prompts every window that has no previous text.
         hotwords: words or phrases to favour, prompted before every window.
-        workers: processes decoding on the CPU, each with a share of the inputs
-            (`mlxwx.asr.workers`); None: one per core, at most two. Ignored on a GPU.
+        workers: processes decoding on the CPU, each taking parts of the inputs as it frees up
+            (`mlxwx.asr.pool`); None: one per core, at most two. Ignored on a GPU.
         token_times: time each window's text tokens by Whisper's cross-attention while its
             encoder features are at hand (`mlxwx.asr.timing`; `--align whisper` needs them).
         loop_guard: a bounded fallback ladder: a row whose text loops ends at once and its
@@ -71,6 +72,10 @@ class TranscribeOptions:
             SAMPLE_TOKENS_MARGIN); a window that fails every rung keeps its attempt with the
             best average log-probability (the temperature-0 one when it is best). False:
             openai-whisper's ladder (every attempt free to run to 224 tokens, the last kept).
+        seed: the key of the fallback's sampling noise; each window's noise follows from it,
+            its input and its place in the input (`mlxwx.asr.noise`), so a window samples the
+            same tokens in any batch and any process. None: drawn from MLX's random state when
+            the run starts (`mx.random.seed` makes runs repeatable).
     """
 
     decoding: DecodingOptions = field(default_factory=DecodingOptions)
@@ -85,6 +90,7 @@ class TranscribeOptions:
     workers: int | None = None
     token_times: bool = False
     loop_guard: bool = True
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -108,6 +114,7 @@ class SpeechFile:
     file: int  # the input's position in the run
     chunks: tuple[AudioChunk, ...]
     language: str | None = None  # None: the options' language, else detected
+    source: int | None = None  # the input its chunks come from, when not `file` (a part of one)
 
 
 @dataclass(frozen=True)
@@ -142,14 +149,16 @@ def decode_with_fallback(
     options: TranscribeOptions,
     languages: list[str | None],
     contexts: list[list[int]],
-    seconds: list[float] | None = None,
+    windows: tuple[list[float], list[int]] | None = None,
 ) -> list[DecodingResult]:
     """Decode every window; re-decode only the failing ones, together, at the next temperature.
-    seconds: each window's audio (for the loop guard's length limit of samples)."""
+    windows: each window's seconds of audio (for the loop guard's length limit of samples) and
+    the key of its sampling noise (default: drawn from MLX's random state)."""
     results: list[DecodingResult] = []
     best: list[DecodingResult] = []
     todo = list(range(audio.shape[0]))
     thresholds, guard = options.thresholds, options.loop_guard
+    seconds, seeds = windows or (None, [draw_seed() for _ in todo])
     for temperature in options.temperatures:
         opts = replace(options.decoding, temperature=temperature, stop_loops=guard)
         rows = audio if len(todo) == audio.shape[0] else audio[mx.array(todo)]
@@ -157,7 +166,13 @@ def decode_with_fallback(
         if guard and temperature > 0 and seconds is not None:
             limits = [sample_limit(seconds[i]) for i in todo]
         found = decode_features(
-            wm, rows, opts, [languages[i] for i in todo], [contexts[i] for i in todo], limits
+            wm,
+            rows,
+            opts,
+            [languages[i] for i in todo],
+            [contexts[i] for i in todo],
+            limits,
+            [seeds[i] for i in todo],
         )
         if not results:
             results, best = list(found), list(found)
@@ -190,6 +205,7 @@ class _Open:
 
     language: str | None
     chunks: int
+    source: int  # the input of its chunks (keys of the sampling noise)
     windows: list[Window] = field(default_factory=list)
 
 
@@ -203,7 +219,8 @@ class Engine:
         options: TranscribeOptions,
         progress: ProgressHook | None = None,
     ):
-        self.wm, self.options, self.progress = wm, options, progress
+        self.wm, self.progress = wm, progress
+        self.options = options if options.seed is not None else replace(options, seed=draw_seed())
         self.files = iter(files)
         self.exhausted = False
         self.lanes: list[Lane | None] = [None] * options.batch_size
@@ -228,7 +245,8 @@ class Engine:
         if not item.chunks:
             self.finished.append(Transcript(item.file, language, ()))
             return True
-        self.open[item.file] = _Open(language, len(item.chunks))
+        source = item.file if item.source is None else item.source
+        self.open[item.file] = _Open(language, len(item.chunks), source)
         if self.options.condition_on_previous_text:  # one lane reads them all, in order
             self.queue.append(list(item.chunks))
         else:  # spread over the lanes: the earliest inputs finish first
@@ -292,6 +310,11 @@ class Engine:
                 self.open[lanes[row].chunk.file].language = code
         return [self.open[lane.chunk.file].language for lane in lanes]
 
+    def _seed(self, lane: Lane) -> int:
+        """The key of a window's sampling noise: the run's seed, its input, its first sample."""
+        at = lane.chunk.file_spans(lane.pos, lane.pos + 1)[0].start
+        return mix(self.options.seed or 0, self.open[lane.chunk.file].source, at)
+
     def _batch(self, lanes: list[Lane]) -> None:
         """Decode the next window of every lane (digitally silent windows are skipped)."""
         wm, options = self.wm, self.options
@@ -307,7 +330,10 @@ class Engine:
             languages = self._languages(features, lanes)
             contexts = prompt_contexts(wm, lanes, options)
             seconds = [min(N_SAMPLES, ln.chunk.length - ln.pos) / SAMPLE_RATE for ln in lanes]
-            results = decode_with_fallback(wm, features, options, languages, contexts, seconds)
+            seeds = [self._seed(ln) for ln in lanes]
+            results = decode_with_fallback(
+                wm, features, options, languages, contexts, (seconds, seeds)
+            )
             thresholds, ts_begin = options.thresholds, wm.tokenizer.timestamp_begin
             built = [
                 build_window(r, ln.chunk, ln.pos, ts_begin, thresholds)

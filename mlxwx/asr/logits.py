@@ -98,7 +98,8 @@ class DecodeState:
     """Per-row arrays: the last two sampled tokens (-1 before any), the latest timestamp token
     (-1 before any), finished flags and summed log-probabilities; for the loop guard, the last
     text tokens (`guards.LOOP_HISTORY`), the rows told to end (`stop`: the next token is
-    <|endoftext|>) and each row's most tokens (`limit`)."""
+    <|endoftext|>) and each row's most tokens (`limit`); each row's sampling key (`keys`,
+    `mlxwx.asr.noise`)."""
 
     last: mx.array
     penult: mx.array
@@ -109,9 +110,12 @@ class DecodeState:
     history: mx.array
     stop: mx.array
     limit: mx.array
+    keys: mx.array
 
     @classmethod
-    def start(cls, batch: int, limit: mx.array | None = None) -> DecodeState:
+    def start(
+        cls, batch: int, limit: mx.array | None = None, keys: mx.array | None = None
+    ) -> DecodeState:
         none = mx.full((batch,), -1, dtype=mx.int32)
         return cls(
             none,
@@ -123,10 +127,11 @@ class DecodeState:
             fresh_history(batch),
             mx.zeros((batch,), mx.bool_),
             mx.full((batch,), 1 << 30, dtype=mx.int32) if limit is None else limit,
+            mx.zeros((batch,), mx.uint32) if keys is None else keys,
         )
 
     FIELDS = ("last", "penult", "max_ts", "finished", "sum_logprob", "length", "history", "stop",
-              "limit")  # fmt: skip
+              "limit", "keys")  # fmt: skip
 
     def take(self, rows: mx.array) -> None:
         """Reorder rows (beam search): row i becomes old row rows[i]."""

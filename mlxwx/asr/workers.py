@@ -8,12 +8,11 @@ little (page faults and the GIL serialise them). Figures: bench/RESULTS.md.
 A `Worker` is a child process (`main` below, run by `sys.executable`) that loads the same
 checkpoint and runs a stage function (named by module and function, so this module imports no
 stage) over the inputs sent to it: `stage(wm, config, inputs, report)` yields one `Transcript`
-per input. Inputs (numpy audio) and results travel as pickles over the child's stdin and stdout;
-the child reads its next input only when its lanes need one, so a full pipe holds the sender back
-and no process holds more than its inputs in flight. Each child's seed is drawn from this
-process's random state, so a seeded run samples the same fallbacks every time. A child that fails
-or dies reports the inputs it did not finish (`Worker.unfinished`), which the caller decodes
-itself: a crash costs time, never transcripts.
+per input. Inputs and results travel as pickles over the child's stdin and stdout. The child
+asks for its next input only when its lanes need one, and the parent answers from a source
+shared by all children (`mlxwx.asr.pool`): work goes to whichever process frees up first, and no
+process holds more than its inputs in flight. A child that fails or dies hands back the inputs
+it did not finish (`on_failed`) for another process: a crash costs time, never transcripts.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import mlx.core as mx
-import numpy as np
 
 from ..weights.folder import CONFIG_FILE
 from .engine import Transcript
@@ -47,18 +45,17 @@ EXIT_SECONDS = 10.0  # a worker that reported but has not exited by then is kill
 @dataclass(frozen=True)
 class Job:
     """What a worker runs: the checkpoint, the stage function ("module:function") and its
-    config, and the seed of its fallback sampling."""
+    config."""
 
     model: str
     dtype: str
     stage: str
     config: Any
-    seed: int
 
     @classmethod
-    def of(cls, wm: WhisperModel, stage: str, config: Any, seed: int) -> Job:
+    def of(cls, wm: WhisperModel, stage: str, config: Any) -> Job:
         """A job decoding with `wm` (reloaded from its folder, in its dtype)."""
-        return cls(str(wm.path), str(wm.model.dtype).rsplit(".", 1)[-1], stage, config, seed)
+        return cls(str(wm.path), str(wm.model.dtype).rsplit(".", 1)[-1], stage, config)
 
 
 def put_while(box: queue.Queue[Any], item: object, alive: Callable[[], bool]) -> bool:
@@ -106,42 +103,37 @@ def _start(threads: int) -> subprocess.Popen[bytes]:
 
 @dataclass
 class Worker:
-    """A running child, the inputs sent to it and not yet returned, and its progress.
+    """A running child that pulls its inputs: each time its lanes need one, the child asks and
+    the reader thread answers with `source()`, a (key, input) pair (None: no more inputs).
 
-    `on_done(transcript)` is called from the worker's reader thread for every finished input.
+    `on_done(transcript)` is called from the reader thread for every finished input (the
+    transcript's `file` is the input's key); `on_failed(inputs)` with the inputs it held when it
+    failed or died, so that another process can take them.
     """
 
     job: Job
     threads: int
+    source: Callable[[], tuple[int, Any] | None]
     on_done: Callable[[Transcript], None]
+    on_failed: Callable[[list[tuple[int, Any]]], None] = lambda _: None
     on_progress: Callable[[], None] = lambda: None
-    backlog: int = 2  # inputs queued for the child beyond what its pipe holds
     completed: int = 0  # chunk samples decoded and pulled, as the child reports them
     total: int = 0
-    unfinished: dict[int, np.ndarray] = field(default_factory=dict)
+    unfinished: dict[int, Any] = field(default_factory=dict)
     error: str | None = None
     process: subprocess.Popen[bytes] = field(init=False)
     reader: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.outbox: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(self.backlog)
         self.process = _start(self.threads)
         self._send(self.job)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.sender = threading.Thread(target=self._write, daemon=True)
-        self.sender.start()
 
-    def _write(self) -> None:
-        """Send queued inputs as the child reads them; close its input after the last one."""
-        while (item := self.outbox.get()) is not None:
-            self._send(item)
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        except OSError:
-            pass
+    @property
+    def alive(self) -> bool:
+        return self.reader.is_alive()
 
     def _send(self, item: object) -> bool:
         stream = self.process.stdin
@@ -153,15 +145,19 @@ class Worker:
         except (OSError, ValueError):  # it died: its reader reports why
             return False
 
-    def send(self, file: int, audio: np.ndarray) -> None:
-        """Hand input `file` to the child (waits while `backlog` inputs are queued for it)."""
-        with self.lock:
-            self.unfinished[file] = audio
-        put_while(self.outbox, (file, audio), self.reader.is_alive)
-
-    def close(self) -> None:
-        """No more inputs."""
-        put_while(self.outbox, None, self.reader.is_alive)
+    def _give(self) -> None:
+        """Answer the child's request: its next input, or the end of its inputs."""
+        item = self.source()
+        if item is not None:
+            with self.lock:
+                self.unfinished[item[0]] = item[1]
+            self._send(item)
+            return
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        except OSError:
+            pass
 
     def _read(self) -> None:
         stream = self.process.stdout
@@ -169,7 +165,9 @@ class Worker:
         try:
             while True:
                 kind, value = pickle.load(stream)
-                if kind == "progress":
+                if kind == "need":
+                    self._give()
+                elif kind == "progress":
                     self.completed, self.total = value
                     self.on_progress()
                 elif kind == "done":
@@ -181,6 +179,11 @@ class Worker:
                     break
         except (EOFError, OSError, pickle.UnpicklingError):
             self.error = f"exited with code {self.process.wait()}"
+        if self.error is not None:
+            logger.warning("a decoding worker failed (%s); its inputs go to the others", self.error)
+            with self.lock:
+                left, self.unfinished = list(self.unfinished.items()), {}
+            self.on_failed(left)
             return
         try:  # it exits once it has reported: reap it (no zombie; its CPU time is counted)
             self.process.wait(timeout=EXIT_SECONDS)
@@ -188,27 +191,20 @@ class Worker:
             self.process.kill()
             self.process.wait()
 
-    def join(self) -> dict[int, np.ndarray]:
-        """Wait for the child to finish; the inputs it did not finish (empty unless it failed)."""
+    def join(self) -> None:
+        """Wait for the child to finish."""
         self.reader.join()
-        if self.error is not None:
-            logger.warning("a decoding worker failed (%s); decoding its share here", self.error)
-        with self.lock:
-            return dict(self.unfinished)
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-        while True:  # unblock the sender
-            try:
-                self.outbox.get_nowait()
-            except queue.Empty:
-                break
-        self.outbox.put(None)
 
 
-def _inputs(stream: BinaryIO) -> Iterator[tuple[int, np.ndarray]]:
+def _inputs(stream: BinaryIO, out: BinaryIO) -> Iterator[tuple[int, Any]]:
+    """The inputs sent by the parent, each asked for when the stage needs it."""
     while True:
+        pickle.dump(("need", None), out)
+        out.flush()
         try:
             yield pickle.load(stream)
         except EOFError:
@@ -221,7 +217,6 @@ def _serve(job_in: BinaryIO, out: BinaryIO) -> None:
     try:
         job: Job = pickle.load(job_in)
         mx.set_default_device(mx.cpu)
-        mx.random.seed(job.seed)
         wm = load_model(job.model, getattr(mx, job.dtype))
         module, name = job.stage.split(":")
         stage = getattr(importlib.import_module(module), name)
@@ -230,7 +225,7 @@ def _serve(job_in: BinaryIO, out: BinaryIO) -> None:
             pickle.dump(("progress", (completed, total)), out)
             out.flush()
 
-        for transcript in stage(wm, job.config, _inputs(job_in), report):
+        for transcript in stage(wm, job.config, _inputs(job_in, out), report):
             pickle.dump(("done", transcript), out)
             out.flush()
         pickle.dump(("end", None), out)

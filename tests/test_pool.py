@@ -1,0 +1,111 @@
+"""The board of parts that worker processes take, and per-window sampling noise."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from mlxwx.asr import noise, pool
+from mlxwx.asr.decoding import DecodingOptions, decode_features, encode
+from mlxwx.asr.engine import SpeechFile, TranscribeOptions, Transcript
+from mlxwx.audio import window_mel
+from mlxwx.types import AudioChunk, SpanSamples, Window
+
+
+def speech(file: int, *spans: tuple[int, int]) -> SpeechFile:
+    chunks = tuple(AudioChunk(file, mx.zeros(b - a), (SpanSamples(a, b),)) for a, b in spans)
+    return SpeechFile(file, chunks)
+
+
+def back(part: SpeechFile, language: str | None) -> Transcript:
+    """What a process returns for a part: one window per chunk."""
+    windows = tuple(Window(part.file, c.pieces, language, ()) for c in part.chunks)
+    return Transcript(part.file, language, windows)
+
+
+def test_parts_are_chunks_and_an_input_comes_back_whole():
+    board = pool.Board(TranscribeOptions(), detect=False, waiting=10)
+    board.add(speech(0, (0, 100), (200, 300)), lambda: True)
+    board.add(speech(1), lambda: True)  # no speech: one empty part
+    board.close()
+    taken = [board.take() for _ in range(3)]
+    assert board.take() is None
+    assert [len(p.chunks) for _, p in taken] == [1, 1, 0]
+    assert all(isinstance(c.audio, np.ndarray) for _, p in taken for c in p.chunks)  # for a pipe
+    assert [p.source for _, p in taken] == [0, 0, 1]
+    assert board.done(back(taken[1][1], "en")) is None
+    whole = board.done(back(taken[0][1], "en"))
+    assert whole is not None and whole.file == 0 and whole.language == "en"
+    assert sorted(w.spans[0].start for w in whole.windows) == [0, 200] and {
+        w.file for w in whole.windows
+    } == {0}
+    empty = board.done(back(taken[2][1], "en"))
+    assert empty is not None and empty.file == 1 and empty.windows == ()
+
+
+def test_with_condition_on_previous_text_an_input_is_one_part():
+    board = pool.Board(TranscribeOptions(condition_on_previous_text=True), False, 10)
+    board.add(speech(0, (0, 100), (200, 300)), lambda: True)
+    board.close()
+    (_, part), end = board.take(), board.take()
+    assert len(part.chunks) == 2 and end is None
+
+
+def test_an_inputs_other_parts_wait_for_the_language_of_its_first():
+    board = pool.Board(TranscribeOptions(), detect=True, waiting=10)
+    board.add(speech(0, (0, 100), (200, 300), (400, 500)), lambda: True)
+    board.add(speech(1, (0, 100)), lambda: True)
+    board.close()
+    (_, first), (_, other) = board.take(), board.take()
+    assert first.source == 0 and first.language is None and other.source == 1
+    assert board.done(back(first, "fr")) is None
+    rest = [board.take(), board.take()]  # released ahead of anything else, with the language
+    assert [(p.source, p.language) for _, p in rest] == [(0, "fr"), (0, "fr")]
+    assert board.take() is None
+
+
+def test_parts_of_a_failed_process_are_taken_first():
+    board = pool.Board(TranscribeOptions(), detect=False, waiting=10)
+    for i in range(3):
+        board.add(speech(i, (0, 100)), lambda: True)
+    a, b = board.take(), board.take()
+    board.give_back([a, b])
+    assert [board.take(), board.take()] == [a, b]
+
+
+def test_a_long_input_without_vad_is_cut_in_parts_at_quiet_moments():
+    samples = 5 * pool.UNIT_SAMPLES // 2
+    audio = mx.array(np.random.default_rng(0).normal(0, 0.1, samples).astype(np.float32))
+    parts = pool.cut(AudioChunk(0, audio, (SpanSamples(0, samples),)))
+    assert len(parts) == 2 and all(p.length >= pool.UNIT_SAMPLES * 0.9 for p in parts)
+    assert parts[0].pieces[0].end == parts[1].pieces[0].start and parts[1].pieces[0].end == samples
+
+
+def test_noise_samples_the_softmax():
+    logits = mx.log(mx.array([[0.1, 0.2, 0.7]]))
+    counts = np.zeros(3)
+    for k in range(4000):
+        counts[int(noise.sample(logits, 1.0, mx.array([noise.mix(k)], mx.uint32), 0)[0])] += 1
+    assert np.allclose(counts / 4000, [0.1, 0.2, 0.7], atol=0.03)
+
+
+def test_a_rows_noise_is_its_own_whatever_the_batch():
+    keys = mx.array([noise.mix(1), noise.mix(2), noise.mix(3)], mx.uint32)
+    together = np.array(noise.gumbel(keys, 5, 1000))
+    alone = np.array(noise.gumbel(keys[1:2], 5, 1000))
+    assert np.array_equal(together[1], alone[0])
+    assert not np.array_equal(together[0], together[1])
+    assert not np.array_equal(alone, np.array(noise.gumbel(keys[1:2], 6, 1000)))
+
+
+def test_a_window_samples_the_same_alone_or_in_a_batch(wm, clips):
+    """decode_features at temperature 1 with per-window seeds: a window's samples do not
+    depend on the windows decoded beside it."""
+    mels = [window_mel(c, 0, c.shape[0], wm.dims.n_mels) for c in clips[:3]]
+    features = encode(wm, mx.stack(mels))
+    options = DecodingOptions(temperature=1.0, best_of=2)
+    batch = decode_features(wm, features, options, seeds=[11, 12, 13])
+    alone = decode_features(wm, features[1:2], options, seeds=[12])
+    assert batch[1].tokens == alone[0].tokens
+    other = decode_features(wm, features[1:2], options, seeds=[99])
+    assert other[0].tokens != alone[0].tokens

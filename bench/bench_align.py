@@ -69,8 +69,9 @@ class Clock:
 
 
 def one_by_one(annotate):  # type: ignore[no-untyped-def]
-    def each(wm, features, windows, task):  # type: ignore[no-untyped-def]
-        return [annotate(wm, features[i : i + 1], [w], task)[0] for i, w in enumerate(windows)]
+    def each(wm, cross_kv, windows, task):  # type: ignore[no-untyped-def]
+        one = [[(k[i : i + 1], v[i : i + 1]) for k, v in cross_kv] for i in range(len(windows))]
+        return [annotate(wm, kv, [w], task)[0] for kv, w in zip(one, windows, strict=True)]
 
     return each
 

@@ -342,11 +342,12 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
         wav = Path(tmp) / "input.wav"
         soundfile.write(wav, audio, SAMPLE_RATE, subtype="FLOAT")
         command = [sys.executable, "-m", "mlxwx", "run", str(wav), "-o", tmp, *flags]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         start = time.perf_counter()
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, env=env)  # this checkout's mlxwx
         wall = time.perf_counter() - start
         text = (Path(tmp) / "input.txt").read_text()
-    note = "whole `mlxwx run` process: " + " ".join(flags[:-1])
+    note = "whole `mlxwx run` process: " + " ".join(f for f in flags if f != "-q")
     return {"load_s": None, "wall_s": wall, "text": " ".join(text.split()), "note": note}
 
 

@@ -166,7 +166,9 @@ def test_translate_reaches_every_window(runner, tmp_path, jfk_path, base_dir, mo
     tasks = []
     real = engine.decode_features
 
-    def spy(wm, audio, options, languages=None, contexts=None, limits=None, seeds=None):
+    def spy(
+        wm, audio, options, languages=None, contexts=None, limits=None, seeds=None, cross_kv=None
+    ):
         tasks.append(options.task)
         return real(wm, audio, options, languages, contexts, limits)
 

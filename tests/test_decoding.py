@@ -206,7 +206,8 @@ def test_rows_share_their_windows_cross_attention(wm, jfk_path, options):
     runs = []
     rows = (mx.full((2 * repeat,), 1 << 30, mx.int32), mx.arange(2 * repeat).astype(mx.uint32))
     for keys in (audio, mx.repeat(audio, repeat, axis=0)):
-        runs.append(_decode_rows(wm, keys, prompts, len(prompt), options, 2, rows))
+        kv = wm.model.decoder.cross_kv(keys)
+        runs.append(_decode_rows(wm, kv, prompts, len(prompt), options, 2, rows))
     (shared_tokens, *_), (own_tokens, *_) = runs[0][0], runs[1][0]
     assert shared_tokens == own_tokens and len(shared_tokens) > 10
     assert [r[0] for r in runs[0]] == [r[0] for r in runs[1]]

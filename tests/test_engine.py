@@ -112,7 +112,9 @@ def test_silence_and_noise_give_no_text_and_empty_input_is_an_error(wm):
 def test_only_failing_rows_fall_back(wm, monkeypatch):
     calls = []
 
-    def fake_decode(wm_, audio, options, languages, contexts, limits=None, seeds=None):
+    def fake_decode(
+        wm_, audio, options, languages, contexts, limits=None, seeds=None, cross_kv=None
+    ):
         calls.append((options.temperature, audio.shape[0]))
         bad = options.temperature < 0.4
         return [
@@ -137,7 +139,9 @@ def test_a_window_failing_every_rung_keeps_its_likeliest_attempt(wm, monkeypatch
     calls = []
     scores = {0.0: -1.5, 0.2: -3.0, 0.4: -2.5, 0.6: -2.0, 0.8: -4.0, 1.0: -2.4}
 
-    def fake_decode(wm_, audio, options, languages, contexts, limits=None, seeds=None):
+    def fake_decode(
+        wm_, audio, options, languages, contexts, limits=None, seeds=None, cross_kv=None
+    ):
         calls.append((options.temperature, options.stop_loops, limits))
         t = options.temperature
         return [
@@ -162,7 +166,9 @@ def test_no_speech_threshold_none_never_marks_silence(wm, monkeypatch):
     default threshold (no fallback, no text), and decoded like any other with None."""
     calls = []
 
-    def fake_decode(wm_, audio, options, languages, contexts, limits=None, seeds=None):
+    def fake_decode(
+        wm_, audio, options, languages, contexts, limits=None, seeds=None, cross_kv=None
+    ):
         calls.append(options.temperature)
         return [DecodingResult([1], "x", "en", -2.0, 0.99, options.temperature, 1.0)]
 
@@ -187,7 +193,9 @@ def test_language_detected_once_per_file_on_its_first_decoded_window(
     detected, encoded = [], []
     detect, encode = engine.detect_language, engine.encode
     monkeypatch.setattr(
-        engine, "detect_language", lambda wm_, f: detected.append(f.shape[0]) or detect(wm_, f)
+        engine,
+        "detect_language",
+        lambda wm_, f, kv=None: detected.append(f.shape[0]) or detect(wm_, f, kv),
     )
     monkeypatch.setattr(
         engine, "encode", lambda wm_, m: encoded.append(m.shape[0]) or encode(wm_, m)
@@ -445,7 +453,9 @@ def test_condition_on_previous_text_prompts_the_next_window(wm, clips, monkeypat
     seen = []
     real = engine.decode_features
 
-    def spy(wm_, audio, options, languages=None, contexts=None, limits=None, seeds=None):
+    def spy(
+        wm_, audio, options, languages=None, contexts=None, limits=None, seeds=None, cross_kv=None
+    ):
         found = real(wm_, audio, options, languages, contexts, limits)
         seen.append((list(contexts or []), [r.tokens for r in found]))
         return found

@@ -18,6 +18,7 @@ the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the s
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -193,11 +194,13 @@ def load_aligner(
             f"no default wav2vec2 alignment model for language {language!r}: "
             "pass one with --align-model, or use --align whisper"
         )
-    torch, transformers = _imports()
+    if not all(importlib.util.find_spec(m) for m in ("torch", "transformers")):
+        _imports()  # the extra's one-line error
     from huggingface_hub import constants
 
     offline = local_files_only or bool(constants.HF_HUB_OFFLINE)
-    folder = model_folder(name, offline)
+    folder = model_folder(name, offline)  # first: a model not at hand costs no torch import
+    torch, transformers = _imports()
     try:
         processor = transformers.Wav2Vec2Processor.from_pretrained(folder)
         model = transformers.Wav2Vec2ForCTC.from_pretrained(folder)

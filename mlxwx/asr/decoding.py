@@ -23,6 +23,7 @@ from .model import WhisperModel
 from .noise import draw_seed, mix, sample
 from .step import decoder_step
 
+CrossKV = list[tuple[mx.array, mx.array]]  # per decoder layer, (windows, heads, frames, dim)
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
 
 __all__ = ["TIME_PRECISION", "DecodingOptions", "DecodingResult", "decode", "decode_features"]
@@ -104,15 +105,18 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def detect_language(wm: WhisperModel, audio: mx.array) -> tuple[list[str], list[float]]:
+def detect_language(
+    wm: WhisperModel, audio: mx.array, cross_kv: CrossKV | None = None
+) -> tuple[list[str], list[float]]:
     """Most likely language code and the no-speech probability per encoded window (B, T, D),
-    from the logits after `<|startoftranscript|>`."""
+    from the logits after `<|startoftranscript|>` (cross_kv: the windows' keys and values,
+    when already computed)."""
     tok = wm.tokenizer
     codes = list(tok.languages)
     ids = mx.array([tok.languages[c] for c in codes])
     batch = audio.shape[0]
     cache = wm.model.decoder.new_cache(batch, wm.model.dtype)
-    cross_kv = wm.model.decoder.cross_kv(audio)
+    cross_kv = cross_kv or wm.model.decoder.cross_kv(audio)
     logits = wm.model.decoder(mx.full((batch, 1), tok.sot), cross_kv, cache, 0)[:, 0]
     logits = logits.astype(mx.float32)
     best = mx.argmax(logits[:, ids], axis=-1)
@@ -158,6 +162,7 @@ def decode_features(
     contexts: list[list[int]] | None = None,
     limits: list[int] | None = None,
     seeds: list[int] | None = None,
+    cross_kv: CrossKV | None = None,
 ) -> list[DecodingResult]:
     """Decode encoded windows `audio` (B, n_audio_ctx, D).
 
@@ -166,7 +171,9 @@ def decode_features(
     the previous window or an initial prompt, placed after <|startofprev|>; limits: per window,
     the most tokens decoded with `options.stop_loops` (default: no limit but `sample_len`);
     seeds: per window, the key of its sampling noise (`mlxwx.asr.noise`; default: drawn from
-    MLX's random state), so that a window samples the same tokens in any batch.
+    MLX's random state), so that a window samples the same tokens in any batch; cross_kv: the
+    windows' cross-attention keys and values (`TextDecoder.cross_kv(audio)`), when already
+    computed.
     """
     tok, batch = wm.tokenizer, audio.shape[0]
     if not tok.multilingual:
@@ -185,7 +192,8 @@ def decode_features(
     seeds = seeds if seeds is not None else [draw_seed() for _ in range(batch)]
     rung = round(options.temperature * 1000)
     keys = mx.array([mix(s, rung, r) for s in seeds for r in range(repeat)], dtype=mx.uint32)
-    decoded = _decode_rows(wm, audio, prompts, sot_len, options, batch, (row_limits, keys))
+    cross_kv = cross_kv or wm.model.decoder.cross_kv(audio)
+    decoded = _decode_rows(wm, cross_kv, prompts, sot_len, options, batch, (row_limits, keys))
     return [
         _result(wm, *d, lang, options, limit)
         for d, lang, limit in zip(decoded, languages, limits, strict=True)
@@ -219,7 +227,7 @@ def attention_mask(pad: mx.array, offset: int, length: int) -> mx.array:
 
 def _decode_rows(
     wm: WhisperModel,
-    audio: mx.array,
+    cross_kv: CrossKV,
     prompts: list[list[int]],
     sot_len: int,
     options: DecodingOptions,
@@ -228,14 +236,13 @@ def _decode_rows(
 ) -> list[tuple[list[int], float, int, float]]:
     """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows.
 
-    audio: one encoded window per `batch` entry; its rows (beams, samples) share its
-    cross-attention keys and values. rows: each row's most tokens (`stop_loops`) and its
+    cross_kv: the cross-attention keys and values of one window per `batch` entry; its rows
+    (beams, samples) share them. rows: each row's most tokens (`stop_loops`) and its
     sampling key."""
     model, tok = wm.model, wm.tokenizer
     prompt, pad = left_pad(prompts, tok.eot)
     n_rows, width = prompt.shape
     padded = len({len(p) for p in prompts}) > 1
-    cross_kv = model.decoder.cross_kv(audio)
     cache = model.decoder.new_cache(n_rows, model.dtype)
     positions = mx.maximum(mx.arange(width)[None] - pad[:, None], 0)
     mask = attention_mask(pad, 0, width) if padded else None
@@ -353,7 +360,7 @@ def _loop(
                 # beams leave by whole windows and stay grouped; sampled rows each get their own
                 per_window = beam.k if beam is not None else 1
                 window = keep[::per_window] // (token.shape[0] // cross_kv[0][0].shape[0])
-                cross_kv = [(k[window], v[window]) for k, v in cross_kv]
+                cross_kv = take_kv(cross_kv, window)
                 pad, token = pad[keep], token[keep]
         if compiled:
             logits = decoder_step(model.decoder, token, width + step, pad, cache, cross_kv)
@@ -378,6 +385,11 @@ def _eager_step(
     mask = attention_mask(pad, offset, 1) if padded else None
     logits = decoder(token[:, None], cross_kv, cache, offset, positions, mask)
     return logits[:, -1].astype(mx.float32)
+
+
+def take_kv(cross_kv: CrossKV, rows: mx.array) -> CrossKV:
+    """The keys and values of windows `rows`."""
+    return [(k[rows], v[rows]) for k, v in cross_kv]
 
 
 def max_steps(wm: WhisperModel, width: int, options: DecodingOptions) -> int:

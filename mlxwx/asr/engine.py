@@ -28,7 +28,15 @@ import numpy as np
 
 from ..audio import N_SAMPLES, SAMPLE_RATE, window_mel
 from ..types import AudioChunk, Window
-from .decoding import DecodingOptions, DecodingResult, decode_features, detect_language, encode
+from .decoding import (
+    CrossKV,
+    DecodingOptions,
+    DecodingResult,
+    decode_features,
+    detect_language,
+    encode,
+    take_kv,
+)
 from .lanes import Lane
 from .model import WhisperModel
 from .noise import draw_seed, mix
@@ -150,18 +158,22 @@ def decode_with_fallback(
     languages: list[str | None],
     contexts: list[list[int]],
     windows: tuple[list[float], list[int]] | None = None,
+    cross_kv: CrossKV | None = None,
 ) -> list[DecodingResult]:
     """Decode every window; re-decode only the failing ones, together, at the next temperature.
     windows: each window's seconds of audio (for the loop guard's length limit of samples) and
-    the key of its sampling noise (default: drawn from MLX's random state)."""
+    the key of its sampling noise (default: drawn from MLX's random state); cross_kv: the
+    windows' cross-attention keys and values, computed once for every rung."""
     results: list[DecodingResult] = []
     best: list[DecodingResult] = []
     todo = list(range(audio.shape[0]))
     thresholds, guard = options.thresholds, options.loop_guard
     seconds, seeds = windows or (None, [draw_seed() for _ in todo])
+    cross_kv = cross_kv or wm.model.decoder.cross_kv(audio)
     for temperature in options.temperatures:
         opts = replace(options.decoding, temperature=temperature, stop_loops=guard)
-        rows = audio if len(todo) == audio.shape[0] else audio[mx.array(todo)]
+        every = len(todo) == audio.shape[0]
+        rows = audio if every else audio[mx.array(todo)]
         limits = None
         if guard and temperature > 0 and seconds is not None:
             limits = [sample_limit(seconds[i]) for i in todo]
@@ -173,6 +185,7 @@ def decode_with_fallback(
             [contexts[i] for i in todo],
             limits,
             [seeds[i] for i in todo],
+            cross_kv if every else take_kv(cross_kv, mx.array(todo)),
         )
         if not results:
             results, best = list(found), list(found)
@@ -295,7 +308,9 @@ class Engine:
         self.done += covered
         self._close(finished)
 
-    def _languages(self, features: mx.array, lanes: list[Lane]) -> list[str | None]:
+    def _languages(
+        self, features: mx.array, lanes: list[Lane], cross_kv: CrossKV
+    ) -> list[str | None]:
         """Each row's language; an input's unknown language is detected on its earliest window
         in this batch, from the features being decoded."""
         first: dict[int, tuple[int, int]] = {}  # input -> (sample on its timeline, row)
@@ -305,7 +320,8 @@ class Engine:
                 first[lane.chunk.file] = min(first.get(lane.chunk.file, (at, row)), (at, row))
         if first:
             rows = sorted(row for _, row in first.values())
-            codes, _ = detect_language(self.wm, features[mx.array(rows)])
+            pick = mx.array(rows)
+            codes, _ = detect_language(self.wm, features[pick], take_kv(cross_kv, pick))
             for row, code in zip(rows, codes, strict=True):
                 self.open[lanes[row].chunk.file].language = code
         return [self.open[lane.chunk.file].language for lane in lanes]
@@ -327,12 +343,13 @@ class Engine:
                 window_mel(ln.chunk.audio, ln.pos, ln.chunk.length, wm.dims.n_mels) for ln in lanes
             ]
             features = encode(wm, mx.stack(mels))
-            languages = self._languages(features, lanes)
+            cross_kv = wm.model.decoder.cross_kv(features)  # for every rung and token timing
+            languages = self._languages(features, lanes, cross_kv)
             contexts = prompt_contexts(wm, lanes, options)
             seconds = [min(N_SAMPLES, ln.chunk.length - ln.pos) / SAMPLE_RATE for ln in lanes]
             seeds = [self._seed(ln) for ln in lanes]
             results = decode_with_fallback(
-                wm, features, options, languages, contexts, (seconds, seeds)
+                wm, features, options, languages, contexts, (seconds, seeds), cross_kv
             )
             thresholds, ts_begin = options.thresholds, wm.tokenizer.timestamp_begin
             built = [
@@ -341,7 +358,7 @@ class Engine:
             ]
             windows = [w for w, _ in built]
             if options.token_times:
-                windows = annotate(wm, features, windows, options.decoding.task)
+                windows = annotate(wm, cross_kv, windows, options.decoding.task)
             for lane, result, window, (_, step) in zip(lanes, results, windows, built, strict=True):
                 self.open[lane.chunk.file].windows.append(window)
                 silent = thresholds.is_silence(result)

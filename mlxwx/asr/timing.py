@@ -23,7 +23,7 @@ from ..audio import N_SAMPLES_PER_TOKEN, TOKENS_PER_SECOND, window_mel
 from ..dtw import dtw, median_filter
 from ..models.whisper import split_heads
 from ..types import Result, TokenTimes, Window
-from .decoding import encode
+from .decoding import CrossKV, encode, take_kv
 from .model import WhisperModel
 
 MEDFILT_WIDTH = 7  # openai-whisper's median filter along time, in 20 ms audio tokens
@@ -46,12 +46,13 @@ def heads_by_layer(wm: WhisperModel) -> dict[int, list[int]]:
 
 
 def forced_scores(
-    wm: WhisperModel, features: mx.array, sequences: Sequence[Sequence[int]]
+    wm: WhisperModel, cross_kv: CrossKV, sequences: Sequence[Sequence[int]]
 ) -> tuple[mx.array, list[mx.array]]:
     """Teacher-forced pass of `sequences` (right-padded with eot to a multiple of `PAD_TO`, so
-    that batches reuse a few shapes) over encoded windows `features` (B, n_audio_ctx, D): the
-    alignment heads' scaled cross-attention scores (B, heads, L, n_audio_ctx), and per sequence
-    the float32 log-probability of each of its tokens after the first."""
+    that batches reuse a few shapes) over encoded windows, given by their cross-attention keys
+    and values (`TextDecoder.cross_kv`): the alignment heads' scaled cross-attention scores
+    (B, heads, L, n_audio_ctx), and per sequence the float32 log-probability of each of its
+    tokens after the first."""
     dec, heads = wm.model.decoder, heads_by_layer(wm)
     length = -(-max(len(s) for s in sequences) // PAD_TO) * PAD_TO
     tokens = mx.array([[*s, *[wm.tokenizer.eot] * (length - len(s))] for s in sequences])
@@ -62,7 +63,7 @@ def forced_scores(
     for layer, block in enumerate(dec.blocks):
         x = x + block.attn(block.attn_ln(x), mask)
         h = block.cross_attn_ln(x)
-        keys, values = block.cross_attn.kv(features)
+        keys, values = cross_kv[layer]
         x = x + block.cross_attn.attend(h, keys, values, None)
         if layer in heads:
             query = split_heads(block.cross_attn.query(h), dec.n_head)
@@ -77,20 +78,22 @@ def token_logprobs(
     wm: WhisperModel, x: mx.array, sequences: Sequence[Sequence[int]]
 ) -> list[mx.array]:
     """Per sequence, the log-probability of each of its tokens after the first, from the
-    decoder's last hidden states `x` (B, L, D): a few rows' logits at a time (each row's are
-    (L, n_vocab) floats)."""
-    dec, length = wm.model.decoder, x.shape[1]
-    x = dec.ln(x)
-    targets = mx.array([[*s[1:], *[0] * (length - len(s) + 1)] for s in sequences])
-    group = max(1, LOGITS_BYTES // (length * wm.dims.n_vocab * 4))
+    decoder's last hidden states `x` (B, L, D): logits only at the positions that predict a
+    token of a sequence (not at padding), as many positions at a time as fit in LOGITS_BYTES."""
+    dec = wm.model.decoder
+    rows = [(b, t) for b, s in enumerate(sequences) for t in range(len(s) - 1)]
+    flat = dec.ln(x[mx.array([b for b, _ in rows]), mx.array([t for _, t in rows])])
+    targets = mx.array([s[t + 1] for s in sequences for t in range(len(s) - 1)])
+    group = max(1, LOGITS_BYTES // (wm.dims.n_vocab * 4))
     picked = []
-    for at in range(0, len(sequences), group):
-        logits = dec.token_embedding.as_linear(x[at : at + group]).astype(mx.float32)
-        chosen = mx.take_along_axis(logits, targets[at : at + group, :, None], axis=-1)[..., 0]
+    for at in range(0, len(rows), group):
+        logits = dec.token_embedding.as_linear(flat[at : at + group]).astype(mx.float32)
+        chosen = mx.take_along_axis(logits, targets[at : at + group, None], axis=-1)[:, 0]
         picked.append(chosen - mx.logsumexp(logits, axis=-1))
         mx.eval(picked[-1])
-    rows = mx.concatenate(picked)
-    return [rows[i, : len(s) - 1] for i, s in enumerate(sequences)]
+    out = mx.concatenate(picked)
+    ends = np.cumsum([len(s) - 1 for s in sequences]).tolist()
+    return [out[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 def token_starts(matrix: np.ndarray) -> np.ndarray:
@@ -121,9 +124,10 @@ def unit_texts(wm: WhisperModel, tokens: list[int]) -> list[str]:
 
 
 def annotate(
-    wm: WhisperModel, features: mx.array, windows: list[Window], task: str = "transcribe"
+    wm: WhisperModel, cross_kv: CrossKV, windows: list[Window], task: str = "transcribe"
 ) -> list[Window]:
-    """`windows` (decoded from `features`, one row each) with the `TokenTimes` of their text."""
+    """`windows` (decoded from the encoded windows whose cross-attention keys and values are
+    `cross_kv`, one row each) with the `TokenTimes` of their text."""
     per_segment = [segment_tokens(wm, w) for w in windows]
     texts = [[t for s in segs for t in s] for segs in per_segment]
     rows = [i for i, t in enumerate(texts) if t]
@@ -131,7 +135,7 @@ def annotate(
         return windows
     prompts = [wm.tokenizer.sot_sequence(windows[i].language, task, False) for i in rows]
     sequences = [p + texts[i] + [wm.tokenizer.eot] for p, i in zip(prompts, rows, strict=True)]
-    scores, logprobs = forced_scores(wm, features[mx.array(rows)], sequences)
+    scores, logprobs = forced_scores(wm, take_kv(cross_kv, mx.array(rows)), sequences)
     mx.eval(scores, logprobs)
     scores_np = np.array(scores)
     out = list(windows)
@@ -166,5 +170,5 @@ def annotate_result(
         w = windows[i]
         samples = np.concatenate([audio[s.start : s.end] for s in w.spans])
         mel = window_mel(mx.array(samples), 0, samples.size, wm.dims.n_mels)
-        windows[i] = annotate(wm, encode(wm, mel[None]), [w], task)[0]
+        windows[i] = annotate(wm, wm.model.decoder.cross_kv(encode(wm, mel[None])), [w], task)[0]
     return replace(result, windows=tuple(windows))

@@ -144,9 +144,16 @@ def transcribe_files(
 ) -> Iterator[Transcript]:
     """detect_speech and transcribe in this process over (position, audio) inputs, read as the
     decoder needs them; a `Transcript` per input as each is finished."""
+    return transcribe_stream(wm, speech_files(vad, options, inputs), options.transcribe, progress)
+
+
+def speech_files(
+    vad: Vad | None, options: PipelineOptions, inputs: Iterable[tuple[int, np.ndarray]]
+) -> Iterator[SpeechFile]:
+    """detect_speech over (position, audio) inputs, as they are read."""
     chunks = chunking(options, vad)
-    files = (SpeechFile(i, tuple(detect_speech(mx.array(a), vad, chunks, i))) for i, a in inputs)
-    return transcribe_stream(wm, files, options.transcribe, progress)
+    for i, audio in inputs:
+        yield SpeechFile(i, tuple(detect_speech(mx.array(audio), vad, chunks, i)))
 
 
 def _host(samples: mx.array) -> np.ndarray:
@@ -407,10 +414,7 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
         crew.append(worker)
         run.progress.workers.append(worker)
     try:
-        chunks = chunking(options, vad)
-        files = (
-            SpeechFile(i, tuple(detect_speech(mx.array(a), vad, chunks, i))) for i, a in feed.own()
-        )
+        files = speech_files(vad, options, feed.own())
         alive = lambda: any(w.alive for w in crew)  # noqa: E731
         for item in files:
             board.add(item, alive)

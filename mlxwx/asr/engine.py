@@ -316,8 +316,9 @@ class Engine:
         first: dict[int, tuple[int, int]] = {}  # input -> (sample on its timeline, row)
         for row, lane in enumerate(lanes):
             if self.open[lane.chunk.file].language is None:
-                at = lane.chunk.file_spans(lane.pos, lane.pos + 1)[0].start
-                first[lane.chunk.file] = min(first.get(lane.chunk.file, (at, row)), (at, row))
+                first[lane.chunk.file] = min(
+                    first.get(lane.chunk.file, (lane.at, row)), (lane.at, row)
+                )
         if first:
             rows = sorted(row for _, row in first.values())
             pick = mx.array(rows)
@@ -328,8 +329,7 @@ class Engine:
 
     def _seed(self, lane: Lane) -> int:
         """The key of a window's sampling noise: the run's seed, its input, its first sample."""
-        at = lane.chunk.file_spans(lane.pos, lane.pos + 1)[0].start
-        return mix(self.options.seed or 0, self.open[lane.chunk.file].source, at)
+        return mix(self.options.seed or 0, self.open[lane.chunk.file].source, lane.at)
 
     def _batch(self, lanes: list[Lane]) -> None:
         """Decode the next window of every lane (digitally silent windows are skipped)."""

@@ -67,6 +67,11 @@ class Lane:
         return self.index < len(self.chunks)
 
     @property
+    def at(self) -> int:
+        """The next window's first sample on the input's timeline."""
+        return self.chunk.file_spans(self.pos, self.pos + 1)[0].start
+
+    @property
     def remaining(self) -> int:
         """Samples left to read: the rest of the current chunk and the later chunks."""
         if not self.active:

@@ -95,6 +95,7 @@ class Board:
             pieces.append(
                 SpeechFile(key, tuple(replace(c, file=key) for c in chunks), None, item.file)
             )
+        pieces = [to_host(p) for p in pieces]  # here: MLX arrays are read on their own thread
         state = _Input(len(pieces))
         if self.detect and len(pieces) > 1:
             state.held = pieces[1:]
@@ -103,7 +104,7 @@ class Board:
             self.inputs[item.file] = state
             while len(self.items) >= self.waiting and alive() and not self.aborted:
                 self.cond.wait(0.5)
-            self.items.extend(to_host(p) for p in pieces)
+            self.items.extend(pieces)
             self.cond.notify_all()
 
     def take(self) -> tuple[int, SpeechFile] | None:
@@ -132,7 +133,7 @@ class Board:
             state.language = state.language or part.language
             state.windows += [replace(w, file=file) for w in part.windows]
             if state.held:  # its first part: the others now know the language
-                held = [to_host(replace(p, language=part.language)) for p in state.held]
+                held = [replace(p, language=part.language) for p in state.held]
                 state.held = []
                 self.items.extendleft(reversed(held))
                 self.cond.notify_all()
@@ -156,12 +157,12 @@ class Board:
         """Every part not transcribed, for this process (held parts detect their own language
         when their first part's is not known)."""
         with self.cond:
-            left = [to_device(p) for p in self.items]
+            left = list(self.items)
             self.items.clear()
             for state in self.inputs.values():
                 left += [replace(p, language=state.language) for p in state.held]
                 state.held = []
-            return left
+            return [to_device(p) for p in left]
 
 
 def serve_parts(

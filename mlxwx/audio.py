@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import io
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import mlx.core as mx
@@ -26,8 +28,12 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100: 10 ms per mel frame
 TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50: 20 ms per audio token
 
 _BLOCK = 1 << 16  # samples per frame handed to the resampler for array input
+# A file that decodes without error but this much shorter than its header says is reported
+_SHORT_SECONDS, _SHORT_FRACTION = 1.0, 0.05
 
-AudioSource = str | os.PathLike | np.ndarray | mx.array
+AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO | np.ndarray | mx.array
+
+logger = logging.getLogger(__name__)
 
 
 class AudioError(MlxwxError, ValueError):
@@ -49,7 +55,9 @@ def read_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarra
 
     Args:
         source: a file path (any container/codec FFmpeg reads: wav, flac, ogg, mp3, m4a, mp4,
-            webm, ...; decoded in-process with PyAV, first audio stream), or samples as a numpy
+            webm, ...; decoded in-process with PyAV, first audio stream); the bytes of such a
+            file, or a binary file object open for reading (`io.BytesIO`, `sys.stdin.buffer`;
+            read to its end, into memory first when it cannot seek); or samples as a numpy
             or mx array: shape (samples,), (channels, samples) or (samples, channels); channels
             (the smaller axis) are averaged. Float samples are taken as is, signed integers
             are scaled to [-1, 1).
@@ -57,28 +65,56 @@ def read_audio(source: AudioSource, sample_rate: int | None = None) -> np.ndarra
             anti-aliasing filter when it differs. Files carry their own rate: leave it None.
 
     Returns:
-        (n_samples,) float32 at 16 kHz.
+        (n_samples,) float32 at 16 kHz. A file that stops decoding part-way (cut short or
+        corrupt) gives the samples decoded up to there, with a warning logged.
 
     Raises:
         AudioError: a missing, unreadable, corrupt, empty (zero samples) or audio-less
             file, or a malformed array; the message is one line.
     """
+    if isinstance(source, (np.ndarray, mx.array)) or not _encoded(source):
+        return _from_array(source, SAMPLE_RATE if sample_rate is None else sample_rate)
+    if sample_rate is not None:
+        raise ValueError("sample_rate applies to array input only; files carry their own rate")
     if isinstance(source, (str, os.PathLike)):
-        if sample_rate is not None:
-            raise ValueError("sample_rate applies to array input only; files carry their own rate")
-        samples = _decode_file(Path(source))
-    else:
-        samples = _from_array(source, SAMPLE_RATE if sample_rate is None else sample_rate)
-    return samples
+        return _decode_file(Path(source))
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("audio data is empty (0 bytes)")
+        return _decode(io.BytesIO(source), "<bytes>")
+    name = str(getattr(source, "name", "<stream>"))
+    return _decode(_seekable(source, name), name)
 
 
-def _open(path: Path) -> Any:
-    """`av.open(path)`, undecodable metadata ignored (PyAV before 19 needs to be told; PyAV 19
+def _encoded(source: object) -> bool:
+    """Whether `source` is an encoded file (path, bytes or file object) rather than samples."""
+    return isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read")
+
+
+def _seekable(file: BinaryIO, name: str) -> BinaryIO:
+    """`file`, or its remaining bytes in memory when it cannot seek (a pipe): some containers
+    (mp4 with its index at the end) need to seek."""
+    try:
+        if file.seekable():
+            return file
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        data = file.read()
+    except (OSError, ValueError) as err:
+        raise AudioError(f"cannot read audio from {name}: {_one_line(err)}") from err
+    if not data:
+        raise AudioError(f"audio data is empty (0 bytes): {name}")
+    return io.BytesIO(data)
+
+
+def _open(target: str | BinaryIO) -> Any:
+    """`av.open(target)`, undecodable metadata ignored (PyAV before 19 needs to be told; PyAV 19
     dropped the option)."""
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        return av.open(target, "r", metadata_errors="ignore")
     except TypeError:
-        return av.open(str(path))
+        return av.open(target, "r")
 
 
 def _decode_file(path: Path) -> np.ndarray:
@@ -89,35 +125,116 @@ def _decode_file(path: Path) -> np.ndarray:
         raise AudioError(f"audio path is a directory, not a file: {path}")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file is empty (0 bytes): {path}")
+    return _decode(str(path), str(path))
+
+
+def _reason(err: BaseException) -> str:
+    return _one_line(getattr(err, "strerror", None) or err)  # drop PyAV's errno and path
+
+
+def _decode(target: str | BinaryIO, name: str) -> np.ndarray:
+    """Decode the first audio stream of `target` (a path or file object; `name` in messages) to
+    (n,) float32 mono at 16 kHz, keeping what decoded before an error."""
+    errors: list[Exception] = []
     try:
-        with _open(path) as container:
+        with _open(target) as container:
             if not container.streams.audio:
-                raise AudioError(f"no audio stream in file: {path}")
-            samples = _resample(container.decode(container.streams.audio[0]))
+                raise AudioError(f"no audio stream in file: {name}")
+            stream = container.streams.audio[0]
+            samples = _resample(_until_error(container.decode(stream), errors))
+            declared = _declared_seconds(container, stream)
     except (av.FFmpegError, OSError) as err:
-        reason = _one_line(getattr(err, "strerror", None) or err)  # drop PyAV's errno and path
-        raise AudioError(f"cannot decode audio file {path}: {reason}") from err
+        raise AudioError(f"cannot decode audio file {name}: {_reason(err)}") from err
+    if errors and samples.size == 0:
+        raise AudioError(f"cannot decode audio file {name}: {_reason(errors[0])}")
     if samples.size == 0:
-        raise AudioError(f"no audio samples in file: {path}")
+        raise AudioError(f"no audio samples in file: {name}")
+    _warn_if_partial(name, samples.size / SAMPLE_RATE, declared, errors)
+    return _zero_non_finite(samples, name)
+
+
+def _zero_non_finite(samples: np.ndarray, name: str) -> np.ndarray:
+    """`samples` with NaN and infinite values (float PCM can hold them) set to 0, logged."""
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        logger.warning("%s: %d samples are NaN or infinite; using 0 for them", name, bad.sum())
+        samples[bad] = 0.0
     return samples
+
+
+def _until_error(
+    frames: Iterator[av.AudioFrame], errors: list[Exception]
+) -> Iterator[av.AudioFrame]:
+    """`frames` up to the first decoding error, which is appended to `errors`."""
+    try:
+        yield from frames
+    except (av.FFmpegError, OSError) as err:
+        errors.append(err)
+
+
+def _declared_seconds(container: Any, stream: Any) -> tuple[float | None, bool]:
+    """The audio's duration by the file's headers, and whether it is the audio's own: the
+    stream's, else the container's (its own only without video, which may run longer)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base), True
+    if container.duration:
+        return container.duration / av.time_base, not container.streams.video
+    return None, False
+
+
+def _warn_if_partial(
+    name: str, decoded: float, declared: tuple[float | None, bool], errors: list[Exception]
+) -> None:
+    """Log a warning when decoding stopped at an error, or ended well short of the stream's
+    own duration (a file cut short)."""
+    total, of_stream = declared
+    short = (
+        of_stream
+        and total is not None
+        and total - decoded > max(_SHORT_SECONDS, _SHORT_FRACTION * total)
+    )
+    if not errors and not short:
+        return
+    of = f" of {_seconds(total)}" if total is not None and total > decoded else ""
+    why = f": {_reason(errors[0])}" if errors else ""
+    logger.warning(
+        "%s: decoding stopped at %s%s (the rest is corrupt or missing%s); using the %s that "
+        "decoded",
+        name, _seconds(decoded), of, why, _seconds(decoded),
+    )  # fmt: skip
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds >= 1 else f"{seconds:.2f} s"
 
 
 def _resample(frames: Iterable[av.AudioFrame]) -> np.ndarray:
     """Resample decoded frames to 16 kHz with swresample and average channels: (n,) float32.
 
     Channels are averaged here, not by swresample: its float downmix sums stereo with
-    1/sqrt(2) gains (3 dB louder than ffmpeg's s16 `-ac 1`, which openai-whisper uses).
+    1/sqrt(2) gains (3 dB louder than ffmpeg's s16 `-ac 1`, which openai-whisper uses). A
+    change of rate, layout or sample format mid-stream starts a new resampler.
     """
-    resampler = av.AudioResampler(format="fltp", layout=None, rate=SAMPLE_RATE)  # keep channels
+    chunks: list[np.ndarray] = []
+    resampler, setup = None, None
+    for frame in frames:
+        if (frame.format.name, frame.layout.name, frame.sample_rate) != setup:
+            chunks += _mono(resampler, None)  # flush the previous filter's tail
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=SAMPLE_RATE)
+            setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        chunks += _mono(resampler, frame)
+    chunks += _mono(resampler, None)
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
-    def mono(frame: av.AudioFrame | None) -> list[np.ndarray]:
+
+def _mono(resampler: av.AudioResampler | None, frame: av.AudioFrame | None) -> list[np.ndarray]:
+    """`frame` (None: the filter's tail) through `resampler`, channels averaged."""
+    if resampler is None:
+        return []
+    with np.errstate(over="ignore", invalid="ignore"):  # float PCM may hold NaN or huge values
         return [
             out.to_ndarray().mean(axis=0, dtype=np.float32) for out in resampler.resample(frame)
         ]
-
-    chunks = [chunk for frame in frames for chunk in mono(frame)]  # keeps only mono float32
-    chunks += mono(None)  # flush the filter's tail
-    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
 def _array_frames(samples: np.ndarray, rate: int) -> Iterator[av.AudioFrame]:
@@ -130,8 +247,9 @@ def _array_frames(samples: np.ndarray, rate: int) -> Iterator[av.AudioFrame]:
         yield frame
 
 
-def _from_array(source: np.ndarray | mx.array, rate: int) -> np.ndarray:
-    """Validate, scale, downmix and resample array input to (n,) float32 mono at 16 kHz."""
+def _from_array(source: Any, rate: int) -> np.ndarray:
+    """Validate, scale, downmix and resample array input (a numpy or mx array, or what
+    `np.asarray` takes) to (n,) float32 mono at 16 kHz."""
     if isinstance(source, mx.array) and mx.issubdtype(source.dtype, mx.floating):
         source = source.astype(mx.float32)  # numpy cannot take bfloat16
     try:

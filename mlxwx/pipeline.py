@@ -36,7 +36,7 @@ from . import _blas
 from .align import Aligners, AlignOptions, align
 from .asr import pool, workers
 from .asr.engine import ProgressHook, SpeechFile, TranscribeOptions, Transcript, transcribe_stream
-from .asr.model import WhisperModel, load_model
+from .asr.model import WhisperModel, check_language, load_model
 from .asr.noise import draw_seed
 from .audio import read_audio
 from .diarize import DiarizeOptions, Diarizers, diarize
@@ -268,6 +268,17 @@ class _Post:
         self.queue.put(_END)
         self.thread.join()
 
+    def abort(self, wait: float = 1.0) -> None:
+        """Drop the finished inputs still queued, and wait at most `wait` seconds for the one
+        in the stages (outputs are written whole or not at all)."""
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        self.queue.put(_END)
+        self.thread.join(wait)
+
 
 class _Feed:
     """The loader thread: decodes inputs ahead of need, for the main thread.
@@ -480,8 +491,10 @@ class Pipeline:
         """Stream `inputs` through the stages; `sink(index, outcome)` gets each input's
         `Result`, or the `MlxwxError` that stopped it, as soon as it is done (in a thread of
         the run, not in input order). An input that cannot be loaded fails alone, unless
-        `fail_fast`: then its error is raised here and the run stops."""
+        `fail_fast`: then its error is raised here and the run stops. A language the model
+        cannot decode raises `ModelError` before any input is read."""
         options = with_token_times(options or self.options)
+        check_language(self.whisper, options.transcribe.decoding.language)
         vad = self.vad(options.vad)
         if self.custom_vad is not None:
             options = replace(options, transcribe=replace(options.transcribe, workers=1))
@@ -503,9 +516,11 @@ class Pipeline:
                 _shared(run, feed, vad, feed.processes())
         except BaseException:
             feed.close()
+            post.abort()
             raise
-        finally:
+        else:
             post.close()
+        finally:
             if run.blas_before is not None:
                 _blas.set_threads(run.blas_before)
 

@@ -8,21 +8,30 @@ file or none of it, never a part, and no temporary file is left behind on Linux 
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .types import Result, Segment, Word
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv", "aud")
+# What `-f all` writes: WhisperX's `get_writer("all")` leaves its optional aud writer out
+ALL_FORMATS = ("json", "txt", "srt", "vtt", "tsv")
+
+_T = TypeVar("_T")
+_FLAT = str.maketrans({"\n": " ", "\r": " "})
 
 
 def timestamp(seconds: float, decimal: str = ".", always_hours: bool = False) -> str:
     """HH:MM:SS.mmm (hours omitted when zero unless `always_hours`)."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"cannot write a time of {seconds} s")
     ms = max(0, round(seconds * 1000))
     hours, ms = divmod(ms, 3_600_000)
     minutes, ms = divmod(ms, 60_000)
@@ -31,14 +40,31 @@ def timestamp(seconds: float, decimal: str = ".", always_hours: bool = False) ->
     return f"{head}{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
+def flat(text: str) -> str:
+    """`text` on one line: line breaks become spaces."""
+    return text.translate(_FLAT)
+
+
 def label(segment: Segment) -> str:
     """A segment's text on one line, after its speaker's label when it has one."""
-    text = segment.text.strip().replace("-->", "->")
+    text = flat(segment.text).strip().replace("-->", "->")
     return f"[{segment.speaker}]: {text}" if segment.speaker else text
 
 
 def to_json(result: Result) -> str:
-    return json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    """WhisperX's schema, as strict JSON: a number that is not finite becomes null."""
+    return json.dumps(_finite(result.to_dict()), ensure_ascii=False, indent=2) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities in its lists and dicts replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def to_txt(result: Result) -> str:
@@ -91,15 +117,15 @@ def _lines(result: Result, options: SubtitleOptions) -> Iterator[list[tuple[Word
             segment_break = bool(cue) and (
                 (i == 0 and keep_segments) or word.speaker != cue[-1][0].speaker
             )
-            text = " " + word.word
+            text = " " + flat(word.word)
             if not (length > 0 and room and not pause and not segment_break):
-                text = word.word
+                text = flat(word.word)
                 if segment_break or (cue and count is not None and (pause or lines >= count)):
                     yield cue
                     cue, lines = [], 1
                 elif length > 0:
                     lines += 1
-                    text = "\n" + word.word
+                    text = "\n" + flat(word.word)
                 length = 0
             cue.append((word, text))
             length += len(text.lstrip("\n"))
@@ -109,24 +135,35 @@ def _lines(result: Result, options: SubtitleOptions) -> Iterator[list[tuple[Word
 
 
 def cues(result: Result, options: SubtitleOptions | None = None) -> list[Cue]:
-    """The subtitle cues of `result`: one per segment, or built from word times."""
+    """The subtitle cues of `result`: one per segment, or built from word times; cues without
+    text are left out."""
     options = options or SubtitleOptions()
     worded = all(
         s.words and all(w.start is not None and w.end is not None for w in s.words)
         for s in result.segments
     )  # words left untimed (--interpolate-method ignore): one cue per segment
     if not worded or (options.max_line_width is None and not options.highlight_words):
-        return [Cue(s.start, s.end, label(s)) for s in result.segments]
+        return _tidy([Cue(s.start, s.end, label(s)) for s in result.segments])
     out = []
     for group in _lines(result, options):
         start, end = group[0][0].start, group[-1][0].end
         assert start is not None and end is not None
         prefix = f"[{group[0][0].speaker}]: " if group[0][0].speaker else ""
-        text = prefix + "".join(t for _, t in group).replace("-->", "->")
         if not options.highlight_words:
-            out.append(Cue(start, end, text))
+            out.append(Cue(start, end, prefix + "".join(t for _, t in group)))
             continue
         out += _highlighted(group, prefix, start, end)
+    return _tidy(out)
+
+
+def _tidy(cues: list[Cue]) -> list[Cue]:
+    """`cues` without blank lines (a blank line ends a cue) or "-->" (it starts one) in their
+    text, and without the cues left with no text."""
+    out = []
+    for cue in cues:
+        lines = [line for line in cue.text.replace("-->", "->").split("\n") if line.strip()]
+        if lines:
+            out.append(Cue(cue.start, cue.end, "\n".join(lines)))
     return out
 
 
@@ -138,7 +175,8 @@ def _highlighted(group: list[tuple[Word, str]], prefix: str, start: float, end: 
         if word.start > at:
             out.append(Cue(at, word.start, prefix + "".join(t for _, t in group)))
         texts = [
-            t if j != k else t.replace(w.word, f"<u>{w.word}</u>") for j, (w, t) in enumerate(group)
+            t if j != k or not w.word else t.replace(flat(w.word), f"<u>{flat(w.word)}</u>", 1)
+            for j, (w, t) in enumerate(group)
         ]
         out.append(Cue(word.start, word.end, prefix + "".join(texts)))
         at = word.end
@@ -167,7 +205,7 @@ def to_tsv(result: Result) -> str:
     rows = (
         f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t"
         + (f"{s.speaker or ''}\t" if speakers else "")
-        + s.text.strip().replace(chr(9), " ")
+        + flat(s.text).strip().replace("\t", " ")
         + "\n"
         for s in result.segments
     )
@@ -175,9 +213,14 @@ def to_tsv(result: Result) -> str:
 
 
 def to_aud(result: Result) -> str:
-    """Audacity labels: start, end and text separated by tabs (tabs in the text become spaces)."""
+    """Audacity labels as WhisperX writes them: start and end in seconds (as in the json), and
+    the text after `[[speaker]]` when the segment has one; tabs and line breaks become spaces."""
     rows = (
-        f"{s.start:.3f}\t{s.end:.3f}\t{label(s).replace(chr(9), ' ')}\n" for s in result.segments
+        f"{round(s.start, 3)}\t{round(s.end, 3)}\t"
+        + (f"[[{s.speaker}]]" if s.speaker is not None else "")
+        + flat(s.text).strip().replace("\t", " ")
+        + "\n"
+        for s in result.segments
     )
     return "".join(rows)
 
@@ -195,10 +238,25 @@ WRITERS: dict[str, Callable[[Result], str]] = {
 SUBTITLES = {"srt": to_srt, "vtt": to_vtt}
 
 
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
+def _beside(path: Path, create: Callable[[Path], _T]) -> _T:
+    """`create(name)` for a new hidden name in `path`'s folder, retried while the name is
+    taken. Files and folders made with the modes `open` and `mkdir` use (0o666 and 0o777) get
+    the umask applied by the system, as any new file does; reading the umask would mean
+    setting it, which races with files other threads create."""
+    while True:
+        try:
+            return create(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        except FileExistsError:
+            continue
+
+
+def _new_file(tmp: Path) -> tuple[int, Path]:
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+
+
+def _new_folder(tmp: Path) -> Path:
+    tmp.mkdir(0o777)
+    return tmp
 
 
 def _link_unnamed(path: Path, data: bytes) -> bool:
@@ -219,11 +277,15 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
         # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N names the unnamed file (a dir fd makes
         # os.link call linkat; plain link() would link the /proc symlink itself)
         unnamed = f"/proc/self/fd/{fd}"
+
+        def link(name: Path) -> str:
+            os.link(unnamed, name.name, dst_dir_fd=folder, follow_symlinks=True)
+            return name.name
+
         try:
-            os.link(unnamed, path.name, dst_dir_fd=folder, follow_symlinks=True)
+            link(path)
         except FileExistsError:  # replacing a file: rename a named link over it
-            tmp = f".{path.name}.{os.getpid()}.{fd}.tmp"
-            os.link(unnamed, tmp, dst_dir_fd=folder, follow_symlinks=True)
+            tmp = _beside(path, link)
             os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
     finally:
         os.close(fd)
@@ -232,18 +294,17 @@ def _link_unnamed(path: Path, data: bytes) -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, readable as the umask allows: through an unnamed file
-    linked into place where the system has them (Linux), else a temporary file in the same
-    folder renamed over `path`."""
+    """Write `text` to `path` atomically, with the mode `open(path, "w")` gives (0o666 less the
+    umask): through an unnamed file linked into place where the system has them (Linux), else
+    a temporary file in the same folder renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8")
     if _link_unnamed(path, data):
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _beside(path, _new_file)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -252,13 +313,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 @contextmanager
 def atomic_folder(dst: Path) -> Iterator[Path]:
-    """A temporary folder beside `dst` to fill; renamed to `dst` (with the permissions a new
-    folder gets) when the block ends, removed if it raises."""
+    """A temporary folder beside `dst` to fill, with the mode `mkdir` gives (0o777 less the
+    umask); renamed to `dst` when the block ends, removed if it raises."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    tmp = _beside(dst, _new_folder)
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private
         os.replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -269,13 +329,26 @@ def write_result(
     result: Result, stem: Path, formats: Iterable[str], subtitles: SubtitleOptions | None = None
 ) -> list[Path]:
     """The write stage: `result` next to `stem` (`stem.json`, `stem.srt`, ...), the json last;
-    returns the paths. `subtitles`: how srt and vtt cues are built."""
-    paths = []
+    returns the paths. `subtitles`: how srt and vtt cues are built. Every text is made before
+    the first file is written: a ValueError (an unknown format, a time that is not finite)
+    leaves no file."""
+    _check_times(result)
+    texts = {}
     for fmt in sorted(formats, key=lambda f: f == "json"):
         if fmt not in WRITERS:
             raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
+        texts[fmt] = SUBTITLES[fmt](result, subtitles) if fmt in SUBTITLES else WRITERS[fmt](result)
+    paths = []
+    for fmt, text in texts.items():
         path = stem.with_name(f"{stem.name}.{fmt}")
-        text = SUBTITLES[fmt](result, subtitles) if fmt in SUBTITLES else WRITERS[fmt](result)
         write_atomic(path, text)
         paths.append(path)
     return paths
+
+
+def _check_times(result: Result) -> None:
+    """ValueError naming the first segment or word whose time is NaN or infinite."""
+    for i, s in enumerate(result.segments):
+        times = [s.start, s.end] + [t for w in s.words for t in (w.start, w.end) if t is not None]
+        if not all(math.isfinite(t) for t in times):
+            raise ValueError(f"segment {i} ({s.text.strip()[:40]!r}) has a time that is not finite")

@@ -100,3 +100,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         report.outcome = "failed"
         report.longrepr = f"skipped in CI: {report.longrepr}"
     return None
+
+
+@pytest.fixture
+def runner():  # type: ignore[no-untyped-def]
+    """A typer CliRunner (stdout and stderr apart)."""
+    from typer.testing import CliRunner
+
+    return CliRunner()

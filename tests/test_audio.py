@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import io
+import logging
+import os
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from mlxwx.audio import (
     log_mel_spectrogram,
     mel_filters,
     pad_or_trim,
+    read_audio,
 )
 
 JFK = Path(__file__).parent / "data" / "jfk.flac"
@@ -66,9 +71,12 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
 
 
-def encode(path: Path, samples: np.ndarray, codec: str, layout: str = "mono") -> Path:
-    """Encode (channels, n) float32 16 kHz samples with PyAV; pts=0 so the muxer records priming."""
-    with av.open(str(path), "w") as out:
+def encode(
+    path: Path, samples: np.ndarray, codec: str, layout: str = "mono", **options: str
+) -> Path:
+    """Encode (channels, n) float32 16 kHz samples with PyAV; pts=0 so the muxer records priming.
+    `options`: the muxer's (movflags=...)."""
+    with av.open(str(path), "w", options=options) as out:
         options = {"strict": "experimental"} if codec == "vorbis" else {}  # FFmpeg's own vorbis
         stream = out.add_stream(codec, rate=SAMPLE_RATE, layout=layout, options=options)
         frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
@@ -291,3 +299,135 @@ def test_bad_arrays(array, needle):
 def test_bad_sample_rate():
     with pytest.raises(AudioError, match="sample_rate"):
         load_audio(np.zeros(100, np.float32), sample_rate=0)
+
+
+# --- partly decodable files --------------------------------------------------------------------
+
+# Containers PyAV encodes here: file name, codec, layout, muxer options, and whether a file cut
+# short is detected (its header states the full length). A cut WAV or Ogg states the length that
+# is left (FFmpeg clamps WAV's data size to the file; Ogg's length comes from its last page).
+CONTAINERS = {
+    "flac": ("jfk.flac", "flac", "mono", {}, True),
+    "mp3": ("jfk.mp3", "libmp3lame", "mono", {}, True),
+    "ogg": ("jfk.ogg", "vorbis", "stereo", {}, False),
+    "wav": ("jfk.wav", "pcm_s16le", "mono", {}, False),
+    "m4a": ("jfk.m4a", "aac", "mono", {"movflags": "faststart"}, True),  # index first
+    "webm": ("jfk.webm", "libopus", "mono", {}, True),
+}
+
+
+def encode_container(folder: Path, samples: np.ndarray, container: str) -> Path:
+    """(n,) float32 16 kHz samples as the file of `container` (a CONTAINERS key)."""
+    name, codec, layout, options, _ = CONTAINERS[container]
+    channels = np.stack([samples, samples]) if layout == "stereo" else samples[None]
+    return encode(folder / name, channels, codec, layout, **options)
+
+
+def cut(path: Path, fraction: float) -> Path:
+    """A copy of `path` holding its first `fraction` of bytes."""
+    data = path.read_bytes()
+    out = path.with_name(f"cut-{path.name}")
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_a_file_cut_in_half_gives_the_part_that_decodes(tmp_path, jfk, container, caplog):
+    full_path = encode_container(tmp_path, jfk, container)
+    full = read_audio(full_path)
+    half = cut(full_path, 0.5)
+    with caplog.at_level(logging.WARNING, logger="mlxwx.audio"):
+        part = read_audio(half)
+    assert part.dtype == np.float32 and part.ndim == 1
+    assert 0.3 * full.size < part.size < 0.7 * full.size
+    # a prefix of the whole, up to the resampler's tail (webm's Opus decodes at 48 kHz)
+    np.testing.assert_allclose(part, full[: part.size], atol=1e-3)
+    np.testing.assert_allclose(part[:-32], full[: part.size - 32], atol=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if not CONTAINERS[container][4]:
+        assert warnings == []
+        return
+    seconds = f"{part.size / SAMPLE_RATE:.1f} s"
+    assert len(warnings) == 1, warnings
+    head = f"{half}: decoding stopped at {seconds} of 11.0 s (the rest is corrupt or missing"
+    assert warnings[0].startswith(head), warnings[0]
+    assert warnings[0].endswith(f"; using the {seconds} that decoded")
+
+
+def test_flac_stopped_by_an_error_names_it(tmp_path, jfk, caplog):
+    with caplog.at_level(logging.WARNING, logger="mlxwx.audio"):
+        read_audio(cut(encode_container(tmp_path, jfk, "flac"), 0.5))
+    assert "(the rest is corrupt or missing: Invalid data" in caplog.text
+
+
+def test_a_file_cut_before_any_audio_is_an_error(tmp_path, jfk):
+    head = cut(encode_container(tmp_path, jfk, "flac"), 0.002)  # metadata only
+    message = assert_one_line_error(head, str(head))
+    assert message.startswith(f"cannot decode audio file {head}")
+
+
+def test_a_whole_file_logs_nothing(tmp_path, jfk, caplog):
+    with caplog.at_level(logging.WARNING, logger="mlxwx.audio"):
+        for container in CONTAINERS:
+            read_audio(encode_container(tmp_path, jfk, container))
+    assert caplog.records == []
+
+
+# --- encoded bytes and file objects ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", ["flac", "m4a"])
+def test_bytes_and_file_objects_decode_like_the_file(tmp_path, jfk, container):
+    path = encode_container(tmp_path, jfk, container)
+    expected = read_audio(path)
+    data = path.read_bytes()
+    np.testing.assert_array_equal(read_audio(data), expected)
+    np.testing.assert_array_equal(read_audio(bytearray(data)), expected)
+    np.testing.assert_array_equal(read_audio(io.BytesIO(data)), expected)
+    with open(path, "rb") as f:
+        np.testing.assert_array_equal(read_audio(f), expected)
+
+
+def test_a_pipe_is_read_to_its_end(tmp_path, jfk):
+    """A pipe cannot seek (stdin from another program); an mp4 needs to: read into memory."""
+    data = encode_container(tmp_path, jfk, "m4a").read_bytes()
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with os.fdopen(read_end, "rb") as pipe:
+        assert not pipe.seekable()
+        samples = read_audio(pipe)
+    writer.join()
+    np.testing.assert_array_equal(samples, read_audio(data))
+    empty_read, empty_write = os.pipe()
+    os.close(empty_write)
+    with os.fdopen(empty_read, "rb") as pipe:
+        assert_one_line_error(pipe, "audio data is empty (0 bytes)")
+
+
+def test_bad_bytes_are_one_line_errors():
+    assert_one_line_error(b"", "audio data is empty (0 bytes)")
+    assert_one_line_error(b"not audio at all" * 100, "cannot decode audio file <bytes>")
+    assert_one_line_error(io.BytesIO(b"RIFF" + bytes(500)), "cannot decode audio file <stream>")
+    with pytest.raises(ValueError, match="array input only"):
+        read_audio(JFK.read_bytes(), sample_rate=16000)
+
+
+def test_nan_and_infinite_samples_become_zero(tmp_path, caplog):
+    """Float PCM can hold NaN and infinities: they are zeroed (with a warning), as the
+    spectrogram of one NaN is NaN everywhere."""
+    samples = sine(440, SAMPLE_RATE)
+    samples[[10, 20, 30]] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "nan.wav"
+    sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="mlxwx.audio"):
+        loaded = read_audio(path)
+    expected = samples.copy()
+    expected[[10, 20, 30]] = 0.0
+    np.testing.assert_array_equal(loaded, expected)
+    assert caplog.messages == [f"{path}: 3 samples are NaN or infinite; using 0 for them"]

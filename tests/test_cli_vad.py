@@ -31,11 +31,6 @@ if not SYNTH.exists():
 SYNTH_RTTM = SYNTH.with_suffix(".rttm")
 
 
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
 def invoke(runner: CliRunner, *args: object):  # type: ignore[no-untyped-def]
     return runner.invoke(app, [str(a) for a in args])
 

@@ -23,6 +23,7 @@ from mlxwx.asr.engine import TranscribeOptions
 from mlxwx.cli import app
 from mlxwx.pipeline import Pipeline, PipelineOptions
 from mlxwx.types import Result
+from mlxwx.writers import ALL_FORMATS
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
@@ -167,4 +168,4 @@ def test_a_run_killed_after_its_first_outputs_keeps_them_whole(tiny_en_dir, jfk_
         assert path.name.startswith("jfk") and not path.name.startswith("."), path.name
         assert path.read_bytes() == (reference / f"jfk{path.suffix}").read_bytes(), path.name
     for path in out.glob("*.json"):  # an input with its json has all of its outputs
-        assert len(list(out.glob(f"{path.stem}.*"))) == 6
+        assert len(list(out.glob(f"{path.stem}.*"))) == len(ALL_FORMATS)

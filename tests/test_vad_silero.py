@@ -18,7 +18,6 @@ from convert.__main__ import main as convert_main
 from mlxwx.audio import load_audio
 from mlxwx.errors import ModelError
 from mlxwx.vad import SileroOptions, SileroVad, SpeechProbs, VadOptions, binarize, load_silero
-from mlxwx.weights import packs
 from mlxwx.weights import silero as silero_mod
 
 from .speech import import_silero
@@ -159,9 +158,68 @@ def test_converter_refuses_and_reports(silero_dir: Path, tmp_path: Path) -> None
     assert np.abs(a - b).max() > 0.05
 
 
+def test_shipped_folder_is_the_conversion_of_its_source(tmp_path: Path) -> None:
+    """The folder shipped in mlxwx is exactly what `write_shipped` makes from the installed
+    silero-vad 6.2.3 (so it cannot drift from its source): tensors, config.json, LICENSE."""
+    if silero_mod.installed_onnx() is None:
+        pytest.skip("silero-vad missing (the shipped folder's source): pip install -e '.[dev]'")
+    fresh = silero_mod.write_shipped(tmp_path / "fresh")
+    shipped = silero_mod.SHIPPED
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        "LICENSE",
+        "config.json",
+        "weights.safetensors",
+    ]
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(p.name for p in shipped.iterdir())
+    for name in ("LICENSE", "config.json"):
+        assert (fresh / name).read_text() == (shipped / name).read_text()
+    assert "MIT License" in (shipped / "LICENSE").read_text()
+    ours, theirs = (
+        mx.load(str(shipped / "weights.safetensors")),
+        mx.load(str(fresh / "weights.safetensors")),
+    )
+    assert isinstance(ours, dict) and isinstance(theirs, dict) and ours.keys() == theirs.keys()
+    for k, v in ours.items():
+        assert v.dtype == mx.float32 and np.array_equal(np.array(v), np.array(theirs[k])), k
+    with pytest.raises(FileExistsError):
+        silero_mod.write_shipped()  # never over the shipped folder
+
+
+def test_write_shipped_wants_its_release(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(silero_mod, "installed_onnx", lambda: (tmp_path / "x.onnx", "6.3.0"))
+    with pytest.raises(ModelError, match=r"pip install --no-deps silero-vad==6\.2\.3"):
+        silero_mod.write_shipped(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _no_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    def absent() -> None:
+        raise AssertionError("the silero-vad package was looked for")
+
+    monkeypatch.setattr(silero_mod, "installed_onnx", absent)
+
+
+def test_default_is_the_shipped_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, silero_dir: Path
+) -> None:
+    """No package, no cache, no subprocess: `load_silero()` reads the folder inside mlxwx,
+    which runs as the installed package's converted weights do."""
+    monkeypatch.setenv("MLXWX_CACHE", str(tmp_path))
+    _no_package(monkeypatch)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("subprocess run"))
+    assert silero_mod.silero_folder() == silero_mod.SHIPPED
+    audio = mx.array(CLIPS["jfk"])
+    a = np.array(SileroVad(load_silero(), SileroOptions(sequential=True))(audio).probs)
+    b = np.array(SileroVad(load_silero(silero_dir), SileroOptions(sequential=True))(audio).probs)
+    assert np.array_equal(a, b) and a.max() > 0.9
+    assert not any(tmp_path.iterdir())
+
+
 def test_cache_converts_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without the shipped folder, the installed package's weights are converted once."""
     _package_data()
     monkeypatch.setenv("MLXWX_CACHE", str(tmp_path))
+    monkeypatch.setattr(silero_mod, "SHIPPED", tmp_path / "not-shipped")
     folder = silero_mod.silero_folder()
     assert folder.parent == tmp_path / "models" and (folder / "weights.safetensors").exists()
     stamp = (folder / "weights.safetensors").stat().st_mtime_ns
@@ -170,14 +228,14 @@ def test_cache_converts_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def test_missing_weights_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither shipped folder nor package: one line naming a torch-free install, no pip run."""
     monkeypatch.setenv("MLXWX_CACHE", str(tmp_path))
-    monkeypatch.setattr(silero_mod, "_installed_onnx", lambda: None)
-
-    def offline(*args, **kwargs):  # type: ignore[no-untyped-def]
-        return subprocess.CompletedProcess(args, 1, "", "ERROR: Could not find a version\n")
-
-    monkeypatch.setattr(packs.subprocess, "run", offline)
-    with pytest.raises(ModelError, match=r"pip install silero-vad==6\.2\.3") as err:
+    monkeypatch.setattr(silero_mod, "SHIPPED", tmp_path / "not-shipped")
+    monkeypatch.setattr(silero_mod, "installed_onnx", lambda: None)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("subprocess run"))
+    with pytest.raises(
+        ModelError, match=r"reinstall mlxwx.*pip install --no-deps silero-vad==6\.2\.3"
+    ) as err:
         load_silero()
     assert "\n" not in str(err.value)
     with pytest.raises(ModelError, match="cannot read"):

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from mlxwx import writers
 from mlxwx.types import Result, Segment, Word
 from mlxwx.writers import (
+    ALL_FORMATS,
     FORMATS,
     WRITERS,
     SubtitleOptions,
+    atomic_folder,
+    to_aud,
+    to_json,
     to_srt,
+    to_tsv,
     to_vtt,
     write_atomic,
     write_result,
@@ -155,3 +163,120 @@ def test_words_without_times_give_one_cue_per_segment():
     result = Result((replace(segment, words=words),), "en", 60.0)
     for options in (SubtitleOptions(highlight_words=True), SubtitleOptions(20, 2)):
         assert [(c.start, c.end) for c in subtitle_cues(result, options)] == [(1.0, 2.4)]
+
+
+# --- permissions -------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
+def umask(request):
+    """The process umask set for the test (restored after it)."""
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture(params=["unnamed", "renamed"])
+def write_path(request, monkeypatch):
+    """Which way write_atomic goes: an O_TMPFILE file linked in (Linux) or a named temporary
+    file renamed over the target; asserts the way was taken."""
+    taken = []
+    link = writers._link_unnamed
+
+    def spy(path, data):
+        taken.append(link(path, data) if request.param == "unnamed" else False)
+        return taken[-1]
+
+    monkeypatch.setattr(writers, "_link_unnamed", spy)
+    yield request.param
+    if request.param == "unnamed" and sys.platform == "linux":
+        assert taken and all(taken)
+
+
+def test_files_get_the_mode_open_gives(tmp_path, umask, write_path):
+    path = tmp_path / "out" / "a.txt"
+    write_atomic(path, "one")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    path.chmod(0o600)
+    write_atomic(path, "two")  # replaced: the new file's mode, as `open` + rename gives
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("x")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(
+        (tmp_path / "plain.txt").stat().st_mode
+    )
+    assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["a.txt"]
+
+
+def test_folders_get_the_mode_mkdir_gives(tmp_path, umask):
+    with atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(writers, "_link_unnamed", lambda path, data: False)
+    with pytest.raises(UnicodeEncodeError):
+        write_atomic(tmp_path / "a.txt", "\ud800")  # a lone surrogate cannot be UTF-8
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "model"):
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- aud, line breaks, times that are not finite -----------------------------------------------
+
+
+def test_aud_is_whisperx_audacity_labels():
+    """WhisperX's WriteAudacity: `print(start, end, sep=tab)` of the json's times, then
+    `[[speaker]]` and the stripped text, tabs made spaces."""
+    result = Result(
+        (
+            Segment(0.0, 1.2345, " Hi.\tthere ", speaker="SPEAKER_00"),
+            Segment(1.5, 3.0, " Bye."),
+        ),
+        "en",
+        3.0,
+    )
+    assert to_aud(result) == "0.0\t1.234\t[[SPEAKER_00]]Hi. there\n1.5\t3.0\tBye.\n"
+    assert WRITERS["aud"] is to_aud and "aud" in FORMATS
+
+
+def test_all_is_whisperx_all():
+    """WhisperX's `get_writer("all")` writes txt, vtt, srt, tsv and json: aud only when asked."""
+    assert set(ALL_FORMATS) == {"txt", "vtt", "srt", "tsv", "json"}
+    assert set(FORMATS) == {*ALL_FORMATS, "aud"}
+
+
+def test_line_breaks_in_text_keep_every_format_line_based():
+    words = (Word("two\n\nlines", 0.0, 0.5), Word("here", 0.6, 1.0))
+    result = Result((Segment(0.0, 1.0, " two\n\nlines\r\nhere", words=words),), "en", 1.0)
+    assert to_tsv(result).splitlines()[1] == "0\t1000\ttwo  lines  here"
+    assert to_aud(result) == "0.0\t1.0\ttwo  lines  here\n"
+    for options in (None, SubtitleOptions(max_line_width=40, max_line_count=2)):
+        srt = to_srt(result, options)
+        assert srt.count("\n\n") == 0 and len(srt.splitlines()) == 3, srt
+    vtt = to_vtt(result, SubtitleOptions(highlight_words=True))
+    assert "<u>two  lines</u>" in vtt and "\n\n\n" not in vtt
+
+
+def test_times_that_are_not_finite_write_nothing(tmp_path):
+    result = Result((Segment(0.0, math.nan, " x"),), "en", 1.0)
+    with pytest.raises(ValueError, match=r"segment 0 .* not finite"):
+        write_result(result, tmp_path / "talk", FORMATS)
+    word = Word("x", 0.0, math.inf)
+    with pytest.raises(ValueError, match="not finite"):
+        write_result(
+            Result((Segment(0.0, 1.0, " x", words=(word,)),), "en", 1.0), tmp_path, FORMATS
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_writes_null_for_scores_that_are_not_finite():
+    word = Word("x", 0.0, 1.0, score=math.nan)
+    segment = Segment(0.0, 1.0, " x", words=(word,), avg_logprob=-math.inf)
+    data = json.loads(to_json(Result((segment,), "en", 1.0)), parse_constant=pytest.fail)
+    assert data["segments"][0]["avg_logprob"] is None
+    assert data["segments"][0]["words"][0]["score"] is None

@@ -48,6 +48,9 @@ class DecodingOptions:
         stop_loops: end a row as soon as its text loops (`mlxwx.asr.guards`), and a row at its
             window's token limit (`decode_features(limits=...)`); the result is `looped`.
             False: rows run to the end of text or to `sample_len` (openai-whisper).
+        suppress_tokens: tokens never decoded, beside the checkpoint's own list.
+        suppress_numerals: never decode a token holding a digit or "%$£" (numbers come out
+            spelled out: WhisperX's option, for aligners that cannot time digits).
         compiled_step: run each one-token decoder step as one `mx.compile`d function over the
             whole 448-slot cache (traced once per batch shape) instead of building it op by op.
             Off by default: slower than the eager step for large models, which attend over
@@ -66,6 +69,8 @@ class DecodingOptions:
     length_penalty: float | None = None
     best_of: int = 5
     stop_loops: bool = True
+    suppress_tokens: tuple[int, ...] = ()
+    suppress_numerals: bool = False
     compiled_step: bool = False
 
     def __post_init__(self) -> None:

@@ -33,7 +33,9 @@ class LogitFilters:
         self.eot, self.ts_begin = tok.eot, tok.timestamp_begin
         ids = np.arange(vocab)
         static = np.zeros(vocab, np.float32)
-        static[list(wm.suppress_tokens)] = -np.inf
+        static[list(wm.suppress_tokens) + list(options.suppress_tokens)] = -np.inf
+        if options.suppress_numerals:
+            static[list(tok.numeral_tokens)] = -np.inf
         if options.without_timestamps:
             static[ids >= self.ts_begin] = -np.inf
         # Special tokens between <|endoftext|> and the timestamps (languages, tasks, sot, ...)

@@ -57,7 +57,7 @@ def load_whisper(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
 def load_tokenizer(path: Path, dims: ModelDimensions) -> Tokenizer:
     file = path / TOKENIZER_FILE
     if not file.exists():
-        file = hub.fetch_tokenizer(dims.n_vocab)
+        file = packs.tokenizer_file(dims.n_vocab) or hub.fetch_tokenizer(dims.n_vocab)
     return Tokenizer.from_file(file, multilingual=dims.is_multilingual)
 
 
@@ -104,3 +104,20 @@ def load_model(name_or_path: str | Path, dtype: mx.Dtype | None = None) -> Whisp
         suppress_tokens=tokenizer.suppress_tokens(tuple(base) if base is not None else None),
         begin_suppress_tokens=tuple(begin),
     )
+
+
+def check_language(wm: WhisperModel, language: str | None) -> None:
+    """Raise ModelError unless `wm` can decode `language` (None: detected, or English)."""
+    if language is None:
+        return
+    if not wm.tokenizer.multilingual:
+        if language != "en":
+            raise ModelError(
+                f"language {language!r}: this model is English-only; use a multilingual "
+                "model (e.g. --model base or large-v3-turbo) or --language en"
+            )
+        return
+    if language not in wm.tokenizer.languages:
+        raise ModelError(
+            f"unknown language {language!r}: give a code such as en, fr, de, es, ja, zh"
+        )

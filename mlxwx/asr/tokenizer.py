@@ -179,6 +179,16 @@ class Tokenizer:
                     found.add(ids[0])
         return tuple(sorted(found))
 
+    @cached_property
+    def numeral_tokens(self) -> tuple[int, ...]:
+        """Ids of text tokens holding a digit or one of "%$£" (WhisperX's
+        `--suppress_numerals`: numbers come out spelled, as an aligner can time them)."""
+        found = []
+        for token in range(self.eot):
+            if any(c in "0123456789%$£" for c in self.decode([token])):
+                found.append(token)
+        return tuple(found)
+
     def suppress_tokens(self, base: tuple[int, ...] | None = None) -> tuple[int, ...]:
         """Tokens never sampled: `base` (a checkpoint's list, else non-speech symbols) and the
         prompt-only special tokens."""

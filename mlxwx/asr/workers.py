@@ -85,6 +85,9 @@ def count(requested: int | None, wm: WhisperModel, seconds: float | None = None)
 # The child imports this very mlxwx (installed or a checkout) by its location, without putting
 # its parent folder (site-packages, for an install) ahead of the standard library on sys.path.
 _BOOT = """import importlib.util, sys
+if sys.platform == "linux":  # die with the parent, however it ends
+    import ctypes, signal
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 spec = importlib.util.spec_from_file_location("mlxwx", {init!r})
 module = importlib.util.module_from_spec(spec)
 sys.modules["mlxwx"] = module
@@ -98,7 +101,10 @@ def _start(threads: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
     init = Path(__file__).resolve().parent.parent / "__init__.py"
     command = [sys.executable, "-c", _BOOT.format(init=str(init))]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    # A session of its own: a Ctrl-C at the terminal reaches the parent only, which ends it.
+    return subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True
+    )
 
 
 @dataclass

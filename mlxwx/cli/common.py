@@ -20,6 +20,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but er
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run stops as on Ctrl-C, and exits 143."""
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` on one line; the exit to raise."""
     typer.echo(f"error: {' '.join(message.split())}", err=True)

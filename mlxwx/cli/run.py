@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,7 +20,8 @@ from ..align import AlignOptions, wav2vec2_installed
 from ..align.wav2vec2 import EXTRA_HINT
 from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
-from ..asr.model import load_model
+from ..asr.model import check_language, load_model
+from ..audio import CHUNK_LENGTH, read_audio
 from ..device import use_device
 from ..diarize import DEFAULT_PIPELINE, DiarizeOptions
 from ..errors import MlxwxError
@@ -26,12 +29,23 @@ from ..pipeline import DEFAULT_MODEL, DEFAULT_VAD, Pipeline, PipelineOptions
 from ..types import SAMPLE_RATE, Result
 from ..vad.methods import transcribe_options
 from ..vad.regions import VadOptions
-from ..writers import FORMATS, SubtitleOptions, label, timestamp, write_result
-from .common import DeviceOption, Quiet, Verbose, fail, setup_logging, show_progress, vad_options
+from ..writers import ALL_FORMATS, FORMATS, SubtitleOptions, label, timestamp, write_result
+from .common import (
+    DeviceOption,
+    Quiet,
+    Terminated,
+    Verbose,
+    fail,
+    setup_logging,
+    show_progress,
+    vad_options,
+)
+from .inputs import STDIN, check_output_dir, expand, finished, output_stems
 
 _RUN = TranscribeOptions()  # the defaults the CLI shares with the library
 _PASS = _RUN.decoding
 _ALIGN = AlignOptions()
+MAX_CHUNK = float(CHUNK_LENGTH)  # Whisper's window, seconds
 
 
 class Task(str, Enum):
@@ -41,7 +55,7 @@ class Task(str, Enum):
 
 def parse_formats(value: str) -> list[str]:
     formats = (
-        list(FORMATS) if value == "all" else [f.strip() for f in value.split(",") if f.strip()]
+        list(ALL_FORMATS) if value == "all" else [f.strip() for f in value.split(",") if f.strip()]
     )
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -123,30 +137,42 @@ def check_diarizer(pipeline: Pipeline, options: PipelineOptions) -> tuple[Pipeli
 
 @dataclass
 class Writer:
-    """The run's sink: writes each finished file's outputs, prints its segments, counts."""
+    """The run's sink: writes each finished file's outputs, prints its segments (each line
+    led by the file's name when the run has several), counts."""
 
     paths: list[Path]
-    output_dir: Path
+    stems: list[Path]
     formats: list[str]
     quiet: bool
     subtitles: SubtitleOptions | None = None
     failed: int = 0
+    written: set[int] = field(default_factory=set)
 
     def __call__(self, index: int, outcome: Result | MlxwxError) -> None:
-        path = self.paths[index]
+        path, stem = self.paths[index], self.stems[index]
         if not isinstance(outcome, Result):
             self.failed += 1
             typer.echo(f"error: {outcome}", err=True)
             return
         try:
-            write_result(outcome, self.output_dir / path.stem, self.formats, self.subtitles)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            write_result(outcome, stem, self.formats, self.subtitles)
         except (OSError, ValueError, AssertionError) as err:
             self.failed += 1
             typer.echo(f"error: cannot write results of {path}: {err}", err=True)
             return
+        self.written.add(index)
         if not self.quiet:
+            lead = f"{path}: " if len(self.paths) > 1 else ""
             for s in outcome.segments:
-                typer.echo(f"[{timestamp(s.start)} --> {timestamp(s.end)}] {label(s)}")
+                typer.echo(f"{lead}[{timestamp(s.start)} --> {timestamp(s.end)}] {label(s)}")
+
+    def interrupted(self, signal_name: str) -> str:
+        """What an interrupted run says: how many files were written, which were not."""
+        left = [str(p) for i, p in enumerate(self.paths) if i not in self.written]
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        done = f"{len(self.written)} of {len(self.paths)} files written"
+        return f"{signal_name}: {done}" + (f"; not finished: {shown}" if left else "")
 
 
 @contextmanager
@@ -181,6 +207,35 @@ def progress_bar(quiet: bool, files: int) -> Iterator[ProgressHook | None]:
         yield hook
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """The temperature ladder and the checks that send a window up it (WhisperX's options)."""
+
+    temperature: float = _RUN.temperatures[0]
+    increment: float = 0.2
+    compression_ratio_threshold: float | None = _RUN.compression_ratio_threshold
+    logprob_threshold: float | None = _RUN.logprob_threshold
+    no_speech_threshold: float | None = _RUN.no_speech_threshold
+
+    def temperatures(self) -> tuple[float, ...]:
+        """From `temperature` to 1.0 by `increment` (openai-whisper's ladder)."""
+        if self.increment <= 0:
+            raise ValueError(
+                f"--temperature-increment-on-fallback must be > 0, got {self.increment}"
+            )
+        steps = max(0, int((1.0 - self.temperature) / self.increment + 1e-6))
+        return tuple(round(self.temperature + k * self.increment, 6) for k in range(steps + 1))
+
+
+def parse_suppress_tokens(value: str) -> tuple[int, ...]:
+    """WhisperX's `--suppress_tokens`: comma-separated ids; -1: the checkpoint's own list."""
+    try:
+        ids = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--suppress-tokens takes token ids like 1,2, got {value!r}") from None
+    return tuple(i for i in ids if i != -1)
+
+
 def build_options(
     *,
     task: Task,
@@ -205,20 +260,31 @@ def build_options(
     align_model: str | None = None,
     interpolate_method: str = _ALIGN.interpolate,
     return_char_alignments: bool = False,
+    fallback: Fallback | None = None,
+    suppress: tuple[tuple[int, ...], bool] = ((), False),
+    length_penalty: float | None = None,
 ) -> PipelineOptions:
-    """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one."""
+    """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one.
+    `suppress`: extra tokens never decoded, and whether numerals are."""
     decoding = DecodingOptions(
         task=task.value,
         language=language,
         beam_size=beam_size,
         best_of=best_of,
         patience=patience,
+        length_penalty=length_penalty,
         without_timestamps=without_timestamps,
+        suppress_tokens=suppress[0],
+        suppress_numerals=suppress[1],
     )
+    ladder = fallback or Fallback()
     transcribe = TranscribeOptions(
         decoding,
         batch_size=batch_size,
-        temperatures=_RUN.temperatures if temperature_fallback else (0.0,),
+        temperatures=ladder.temperatures() if temperature_fallback else (ladder.temperature,),
+        compression_ratio_threshold=ladder.compression_ratio_threshold,
+        logprob_threshold=ladder.logprob_threshold,
+        no_speech_threshold=ladder.no_speech_threshold,
         condition_on_previous_text=condition_on_previous_text,
         initial_prompt=initial_prompt,
         hotwords=hotwords,
@@ -239,7 +305,16 @@ def build_options(
 
 
 def run(
-    audio: Annotated[list[Path], typer.Argument(help="Audio or video files to transcribe.")],
+    audio: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Audio or video files, folders (their audio files), - for stdin."),
+    ] = None,
+    input_list: Annotated[
+        Path | None, typer.Option(help="A file naming one input per line (- for stdin).")
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option(help="Skip inputs whose outputs are all there (resume a run).")
+    ] = False,
     model: Annotated[
         str,
         typer.Option(
@@ -258,7 +333,9 @@ def run(
     ),
     output_format: Annotated[
         str,
-        typer.Option("--output-format", "-f", help=f"Comma list of {','.join(FORMATS)}, or all."),
+        typer.Option(
+            "--output-format", "-f", help=f"Comma list of {','.join(FORMATS)}, or all (but aud)."
+        ),
     ] = "all",
     batch_size: Annotated[
         int, typer.Option(help="Windows decoded together, across all files.")
@@ -268,6 +345,30 @@ def run(
         int, typer.Option(help="Samples per window when falling back to sampling.")
     ] = _PASS.best_of,
     patience: Annotated[float, typer.Option(help="Beam search patience.")] = _PASS.patience,
+    length_penalty: Annotated[
+        float | None, typer.Option(help="Beam ranking length penalty alpha (default: per token).")
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(help="First temperature of the ladder (0: beam search / greedy).")
+    ] = 0.0,
+    temperature_increment_on_fallback: Annotated[
+        float, typer.Option(help="Temperature step of the fallback ladder, up to 1.0.")
+    ] = 0.2,
+    compression_ratio_threshold: Annotated[
+        float, typer.Option(help="A window whose text compresses more fails (repetition).")
+    ] = 2.4,
+    logprob_threshold: Annotated[
+        float, typer.Option(help="A window whose mean token log-prob is lower fails.")
+    ] = -1.0,
+    no_speech_threshold: Annotated[
+        float, typer.Option(help="Failing windows more likely silent than this give no text.")
+    ] = 0.6,
+    suppress_tokens: Annotated[
+        str, typer.Option(help="Token ids never decoded, comma-separated (-1: the model's).")
+    ] = "-1",
+    suppress_numerals: Annotated[
+        bool, typer.Option(help="Numbers spelled out: no digit or %$£ tokens.")
+    ] = False,
     temperature_fallback: Annotated[
         bool, typer.Option(help="Re-decode failing windows at rising temperatures.")
     ] = True,
@@ -374,7 +475,18 @@ def run(
     """Transcribe AUDIO files together, writing each file's outputs as soon as it is done."""
     setup_logging(verbose, quiet)
     formats = parse_formats(output_format)
+    if chunk_size > MAX_CHUNK:
+        note(quiet, f"--chunk-size {chunk_size:g}: Whisper hears {MAX_CHUNK:g} s windows, so "
+             f"speech is cut into chunks of at most {MAX_CHUNK:g} s")  # fmt: skip
+        chunk_size = MAX_CHUNK
+    fallback = Fallback(
+        temperature, temperature_increment_on_fallback,
+        compression_ratio_threshold, logprob_threshold, no_speech_threshold,
+    )  # fmt: skip
     try:
+        check_output_dir(output_dir)
+        paths = expand(audio or [], input_list)
+        stems = output_stems(paths, output_dir)
         use_device(device)
         options = build_options(
             task=task, language=language, beam_size=beam_size, best_of=best_of,
@@ -386,7 +498,9 @@ def run(
             vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,
             align=None if no_align else align, segment_resolution=segment_resolution,
             align_model=align_model, interpolate_method=interpolate_method,
-            return_char_alignments=return_char_alignments,
+            return_char_alignments=return_char_alignments, fallback=fallback,
+            suppress=(parse_suppress_tokens(suppress_tokens), suppress_numerals),
+            length_penalty=length_penalty,
         )  # fmt: skip
         speakers = diarize_options(
             diarize, diarization_rttm, diarize_model, hf_token,
@@ -394,20 +508,64 @@ def run(
         )  # fmt: skip
         options = replace(options, diarize=speakers)
         subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
-        wm = load_model(model)
-        if language is not None and wm.tokenizer.multilingual:
-            wm.tokenizer.language_token(language)
-        pipeline = Pipeline(wm, options)
-        pipeline.vad(options.vad)  # its weights too, before any audio is read
-        english = None if wm.tokenizer.multilingual and task == Task.TRANSCRIBE else "en"
-        preload_aligner(pipeline, options, english or language)
-        options, no_speakers = check_diarizer(pipeline, options)
+        todo = pending(paths, stems, formats, skip_existing, quiet)
+        pipeline, options, no_speakers = prepare(model, options, task)
+        inputs = [read_stdin() if str(p) == STDIN else p for p in (paths[i] for i in todo)]
     except (MlxwxError, ValueError) as err:
         raise fail(str(err)) from None
-    writer = Writer(audio, output_dir, formats, quiet, subtitles)
-    with progress_bar(quiet, len(audio)) as hook:
-        pipeline.run(audio, writer, options, progress=hook)
+    writer = Writer([paths[i] for i in todo], [stems[i] for i in todo], formats, quiet, subtitles)
+    transcribe(pipeline, inputs, writer, options)
     if writer.failed:
-        raise fail(f"{writer.failed} of {len(audio)} files failed", code=1)
+        raise fail(f"{writer.failed} of {len(todo)} files failed", code=1)
     if no_speakers:
-        raise fail(f"{len(audio) - writer.failed} files written without speakers", code=1)
+        raise fail(f"{len(todo) - writer.failed} files written without speakers", code=1)
+
+
+def note(quiet: bool, message: str) -> None:
+    if not quiet:
+        typer.echo(f"note: {message}", err=True)
+
+
+def pending(
+    paths: list[Path], stems: list[Path], formats: list[str], skip: bool, quiet: bool
+) -> list[int]:
+    """The inputs to transcribe: all, or with `--skip-existing` those missing an output."""
+    if not skip:
+        return list(range(len(paths)))
+    todo = [i for i, stem in enumerate(stems) if not finished(stem, formats)]
+    if len(todo) < len(paths):
+        note(quiet, f"--skip-existing: {len(paths) - len(todo)} of {len(paths)} files are done")
+    return todo
+
+
+def prepare(
+    model: str, options: PipelineOptions, task: Task
+) -> tuple[Pipeline, PipelineOptions, bool]:
+    """The model, VAD, aligner and diarizer loaded and checked before any audio is read: the
+    pipeline, the options (without speakers if the diarizer cannot load), whether it cannot."""
+    wm = load_model(model)
+    check_language(wm, options.transcribe.decoding.language)
+    pipeline = Pipeline(wm, options)
+    pipeline.vad(options.vad)  # its weights too, before any audio is read
+    english = None if wm.tokenizer.multilingual and task == Task.TRANSCRIBE else "en"
+    preload_aligner(pipeline, options, english or options.transcribe.decoding.language)
+    options, no_speakers = check_diarizer(pipeline, options)
+    return pipeline, options, no_speakers
+
+
+def read_stdin() -> np.ndarray:
+    """The audio piped in (`-`), decoded from memory."""
+    return read_audio(sys.stdin.buffer)
+
+
+def transcribe(pipeline: Pipeline, inputs: list, writer: Writer, options: PipelineOptions) -> None:  # type: ignore[type-arg]
+    """Run the pipeline; on Ctrl-C or SIGTERM stop it, say what was written, exit 130 / 143."""
+    if not inputs:
+        return
+    try:
+        with progress_bar(writer.quiet, len(inputs)) as hook:
+            pipeline.run(inputs, writer, options, progress=hook)
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        message = writer.interrupted("terminated" if terminated else "interrupted")
+        raise fail(message, code=143 if terminated else 130) from None

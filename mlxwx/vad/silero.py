@@ -1,6 +1,6 @@
 """Silero VAD (v6, 16 kHz) in MLX: the `Vad` that runs the network over a file.
 
-Weights: `mlxwx.weights.silero` (converted from the `silero-vad` package on first use).
+Weights: `mlxwx.weights.silero` (silero-vad 6.2.3's, converted, shipped inside mlxwx).
 
 Running: every 512-sample window is encoded at once (the encoder sees one window and its 64
 context samples); the LSTM runs as parallel streams over blocks of windows, each block starting

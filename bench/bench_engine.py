@@ -37,11 +37,13 @@ The hard input (--input hard, issue 19): windows where Whisper loops (spoken dig
 card names from pocketsphinx-testdata, "go forward ten meters", pyannote's telephone sample, the
 synthetic dialogue), each followed by 0.75 s of silence, in a new seeded order each pass. WER
 spells numbers out first ("4-7-9", "479" and "four seven nine" compare equal; "oh" is zero).
-- run-beam5 / run-greedy (-nofb: no temperature fallback; -wN: N processes): the whole
+- run-beam5 / run-greedy (-nofb: no temperature fallback; -noalign: no word timestamps;
+  -wN: N processes): the whole
   `mlxwx run` process as a user types it (`--model base --language en -f txt`, defaults
   otherwise: Silero VAD, fallback with the loop guard, Whisper word timing), startup and model
   loading included, against faster-whisper's transcribe call alone.
-- fw-batched-int8-greedy: the batched pipeline with beam 1.
+- fw-batched-int8-greedy: the batched pipeline with beam 1 (-words: with word_timestamps=True,
+  the work mlxwx's default word timing does).
 
 "Many-file mode" (systems many-batched, many-loop): 20 inputs (the 8 distinct clips in turn), in
 one `Pipeline.transcribe` call against a loop calling it on one input at a time (same options).
@@ -328,7 +330,7 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
     """`mlxwx run` as a user types it (base, English, txt output), timed as a whole process:
     startup, model and VAD loading, audio decoding, transcription, alignment and writing.
     run-beam5 is its defaults; -greedy: --beam-size 1; -nofb: --no-temperature-fallback;
-    -wN: --workers N."""
+    -noalign: --no-align (no word timestamps); -wN: --workers N."""
     import soundfile
 
     parts = system.split("-")[1:]
@@ -337,6 +339,8 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
         flags += ["--beam-size", "1"]
     if "nofb" in parts:
         flags += ["--no-temperature-fallback"]
+    if "noalign" in parts:
+        flags += ["--no-align"]
     flags += [f"--workers={p[1:]}" for p in parts if p[:1] == "w" and p[1:].isdigit()]
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "input.wav"
@@ -385,8 +389,9 @@ def work_mlx_whisper(audio: np.ndarray, args: argparse.Namespace) -> dict:
 def work_faster_whisper(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    greedy = system.endswith("-greedy")
-    compute = system.removesuffix("-greedy").rsplit("-", 1)[1]
+    base = system.removesuffix("-words")  # -words: word_timestamps=True (batched only)
+    greedy = base.endswith("-greedy")
+    compute = base.removesuffix("-greedy").rsplit("-", 1)[1]
     beam = 1 if greedy else BEAM
     start = time.perf_counter()
     model = WhisperModel(
@@ -399,8 +404,13 @@ def work_faster_whisper(system: str, audio: np.ndarray, args: argparse.Namespace
     start = time.perf_counter()
     if system.startswith("fw-batched"):
         pipeline = BatchedInferencePipeline(model)
-        segments, _ = pipeline.transcribe(audio, batch_size=16, beam_size=beam, language="en")
-        note = f"beam {beam}, Silero VAD chunks, no timestamps, no fallback"
+        words = base != system
+        segments, _ = pipeline.transcribe(
+            audio, batch_size=16, beam_size=beam, language="en", word_timestamps=words
+        )
+        note = f"beam {beam}, Silero VAD chunks, no fallback, " + (
+            "word timestamps" if words else "no timestamps"
+        )
     else:
         segments, _ = model.transcribe(
             audio,

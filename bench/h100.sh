@@ -11,6 +11,9 @@
 #                              throughput on an hour
 #   sh bench/h100.sh pyannote  pyannote.audio's torch model on an hour, CUDA and the host CPU
 #   sh bench/h100.sh b         bench/gpu.py: mlxwx vs mlx-whisper vs transformers
+#   sh bench/h100.sh hard      issue 19: the hard input (/root/stage/hard10.npz, made here by
+#                              `python bench/gpu_e2e.py --input hard --minutes 10 --save-input`),
+#                              greedy and beam 5 with and without the fallback ladder
 # Also carried: .carry/mw (mlx_whisper package), .carry/cache (converted Silero and pyannote
 # folders), .carry/librivox (Debian's LibriVox clips).
 set -u
@@ -24,7 +27,12 @@ setup)
   mkdir -p /root/mlxsite $BASE /tmp/site /tmp/stubs
   cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
   python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
-  cat /root/stage/weights.safetensors.part* > $BASE/weights.safetensors
+  if ls /root/stage/weights.xz.part* >/dev/null 2>&1; then  # xz: fp16 base fits four calls
+    cat /root/stage/weights.xz.part* | xz -d > $BASE/weights.safetensors
+  else
+    cat /root/stage/weights.safetensors.part* > $BASE/weights.safetensors
+  fi
+  [ -d /root/stage/cache ] && mkdir -p .carry/cache && cp -r /root/stage/cache/. .carry/cache/
   cp /root/stage/config.json /root/stage/mlxwx.json /root/stage/tokenizer.json $BASE/
   for w in /root/stage/*.whl; do
     case "$w" in *mlx-0.32*) ;; *) pip install -q --no-deps --target /tmp/site "$w" ;; esac
@@ -71,6 +79,10 @@ sys.argv = ['bench/bench_vad.py', '--device', 'gpu', '--minutes', '60', '--metho
             'pyannote torch', '--pyannote-checkpoint', '.carry/up6p/pytorch_model.bin']
 runpy.run_path('bench/bench_vad.py', run_name='__main__')" 2>&1 | grep -v Warning \
     | tee $OUT/vad_pyannote_torch_gpu.txt ;;
+hard)
+  timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/hard10.npz \
+    --devices gpu --batches 16,64 --configs greedy-nofb,greedy,beam5-nofb,beam5 --repeat 3 \
+    2>&1 | tee $OUT/hard.txt ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -352,3 +353,41 @@ def _check_times(result: Result) -> None:
         times = [s.start, s.end] + [t for w in s.words for t in (w.start, w.end) if t is not None]
         if not all(math.isfinite(t) for t in times):
             raise ValueError(f"segment {i} ({s.text.strip()[:40]!r}) has a time that is not finite")
+
+
+# --- output names -------------------------------------------------------------------------
+
+STDIN = "-"  # the input name of audio read from stdin
+
+
+def output_stems(paths: list[Path], output_dir: Path) -> list[Path]:
+    """Where each input's outputs go, without extension: `output_dir/name` from the input's
+    name; inputs whose names collide keep their folders (relative to the folder all of them
+    share), and, in one folder, their extension (`talk.flac`, `talk.wav`). stdin is `stdin`."""
+    names = [_name(p) for p in paths]
+    clashes = {n for n, k in Counter(names).items() if k > 1}
+    if not clashes:
+        return [output_dir / n for n in names]
+    common = Path(os.path.commonpath([_parent(p) for p in paths]))
+    stems = [
+        output_dir / (Path(_parent(p)).relative_to(common) / n if n in clashes else n)
+        for p, n in zip(paths, names, strict=True)
+    ]
+    counts = Counter(stems)
+    pairs = zip(stems, paths, strict=True)
+    return [s.with_name(_name(p, keep_extension=True)) if counts[s] > 1 else s for s, p in pairs]
+
+
+def _name(path: Path, keep_extension: bool = False) -> str:
+    if str(path) == STDIN:
+        return "stdin"
+    return path.name if keep_extension else path.stem
+
+
+def _parent(path: Path) -> str:
+    return os.path.dirname(os.path.abspath(path))
+
+
+def complete(stem: Path, formats: Iterable[str]) -> bool:
+    """Whether every output of `stem` exists (outputs are linked into place only when whole)."""
+    return all(stem.with_name(f"{stem.name}.{fmt}").is_file() for fmt in formats)

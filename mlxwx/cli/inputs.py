@@ -1,22 +1,20 @@
-"""What `mlxwx run` reads and writes: the inputs a user names (files, folders, list files,
-stdin), one output stem per input that no other input shares, the output folder checked before
-any work, and the inputs whose outputs are all there already (`--skip-existing`)."""
+"""What `mlxwx run` reads: the inputs a user names (files, folders, list files, stdin), and the
+output folder checked before any work. (Output names: `mlxwx.writers.output_stems`.)"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 from ..errors import MlxwxError
+from ..writers import STDIN
 
 # Extensions a folder's files are taken by (FFmpeg reads them all; anything can be named alone).
 AUDIO_EXTENSIONS = frozenset(
     ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .aif .aiff .mp4 .m4v .mov .mkv .webm .avi"
     " .amr .3gp".split()
 )
-STDIN = "-"
 
 
 def expand(paths: list[Path], input_list: Path | None) -> list[Path]:
@@ -61,34 +59,6 @@ def _list_lines(path: Path) -> list[str]:
         raise MlxwxError(f"--input-list {path}: not a UTF-8 text file") from None
 
 
-def output_stems(paths: list[Path], output_dir: Path) -> list[Path]:
-    """Where each input's outputs go, without extension: `output_dir/name` from the input's
-    name; inputs whose names collide keep their folders (relative to the folder all of them
-    share), and, in one folder, their extension (`talk.flac`, `talk.wav`). stdin is `stdin`."""
-    names = [_name(p) for p in paths]
-    clashes = {n for n, k in Counter(names).items() if k > 1}
-    if not clashes:
-        return [output_dir / n for n in names]
-    common = Path(os.path.commonpath([_parent(p) for p in paths]))
-    stems = [
-        output_dir / (Path(_parent(p)).relative_to(common) / n if n in clashes else n)
-        for p, n in zip(paths, names, strict=True)
-    ]
-    counts = Counter(stems)
-    pairs = zip(stems, paths, strict=True)
-    return [s.with_name(_name(p, keep_extension=True)) if counts[s] > 1 else s for s, p in pairs]
-
-
-def _name(path: Path, keep_extension: bool = False) -> str:
-    if str(path) == STDIN:
-        return "stdin"
-    return path.name if keep_extension else path.stem
-
-
-def _parent(path: Path) -> str:
-    return os.path.dirname(os.path.abspath(path))
-
-
 def check_output_dir(path: Path) -> None:
     """Create `path` (and its parents) if needed; raise MlxwxError if it cannot hold files."""
     try:
@@ -99,8 +69,3 @@ def check_output_dir(path: Path) -> None:
         raise MlxwxError(f"--output-dir {path}: {err.strerror or err}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise MlxwxError(f"--output-dir {path}: not writable")
-
-
-def finished(stem: Path, formats: list[str]) -> bool:
-    """Whether every output of `stem` exists (outputs are linked into place only when whole)."""
-    return all(stem.with_name(f"{stem.name}.{fmt}").is_file() for fmt in formats)

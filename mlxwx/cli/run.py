@@ -16,20 +16,32 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import distributed
 from ..align import AlignOptions, wav2vec2_installed
 from ..align.wav2vec2 import EXTRA_HINT
 from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
-from ..asr.model import check_language, load_model
+from ..asr.model import check_language, load_model, resolve
 from ..audio import CHUNK_LENGTH, read_audio
 from ..device import use_device
 from ..diarize import DEFAULT_PIPELINE, DiarizeOptions
+from ..distributed import RayOptions
 from ..errors import MlxwxError
 from ..pipeline import DEFAULT_MODEL, DEFAULT_VAD, Pipeline, PipelineOptions
 from ..types import SAMPLE_RATE, Result
 from ..vad.methods import transcribe_options
 from ..vad.regions import VadOptions
-from ..writers import ALL_FORMATS, FORMATS, SubtitleOptions, label, timestamp, write_result
+from ..writers import (
+    ALL_FORMATS,
+    FORMATS,
+    STDIN,
+    SubtitleOptions,
+    complete,
+    label,
+    output_stems,
+    timestamp,
+    write_result,
+)
 from .common import (
     DeviceOption,
     Quiet,
@@ -40,7 +52,7 @@ from .common import (
     show_progress,
     vad_options,
 )
-from .inputs import STDIN, check_output_dir, expand, finished, output_stems
+from .inputs import check_output_dir, expand
 
 _RUN = TranscribeOptions()  # the defaults the CLI shares with the library
 _PASS = _RUN.decoding
@@ -263,6 +275,7 @@ def build_options(
     fallback: Fallback | None = None,
     suppress: tuple[tuple[int, ...], bool] = ((), False),
     length_penalty: float | None = None,
+    seed: int | None = None,
 ) -> PipelineOptions:
     """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one.
     `suppress`: extra tokens never decoded, and whether numerals are."""
@@ -290,6 +303,7 @@ def build_options(
         hotwords=hotwords,
         workers=workers,
         loop_guard=loop_guard,
+        seed=seed,
     )
     chunking = run_vad_options(vad, vad_onset, vad_offset, chunk_size)
     return PipelineOptions(
@@ -469,6 +483,17 @@ def run(
             min=1, help="Processes decoding on the CPU (default: one per core, at most 2)."
         ),
     ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the fallback's sampling: runs repeat exactly.")
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Run on a Ray cluster: auto, local or its address (mlxwx[ray])."),
+    ] = None,
+    ray_actors: Annotated[
+        int, typer.Option(min=1, help="Ray: transcribing actors, each with its model.")
+    ] = 1,
+    ray_gpus: Annotated[float, typer.Option(min=0, help="Ray: GPUs per actor (0: CPU).")] = 0.0,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -500,7 +525,7 @@ def run(
             align_model=align_model, interpolate_method=interpolate_method,
             return_char_alignments=return_char_alignments, fallback=fallback,
             suppress=(parse_suppress_tokens(suppress_tokens), suppress_numerals),
-            length_penalty=length_penalty,
+            length_penalty=length_penalty, seed=seed,
         )  # fmt: skip
         speakers = diarize_options(
             diarize, diarization_rttm, diarize_model, hf_token,
@@ -508,6 +533,9 @@ def run(
         )  # fmt: skip
         options = replace(options, diarize=speakers)
         subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
+        if ray is not None:
+            spread = RayOptions(ray, ray_actors, gpus_per_actor=ray_gpus)
+            raise typer.Exit(run_on_ray(paths, output_dir, model, options, formats, spread, quiet))
         todo = pending(paths, stems, formats, skip_existing, quiet)
         pipeline, options, no_speakers = prepare(model, options, task)
         inputs = [read_stdin() if str(p) == STDIN else p for p in (paths[i] for i in todo)]
@@ -521,6 +549,28 @@ def run(
         raise fail(f"{len(todo) - writer.failed} files written without speakers", code=1)
 
 
+def run_on_ray(
+    paths: list[Path],
+    output_dir: Path,
+    model: str,
+    options: PipelineOptions,
+    formats: list[str],
+    spread: RayOptions,
+    quiet: bool,
+) -> int:
+    """`--ray`: the inputs across a Ray cluster (`mlxwx.distributed`); inputs whose outputs are
+    all there are skipped. The exit code: 1 when an input failed (see failures.tsv)."""
+    if any(str(p) == STDIN for p in paths):
+        raise MlxwxError("--ray reads files: - (stdin) is not supported")
+    resolve(model)  # an unknown model fails here, not in every actor
+    summary = distributed.transcribe(paths, output_dir, model, options, formats, spread)
+    if not quiet:
+        typer.echo(summary.line(), err=True)
+    if summary.failed:
+        typer.echo(f"error: see {output_dir / distributed.FAILURES_FILE}", err=True)
+    return 1 if summary.failed else 0
+
+
 def note(quiet: bool, message: str) -> None:
     if not quiet:
         typer.echo(f"note: {message}", err=True)
@@ -532,7 +582,7 @@ def pending(
     """The inputs to transcribe: all, or with `--skip-existing` those missing an output."""
     if not skip:
         return list(range(len(paths)))
-    todo = [i for i, stem in enumerate(stems) if not finished(stem, formats)]
+    todo = [i for i, stem in enumerate(stems) if not complete(stem, formats)]
     if len(todo) < len(paths):
         note(quiet, f"--skip-existing: {len(paths) - len(todo)} of {len(paths)} files are done")
     return todo

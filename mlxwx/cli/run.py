@@ -167,7 +167,6 @@ class Writer:
             typer.echo(f"error: {outcome}", err=True)
             return
         try:
-            stem.parent.mkdir(parents=True, exist_ok=True)
             write_result(outcome, stem, self.formats, self.subtitles)
         except (OSError, ValueError, AssertionError) as err:
             self.failed += 1
@@ -224,7 +223,7 @@ class Fallback:
     """The temperature ladder and the checks that send a window up it (WhisperX's options)."""
 
     temperature: float = _RUN.temperatures[0]
-    increment: float = 0.2
+    increment: float = round(_RUN.temperatures[1] - _RUN.temperatures[0], 6)
     compression_ratio_threshold: float | None = _RUN.compression_ratio_threshold
     logprob_threshold: float | None = _RUN.logprob_threshold
     no_speech_threshold: float | None = _RUN.no_speech_threshold
@@ -364,19 +363,19 @@ def run(
     ] = None,
     temperature: Annotated[
         float, typer.Option(help="First temperature of the ladder (0: beam search / greedy).")
-    ] = 0.0,
+    ] = Fallback.temperature,
     temperature_increment_on_fallback: Annotated[
         float, typer.Option(help="Temperature step of the fallback ladder, up to 1.0.")
-    ] = 0.2,
+    ] = Fallback.increment,
     compression_ratio_threshold: Annotated[
-        float, typer.Option(help="A window whose text compresses more fails (repetition).")
-    ] = 2.4,
+        float | None, typer.Option(help="A window whose text compresses more fails (repetition).")
+    ] = _RUN.compression_ratio_threshold,
     logprob_threshold: Annotated[
-        float, typer.Option(help="A window whose mean token log-prob is lower fails.")
-    ] = -1.0,
+        float | None, typer.Option(help="A window whose mean token log-prob is lower fails.")
+    ] = _RUN.logprob_threshold,
     no_speech_threshold: Annotated[
-        float, typer.Option(help="Failing windows more likely silent than this give no text.")
-    ] = 0.6,
+        float | None, typer.Option(help="Failing windows likelier silent than this give no text.")
+    ] = _RUN.no_speech_threshold,
     suppress_tokens: Annotated[
         str, typer.Option(help="Token ids never decoded, comma-separated (-1: the model's).")
     ] = "-1",

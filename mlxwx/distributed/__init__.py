@@ -90,7 +90,6 @@ def transcribe(
     paths = [Path(p) for p in inputs]
     stems = output_stems(paths, Path(output_dir))
     todo = [i for i, stem in enumerate(stems) if not complete(stem, formats)]
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
     rows = [{"index": i, "path": str(paths[i]), "stem": str(stems[i])} for i in todo]
     outcomes = []
     if rows:
@@ -206,7 +205,6 @@ class Transcriber:
         try:
             for stage in self.pipeline.stages(self.options):
                 result = stage(result, audio)
-            Path(row["stem"]).parent.mkdir(parents=True, exist_ok=True)
             write_result(result, Path(row["stem"]), self.formats)
         except (MlxwxError, OSError, ValueError) as err:
             return _outcome(row, f"{type(err).__name__}: {err}")

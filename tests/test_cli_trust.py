@@ -89,12 +89,20 @@ def test_output_dir_that_is_a_file_fails_before_loading_anything(runner, tmp_pat
     assert one_line_error(stderr) == f"error: --output-dir {blocker}: not a folder"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_output_dir_not_writable_fails_first(runner, tmp_path, jfk_path):
+    """A folder this user may not write (root may write anywhere: for root, a read-only mount
+    in a private mount namespace)."""
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    result, _, stderr = invoke(runner, jfk_path, "--model", "no-such-model", "-o", locked)
-    assert result.exit_code == 2 and "not writable" in one_line_error(stderr)
+    if os.geteuid() != 0:
+        result, _, stderr = invoke(runner, jfk_path, "--model", "no-such-model", "-o", locked)
+        assert result.exit_code == 2 and "not writable" in one_line_error(stderr)
+        return
+    command = (f"mount -t tmpfs -o ro none {locked} && exec {sys.executable} -m mlxwx run "
+               f"{jfk_path} --model no-such-model -o {locked}")  # fmt: skip
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done.stderr) == f"error: --output-dir {locked}: not writable"
 
 
 def test_language_checked_against_the_model(runner, tmp_path, jfk_path, tiny_en_dir):

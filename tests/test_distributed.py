@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,10 @@ pytest.importorskip("ray.data")
 pytestmark = pytest.mark.slow
 FILES = 30
 PORT = 6391
+# A cluster with token authentication (Ray's default when a token exists), as users run one:
+# the clients get the token and the mode from their environment.
+RAY_ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
+               RAY_AUTH_TOKEN=uuid.uuid4().hex)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,7 @@ def cluster():
     actors at once; its address as Ray gives it (Ray 2.60 keeps the machine's own IP even when
     told --node-ip-address=127.0.0.1, and a client asking 127.0.0.1 is then refused)."""
     ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env = RAY_ENV
     subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
     start = [ray, "start", "--head", f"--port={PORT}", "--num-cpus=3",
              "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
@@ -56,7 +61,9 @@ def corpus(tmp_path_factory, jfk_path):
 
 def mlxwx(*args, timeout=600):  # type: ignore[no-untyped-def]
     command = [sys.executable, "-m", "mlxwx", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, check=False, env=RAY_ENV
+    )
 
 
 COMMON = ["--beam-size", "1", "--seed", "7", "-f", "json,txt", "-q"]
@@ -93,7 +100,7 @@ def test_an_actor_killed_mid_run_loses_nothing(cluster, corpus, tiny_en_dir, tmp
     bad.write_bytes(b"not audio")
     command = [sys.executable, "-m", "mlxwx", "run", *map(str, corpus), str(bad), "--model",
                str(tiny_en_dir), "-o", str(out), *COMMON, "--ray", cluster]  # fmt: skip
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=RAY_ENV)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(out.glob("*.json")):
         time.sleep(0.2)

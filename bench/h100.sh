@@ -11,6 +11,9 @@
 #                              throughput on an hour
 #   sh bench/h100.sh pyannote  pyannote.audio's torch model on an hour, CUDA and the host CPU
 #   sh bench/h100.sh b         bench/gpu.py: mlxwx vs mlx-whisper vs transformers
+#   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
+#                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
+#                              rw.part.* in .carry/up5..up8: a tar of wheels)
 #   sh bench/h100.sh hard      issue 19: the hard input (/root/stage/hard10.npz, made here by
 #                              `python bench/gpu_e2e.py --input hard --minutes 10 --save-input`),
 #                              greedy and beam 5 with and without the fallback ladder
@@ -83,6 +86,24 @@ hard)
   timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/hard10.npz \
     --devices gpu --batches 16,64 --configs greedy-nofb,greedy,beam5-nofb,beam5 --repeat 3 \
     2>&1 | tee $OUT/hard.txt ;;
+ray)
+  mkdir -p /root/rw /tmp/raysite && cat /root/stage/rw.part.* | tar -x -C /root/rw
+  # only the wheels whose module this machine lacks (its own torch stack keeps its versions)
+  for w in $(python3 -c "
+import glob, importlib.util, os
+names = {'python_dateutil': 'dateutil', 'pyyaml': 'yaml', 'protobuf': 'google.protobuf',
+         'attrs': 'attr', 'rpds_py': 'rpds'}
+for w in sorted(glob.glob('/root/rw/*.whl')):
+    dist = os.path.basename(w).split('-')[0].lower()
+    try:
+        found = importlib.util.find_spec(names.get(dist, dist)) is not None
+    except ImportError:
+        found = False
+    if not found:
+        print(w)"); do pip install -q --no-deps --target /tmp/raysite "$w"; done
+  export PYTHONPATH=$PYTHONPATH:/tmp/raysite PATH=/tmp/raysite/bin:$PATH
+  timeout 560 python3 bench/bench_ray.py --model $BASE --passes 40 --actors 1 --gpus 1 \
+    --cpus 16 2>&1 | tee $OUT/ray.txt ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

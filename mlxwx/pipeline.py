@@ -190,6 +190,17 @@ def source_name(item: AudioInput) -> str:
 _END = object()
 
 
+def finishing_stages(
+    options: PipelineOptions, aligners: Aligners, diarizers: Diarizers
+) -> list[Stage]:
+    """The per-input stages after transcribe (align, diarize), with the models they load on
+    first use."""
+    return [
+        lambda r, a: align(r, a, options.align, aligners, text_language(options)),
+        lambda r, a: diarize(r, a, options.diarize, diarizers),
+    ]
+
+
 class _Progress:
     """Progress of a run, reported through one hook from any thread: inputs loaded, chunk
     samples transcribed (this process and its workers together), inputs finished."""
@@ -474,10 +485,7 @@ class Pipeline:
 
     def stages(self, options: PipelineOptions) -> list[Stage]:
         """The per-input stages after transcribe."""
-        return [
-            lambda r, a: align(r, a, options.align, self.aligners, text_language(options)),
-            lambda r, a: diarize(r, a, options.diarize, self.diarizers),
-        ]
+        return finishing_stages(options, self.aligners, self.diarizers)
 
     def run(
         self,

@@ -326,6 +326,20 @@ def atomic_folder(dst: Path) -> Iterator[Path]:
         raise
 
 
+def render(
+    result: Result, formats: Iterable[str], subtitles: SubtitleOptions | None = None
+) -> dict[str, str]:
+    """Each format's text of `result`, the json last; ValueError for an unknown format or a
+    time that is not finite."""
+    _check_times(result)
+    texts = {}
+    for fmt in sorted(formats, key=lambda f: f == "json"):
+        if fmt not in WRITERS:
+            raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
+        texts[fmt] = SUBTITLES[fmt](result, subtitles) if fmt in SUBTITLES else WRITERS[fmt](result)
+    return texts
+
+
 def write_result(
     result: Result, stem: Path, formats: Iterable[str], subtitles: SubtitleOptions | None = None
 ) -> list[Path]:
@@ -333,14 +347,8 @@ def write_result(
     returns the paths. `subtitles`: how srt and vtt cues are built. Every text is made before
     the first file is written: a ValueError (an unknown format, a time that is not finite)
     leaves no file."""
-    _check_times(result)
-    texts = {}
-    for fmt in sorted(formats, key=lambda f: f == "json"):
-        if fmt not in WRITERS:
-            raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
-        texts[fmt] = SUBTITLES[fmt](result, subtitles) if fmt in SUBTITLES else WRITERS[fmt](result)
     paths = []
-    for fmt, text in texts.items():
+    for fmt, text in render(result, formats, subtitles).items():
         path = stem.with_name(f"{stem.name}.{fmt}")
         write_atomic(path, text)
         paths.append(path)

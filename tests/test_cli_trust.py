@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from mlxwx.cli import app, main
-from mlxwx.cli.inputs import expand
 from mlxwx.cli.run import Fallback, parse_suppress_tokens
 from mlxwx.cli.whisperx import translate
 from mlxwx.errors import MlxwxError
+from mlxwx.inputs import expand
 from mlxwx.writers import output_stems
 from tests.test_cli import invoke, one_line_error
 

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,8 +25,10 @@ FILES = 30
 PORT = 6391
 # A cluster with token authentication (Ray's default when a token exists), as users run one:
 # the clients get the token and the mode from their environment.
+# The S3 credentials of the moto server below, as every node of a real cluster has its own.
 RAY_ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
-               RAY_AUTH_TOKEN=uuid.uuid4().hex)  # fmt: skip
+               RAY_AUTH_TOKEN=uuid.uuid4().hex, AWS_ACCESS_KEY_ID="mlxwx",
+               AWS_SECRET_ACCESS_KEY="mlxwx", AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +81,38 @@ def texts(folder: Path) -> dict[str, list]:
     return out
 
 
-def test_ray_outputs_equal_mlxwx_run_and_rerun_does_nothing(cluster, corpus, tiny_en_dir, tmp_path):
-    local, spread = tmp_path / "local", tmp_path / "ray"
-    done = mlxwx("run", *corpus, "--model", tiny_en_dir, "-o", local, *COMMON)
+@pytest.fixture(scope="module")
+def local(corpus, tiny_en_dir, tmp_path_factory):
+    """`mlxwx run`'s outputs of the corpus on this machine, without Ray."""
+    folder = tmp_path_factory.mktemp("local")
+    done = mlxwx("run", *corpus, "--model", tiny_en_dir, "-o", folder, *COMMON)
     assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3 server on loopback (moto): the URL options that point pyarrow at it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        time.sleep(0.2)
+    yield f"endpoint_override=127.0.0.1:{port}&scheme=http&allow_bucket_creation=true"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_ray_outputs_equal_mlxwx_run_and_rerun_does_nothing(cluster, corpus, tiny_en_dir, local,
+                                                             tmp_path):  # fmt: skip
+    spread = tmp_path / "ray"
     done = mlxwx("run", *corpus, "--model", tiny_en_dir, "-o", spread, *COMMON[:-1],
                  "--ray", cluster, "--ray-actors", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -124,3 +155,80 @@ def _kill_actors() -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return pids
+
+
+def test_outputs_to_s3_equal_mlxwx_run(cluster, corpus, tiny_en_dir, local, s3):
+    """-o s3://...: each output an object (json, txt); a rerun finds them and does nothing."""
+    from pyarrow import fs as pafs
+
+    url = f"s3://corpus/run1?{s3}"
+    args = ("run", *corpus, "--model", tiny_en_dir, "-o", url, *COMMON[:-1], "--ray", cluster)
+    done = mlxwx(*args)
+    assert done.returncode == 0, done.stderr
+    assert f"{FILES} files done" in done.stderr
+    for key, value in (("AWS_ACCESS_KEY_ID", "mlxwx"), ("AWS_SECRET_ACCESS_KEY", "mlxwx")):
+        os.environ.setdefault(key, value)
+    bucket, base = pafs.FileSystem.from_uri(url)
+    infos = bucket.get_file_info(pafs.FileSelector(base, recursive=True))
+    stored = {info.base_name: info.path for info in infos}
+    assert sorted(stored) == sorted(p.name for p in local.iterdir())
+    for path in local.iterdir():
+        with bucket.open_input_stream(stored[path.name]) as stream:
+            assert stream.read().decode() == path.read_text(), path.name
+    again = mlxwx(*args)
+    assert again.returncode == 0 and f"0 files done, {FILES} skipped" in again.stderr
+
+
+DATASET_RUN = """
+import sys, ray
+from mlxwx.distributed import RayOptions, transcribe
+from mlxwx.pipeline import PipelineOptions
+from mlxwx.asr.engine import TranscribeOptions
+from mlxwx.asr.decoding import DecodingOptions
+folder, out, model, address = sys.argv[1:]
+ray.init(address=address, log_to_driver=False)
+files = ray.data.read_binary_files(folder, include_paths=True)
+options = PipelineOptions(TranscribeOptions(DecodingOptions(beam_size=1), seed=7))
+summary = transcribe(files, out, model, options, ["json", "txt"], RayOptions(address))
+print(summary.line(), file=sys.stderr)
+"""
+
+
+def test_a_dataset_of_bytes_gives_the_same_outputs(cluster, corpus, tiny_en_dir, local, tmp_path):
+    """A ray.data.Dataset with `bytes` and `path` columns (read_binary_files): the audio comes
+    from the rows, the names from the paths."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", DATASET_RUN, str(corpus[0].parent), str(out),
+               str(tiny_en_dir), cluster]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=RAY_ENV)
+    assert done.returncode == 0, done.stderr
+    assert f"{FILES} files done, 0 skipped, 0 failed" in done.stderr
+    assert texts(out) == texts(local)
+
+
+def test_a_cluster_that_does_not_answer_fails_at_once(tmp_path, jfk_path, tiny_en_dir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends
+    started = time.monotonic()
+    done = mlxwx("run", jfk_path, "--model", tiny_en_dir, "-o", tmp_path, "--ray",
+                 f"127.0.0.1:{port}", timeout=120)  # fmt: skip
+    assert done.returncode == 2 and time.monotonic() - started < 30
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused"
+    ]
+    done = mlxwx("run", jfk_path, "--model", tiny_en_dir, "-o", "s3://bucket/x")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --output-dir s3://bucket/x: a URL needs --ray " \
+                                  "(object storage outputs)"  # fmt: skip
+
+
+def test_a_cluster_too_small_for_the_actors_is_refused_before_the_work():
+    from mlxwx.distributed import RayOptions
+    from mlxwx.errors import MlxwxError
+
+    RayOptions(actors=1).check(cpus=2, gpus=0)
+    with pytest.raises(MlxwxError, match="the Ray cluster has 2 CPUs: 2 transcribing actors"):
+        RayOptions(actors=2).check(cpus=2, gpus=0)
+    with pytest.raises(MlxwxError, match="has 1 GPUs: 2 transcribing actors need 1 each"):
+        RayOptions(actors=2, cpus_per_actor=0.25, gpus_per_actor=1).check(cpus=8, gpus=1)

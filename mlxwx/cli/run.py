@@ -27,6 +27,7 @@ from ..device import use_device
 from ..diarize import DEFAULT_PIPELINE, DiarizeOptions
 from ..distributed import RayOptions
 from ..errors import MlxwxError
+from ..inputs import check_output_dir, expand, local_folder
 from ..pipeline import DEFAULT_MODEL, DEFAULT_VAD, Pipeline, PipelineOptions
 from ..types import SAMPLE_RATE, Result
 from ..vad.methods import transcribe_options
@@ -52,7 +53,6 @@ from .common import (
     show_progress,
     vad_options,
 )
-from .inputs import check_output_dir, expand
 
 _RUN = TranscribeOptions()  # the defaults the CLI shares with the library
 _PASS = _RUN.decoding
@@ -341,9 +341,9 @@ def run(
     task: Annotated[
         Task, typer.Option(help="Transcribe, or translate to English.")
     ] = Task.TRANSCRIBE,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to write.")] = Path(
-        "."
-    ),
+    output_dir: Annotated[
+        str, typer.Option("--output-dir", "-o", help="Where to write (with --ray: or a URL).")
+    ] = ".",
     output_format: Annotated[
         str,
         typer.Option(
@@ -508,10 +508,12 @@ def run(
         compression_ratio_threshold, logprob_threshold, no_speech_threshold,
     )  # fmt: skip
     try:
-        check_output_dir(output_dir)
+        if ray is None:
+            check_output_dir(local_folder(output_dir))
         paths = expand(audio or [], input_list)
-        stems = output_stems(paths, output_dir)
-        use_device(device)
+        stems = output_stems(paths, Path(output_dir))
+        if ray is None:  # with --ray, the device is the actors' (the driver decodes nothing)
+            use_device(device)
         options = build_options(
             task=task, language=language, beam_size=beam_size, best_of=best_of,
             patience=patience, without_timestamps=without_timestamps,
@@ -533,8 +535,9 @@ def run(
         options = replace(options, diarize=speakers)
         subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
         if ray is not None:
-            spread = RayOptions(ray, ray_actors, gpus_per_actor=ray_gpus)
-            raise typer.Exit(run_on_ray(paths, output_dir, model, options, formats, spread, quiet))
+            spread = RayOptions(ray, ray_actors, gpus_per_actor=ray_gpus, device=device)
+            ray_run = (paths, output_dir, model, options, formats, subtitles, spread)
+            raise typer.Exit(run_on_ray(*ray_run, quiet))
         todo = pending(paths, stems, formats, skip_existing, quiet)
         pipeline, options, no_speakers = prepare(model, options, task)
         inputs = [read_stdin() if str(p) == STDIN else p for p in (paths[i] for i in todo)]
@@ -550,10 +553,11 @@ def run(
 
 def run_on_ray(
     paths: list[Path],
-    output_dir: Path,
+    output_dir: str,
     model: str,
     options: PipelineOptions,
     formats: list[str],
+    subtitles: SubtitleOptions,
     spread: RayOptions,
     quiet: bool,
 ) -> int:
@@ -562,11 +566,11 @@ def run_on_ray(
     if any(str(p) == STDIN for p in paths):
         raise MlxwxError("--ray reads files: - (stdin) is not supported")
     resolve(model)  # an unknown model fails here, not in every actor
-    summary = distributed.transcribe(paths, output_dir, model, options, formats, spread)
+    summary = distributed.transcribe(paths, output_dir, model, options, formats, spread, subtitles)
     if not quiet:
         typer.echo(summary.line(), err=True)
     if summary.failed:
-        typer.echo(f"error: see {output_dir / distributed.FAILURES_FILE}", err=True)
+        typer.echo(f"error: see {output_dir.rstrip('/')}/{distributed.FAILURES_FILE}", err=True)
     return 1 if summary.failed else 0
 
 

@@ -1,11 +1,12 @@
 """A corpus across many machines on Ray: `mlxwx run`'s stages as Ray Data operators.
 
-`transcribe(inputs, output_dir, ...)` reads each input and finds its speech in CPU tasks (the
-load and detect_speech stages), then an actor pool transcribes: each actor holds the loaded
-model and decodes the chunks of many inputs together in its lanes (`transcribe_stream`, as one
-`mlxwx run` process does), runs the per-input stages (align, diarize) and writes each input's
-outputs atomically as soon as it is done. Ray Data streams the inputs through with bounded
-memory (no stage waits for the whole corpus), retries tasks and restarts actors that die.
+`transcribe(inputs, output_dir, ...)` streams the inputs through three operators
+(`mlxwx.distributed.operators`): CPU tasks read each input and find its speech (load,
+detect_speech); a pool of transcribing actors, each holding the loaded model, decodes the chunks
+of many inputs together in its lanes (as one `mlxwx run` process does); a pool of finishing
+actors runs the per-input stages (align, diarize) and writes each input's outputs, whole or not
+at all, to a folder or an object store (`mlxwx.distributed.storage`). Ray Data bounds the rows
+in flight (no stage waits for the whole corpus), retries tasks and restarts actors that die.
 
 Every input ends with exactly one complete set of outputs, or one line in
 `output_dir/failures.tsv` (input, reason). Inputs whose outputs are all there are skipped, so a
@@ -16,19 +17,20 @@ input's position (`mlxwx.asr.noise`): outputs do not depend on which actor decod
 from __future__ import annotations
 
 import logging
-import pickle
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import MlxwxError
-from ..pipeline import PipelineOptions, load_pipeline, speech_files, with_token_times
-from ..types import SAMPLE_RATE, Result
-from ..writers import complete, output_stems, write_atomic, write_result
+from ..inputs import expand
+from ..pipeline import PipelineOptions, with_token_times
+from ..writers import ALL_FORMATS, SubtitleOptions, output_stems
+from .operators import Finisher, Transcriber, names, prepare
+from .storage import Destination
 
 logger = logging.getLogger(__name__)
 EXTRA_HINT = 'Ray is not installed: pip install "mlxwx[ray]"'
@@ -48,14 +50,38 @@ def import_ray() -> Any:
 @dataclass(frozen=True)
 class RayOptions:
     """How the corpus is spread: `address` ("auto", "local" for a cluster on this machine, or a
-    cluster's address), `actors` transcribing (each with its model), the CPU cores or GPUs
-    each takes, and the inputs handed to an actor at a time (its lanes' supply)."""
+    cluster's address); `actors` transcribing (each with its model) and the CPU cores or GPUs
+    each takes; the inputs handed to one at a time (its lanes' supply); the MLX device they
+    decode on (auto: the node's GPU, Metal or CUDA, when it has one); the finishing actors
+    (align, diarize, write) and their cores; the cores of each load-and-VAD task. The actors
+    hold their cores for the run: the cluster must have room for them and one task."""
 
     address: str = "auto"
     actors: int = 1
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     files_per_batch: int = 8
+    device: str = "auto"
+    finishers: int = 1
+    cpus_per_finisher: float = 0.5
+    cpus_per_task: float = 0.5
+
+    def check(self, cpus: float, gpus: float) -> None:
+        """MlxwxError when a cluster of `cpus` cores and `gpus` GPUs cannot hold the actors
+        and one task at once (Ray would wait forever)."""
+        need = self.actors * self.cpus_per_actor + self.finishers * self.cpus_per_finisher
+        if need + self.cpus_per_task > cpus + 1e-9:
+            raise MlxwxError(
+                f"the Ray cluster has {cpus:g} CPUs: {self.actors} transcribing actors "
+                f"({self.cpus_per_actor:g} each), {self.finishers} finishing "
+                f"({self.cpus_per_finisher:g} each) and a {self.cpus_per_task:g}-CPU task "
+                "need more (fewer --ray-actors, or a bigger cluster)"
+            )
+        if self.actors * self.gpus_per_actor > gpus + 1e-9:
+            raise MlxwxError(
+                f"the Ray cluster has {gpus:g} GPUs: {self.actors} transcribing actors need "
+                f"{self.gpus_per_actor:g} each (fewer --ray-actors or --ray-gpus)"
+            )
 
 
 @dataclass(frozen=True)
@@ -75,46 +101,136 @@ class Summary:
         )
 
 
+Inputs = Sequence[str | Path] | str | Path | Any  # paths, a folder, a list file, a Dataset
+
+
 def transcribe(
-    inputs: Sequence[str | Path],
+    inputs: Inputs,
     output_dir: str | Path,
     model: str = "large-v3-turbo",
     options: PipelineOptions | None = None,
-    formats: Sequence[str] = ("json", "txt", "srt", "vtt", "tsv"),
+    formats: Sequence[str] = ALL_FORMATS,
     ray_options: RayOptions | None = None,
+    subtitles: SubtitleOptions | None = None,
 ) -> Summary:
-    """Transcribe `inputs` (paths) on a Ray cluster into `output_dir` (see the module)."""
+    """Transcribe `inputs` on a Ray cluster into `output_dir` (see the module).
+
+    inputs: audio paths; one path: a folder (its audio files, recursively), a list file (`.txt`
+        or `.lst`: a path per line) or an audio file; or a `ray.data.Dataset` with a `path`
+        column (unique names: outputs are named from them) and optionally a `bytes` column
+        (the file's content, read instead of the path).
+    output_dir: a folder, or a folder URL (`s3://bucket/prefix`, `mlxwx.distributed.storage`).
+    subtitles: how srt and vtt cues are built (`mlxwx.writers.SubtitleOptions`).
+    """
     ray = import_ray()
     started = time.perf_counter()
-    options, ray_options = _seeded(options or PipelineOptions()), ray_options or RayOptions()
-    paths = [Path(p) for p in inputs]
-    stems = output_stems(paths, Path(output_dir))
-    todo = [i for i, stem in enumerate(stems) if not complete(stem, formats)]
-    rows = [{"index": i, "path": str(paths[i]), "stem": str(stems[i])} for i in todo]
-    outcomes = []
-    if rows:
+    options = with_token_times(_seeded(options or PipelineOptions()))
+    ray_options = ray_options or RayOptions()
+    destination = Destination(str(output_dir))
+    destination.check()
+    if _is_dataset(inputs):
         connect(ray, ray_options.address)
-        outcomes = _dataset(ray, rows, model, options, list(formats), ray_options).take_all()
+    rows, total = _rows(inputs, destination, formats)
+    outcomes = []
+    if rows is not None:
+        connect(ray, ray_options.address)
+        resources = ray.cluster_resources()
+        ray_options.check(resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+        output = (destination.url, list(formats), subtitles)
+        operators = _dataset(ray, rows, model, options, output, ray_options)
+        outcomes = operators.take_all()
     failed = [o for o in outcomes if o["error"]]
-    _write_failures(Path(output_dir), failed)
+    _write_failures(destination, failed)
     return Summary(
         len(outcomes) - len(failed),
-        len(paths) - len(todo),
+        total - len(outcomes),
         len(failed),
         float(sum(o["seconds"] for o in outcomes)),
         time.perf_counter() - started,
     )
 
 
+def _is_dataset(inputs: Any) -> bool:
+    return hasattr(inputs, "map_batches") and hasattr(inputs, "select_columns")
+
+
+def _rows(inputs: Inputs, destination: Destination, formats: Sequence[str]) -> tuple[Any, int]:
+    """The rows still to do ({index, path, name[, bytes]}: a list, or a Dataset for a Dataset;
+    None when every input is complete) and the number of inputs."""
+    dataset: Any = inputs if _is_dataset(inputs) else None
+    if dataset is not None:
+        paths = [Path(r["path"]) for r in dataset.select_columns(["path"]).take_all()]
+    else:
+        paths = _paths(inputs)
+    if len({str(p) for p in paths}) < len(paths):
+        raise MlxwxError("inputs: each path (each Dataset row's `path`) must be unique")
+    rel = names(output_stems(paths, Path("/")), Path("/"))
+    done = destination.existing()
+    todo = {
+        str(p): (i, name)
+        for i, (p, name) in enumerate(zip(paths, rel, strict=True))
+        if not all(f"{name}.{fmt}" in done for fmt in formats)
+    }
+    if not todo:
+        return None, len(paths)
+    if dataset is not None:
+        return dataset.flat_map(_keyed, fn_kwargs={"todo": todo}), len(paths)
+    return [{"index": i, "path": p, "name": n} for p, (i, n) in todo.items()], len(paths)
+
+
+def _paths(inputs: Sequence[str | Path] | str | Path) -> list[Path]:
+    if not isinstance(inputs, (str, Path)):
+        return expand([Path(p) for p in inputs], None)
+    one = Path(inputs)
+    if one.suffix.lower() in LIST_SUFFIXES:
+        return expand([], one)
+    return expand([one], None)
+
+
+LIST_SUFFIXES = frozenset({".txt", ".lst"})
+
+
+def _keyed(row: dict, todo: dict[str, tuple[int, str]]) -> list[dict]:
+    """A Dataset row with its position and output name; none when its outputs are done."""
+    key = str(Path(row["path"]))
+    if key not in todo:
+        return []
+    index, name = todo[key]
+    return [{**row, "path": key, "index": index, "name": name}]
+
+
 def connect(ray: Any, address: str) -> None:
-    """Join the cluster at `address` ("local": start one here) unless already connected."""
+    """Join the cluster at `address` ("local": start one here) unless already connected; an
+    address that does not answer fails at once (Ray itself would retry for a while)."""
     if ray.is_initialized():
         return
+    if address not in ("auto", "local"):
+        _reachable(address)
     try:
         ray.init(address=None if address == "local" else address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        if "RAY_AUTH_MODE" not in os.environ:
+            reason += AUTH_HINT
         raise MlxwxError(f"cannot join the Ray cluster at {address}: {reason}") from None
+
+
+AUTH_HINT = (
+    " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in"
+    " RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+)
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """MlxwxError unless something listens at `address` ("[ray://]host:port")."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise MlxwxError(f"--ray {address}: expected auto, local or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise MlxwxError(f"cannot reach the Ray cluster at {address}: {why}") from None
 
 
 def _seeded(options: PipelineOptions) -> PipelineOptions:
@@ -128,98 +244,44 @@ def _seeded(options: PipelineOptions) -> PipelineOptions:
 
 def _dataset(
     ray: Any,
-    rows: list[dict],
+    rows: Any,
     model: str,
     options: PipelineOptions,
-    formats: list[str],
+    output: tuple[str, list[str], SubtitleOptions | None],
     spread: RayOptions,
 ) -> Any:
-    """The operators: prepare (CPU tasks) -> Transcriber (actor pool)."""
+    """The operators: prepare (CPU tasks) -> Transcriber -> Finisher (actor pools)."""
     retries = {"max_retries": 3, "retry_exceptions": False}
-    dataset = ray.data.from_items(rows)
-    dataset = dataset.map(prepare, fn_kwargs={"options": options}, num_cpus=1, **retries)
-    return dataset.map_batches(
+    actors = {"max_restarts": -1, "max_task_retries": -1}
+    dataset = ray.data.from_items(rows) if isinstance(rows, list) else rows
+    dataset = dataset.map(
+        prepare, fn_kwargs={"options": options}, num_cpus=spread.cpus_per_task, **retries
+    )
+    dataset = dataset.map_batches(
         Transcriber,
-        fn_constructor_kwargs={"model": model, "options": options, "formats": formats},
+        fn_constructor_kwargs={"model": model, "options": options, "device": spread.device},
         batch_size=spread.files_per_batch,
         batch_format="pandas",
         concurrency=spread.actors,
         num_cpus=spread.cpus_per_actor,
         num_gpus=spread.gpus_per_actor,
-        max_restarts=-1,
-        max_task_retries=-1,
+        **actors,
+    )
+    return dataset.map_batches(
+        Finisher,
+        fn_constructor_kwargs={"options": options, "output": output},
+        batch_size=1,
+        batch_format="pandas",
+        concurrency=spread.finishers,
+        num_cpus=spread.cpus_per_finisher,
+        **actors,
     )
 
 
-_VADS: dict[str, Any] = {}
-
-
-def prepare(row: dict, options: PipelineOptions) -> dict:
-    """The load and detect_speech stages of one input, in a CPU task: its samples and its
-    speech chunks (a pickled `SpeechFile` keyed by the input's position), or its error."""
-    from ..asr.pool import to_host
-    from ..audio import read_audio
-    from ..vad.methods import load_vad
-
-    out = {**row, "audio": np.zeros(0, np.float32), "speech": b"", "error": ""}
-    try:
-        audio = read_audio(row["path"])
-        method = options.vad
-        if method is not None and method not in _VADS:
-            _VADS[method] = load_vad(method)
-        vad = _VADS.get(method) if method is not None else None
-        [speech] = list(speech_files(vad, options, [(row["index"], audio)]))
-    except MlxwxError as err:
-        return {**out, "error": str(err)}
-    return {**out, "audio": audio, "speech": pickle.dumps(to_host(speech))}
-
-
-class Transcriber:
-    """An actor: the loaded model, transcribing the inputs of each batch together and writing
-    each one's outputs when it is done."""
-
-    def __init__(self, model: str, options: PipelineOptions, formats: list[str]):
-        self.pipeline = load_pipeline(model, options)
-        self.options, self.formats = with_token_times(options), formats
-
-    def __call__(self, batch: Any) -> Any:
-        import pandas as pd
-
-        from ..asr.engine import transcribe_stream
-        from ..asr.pool import to_device
-
-        rows = {int(r["index"]): r for r in batch.to_dict("records")}
-        outcomes = {i: _outcome(r, r["error"]) for i, r in rows.items() if r["error"]}
-        files = [to_device(pickle.loads(r["speech"])) for i, r in rows.items() if i not in outcomes]
-        wm = self.pipeline.whisper
-        for transcript in transcribe_stream(wm, files, self.options.transcribe):
-            row = rows[transcript.file]
-            outcomes[transcript.file] = self._finish(row, transcript)
-        return pd.DataFrame([outcomes[i] for i in rows])
-
-    def _finish(self, row: dict, transcript: Any) -> dict:
-        audio = np.asarray(row["audio"], np.float32)
-        result = Result.from_windows(
-            transcript.windows, transcript.language, audio.size / SAMPLE_RATE, row["path"]
-        )
-        try:
-            for stage in self.pipeline.stages(self.options):
-                result = stage(result, audio)
-            write_result(result, Path(row["stem"]), self.formats)
-        except (MlxwxError, OSError, ValueError) as err:
-            return _outcome(row, f"{type(err).__name__}: {err}")
-        return _outcome(row, "", audio.size / SAMPLE_RATE)
-
-
-def _outcome(row: dict, error: str, seconds: float = 0.0) -> dict:
-    return {"index": int(row["index"]), "path": row["path"], "error": error, "seconds": seconds}
-
-
-def _write_failures(output_dir: Path, failed: list[dict]) -> None:
+def _write_failures(destination: Destination, failed: list[dict]) -> None:
     """One line per input that has no outputs, and why (no file when none failed)."""
-    path = output_dir / FAILURES_FILE
     if failed:
         lines = "".join(f"{f['path']}\t{' '.join(f['error'].split())}\n" for f in failed)
-        write_atomic(path, "input\treason\n" + lines)
-    elif path.exists():
-        path.unlink()
+        destination.write(FAILURES_FILE, "input\treason\n" + lines)
+    else:
+        destination.remove(FAILURES_FILE)

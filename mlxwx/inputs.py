@@ -1,5 +1,6 @@
-"""What `mlxwx run` reads: the inputs a user names (files, folders, list files, stdin), and the
-output folder checked before any work. (Output names: `mlxwx.writers.output_stems`.)"""
+"""The inputs a user names (files, folders, list files, stdin), and the output folder checked
+before any work, for `mlxwx run` and `mlxwx.distributed`. (Output names:
+`mlxwx.writers.output_stems`.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import MlxwxError
-from ..writers import STDIN
+from .errors import MlxwxError
+from .writers import STDIN
 
 # Extensions a folder's files are taken by (FFmpeg reads them all; anything can be named alone).
 AUDIO_EXTENSIONS = frozenset(
@@ -57,6 +58,18 @@ def _list_lines(path: Path) -> list[str]:
         raise MlxwxError(f"--input-list {path}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise MlxwxError(f"--input-list {path}: not a UTF-8 text file") from None
+
+
+def is_url(output: str | Path) -> bool:
+    """Whether an output folder is a URL (`s3://bucket/prefix`) rather than a path."""
+    return "://" in str(output)
+
+
+def local_folder(output: str) -> Path:
+    """The output folder of a run on this machine: a path (a URL needs `mlxwx.distributed`)."""
+    if is_url(output):
+        raise MlxwxError(f"--output-dir {output}: a URL needs --ray (object storage outputs)")
+    return Path(output)
 
 
 def check_output_dir(path: Path) -> None:

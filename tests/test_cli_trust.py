@@ -105,6 +105,20 @@ def test_output_dir_not_writable_fails_first(runner, tmp_path, jfk_path):
     assert one_line_error(done.stderr) == f"error: --output-dir {locked}: not writable"
 
 
+def test_language_names_as_whisperx_takes_them(runner, tmp_path, jfk_path, tiny_en_dir):
+    """WhisperX's --language takes names too (English, french): each maps to its code."""
+    from mlxwx.asr.languages import LANGUAGES, language_code
+
+    assert [language_code(n) for n in ("English", "french", " Mandarin ", "en", "xx")] == [
+        "en", "fr", "zh", "en", "xx"
+    ]  # fmt: skip
+    assert all(language_code(name.title()) == code for code, name in LANGUAGES.items())
+    result, _, stderr = invoke(runner, jfk_path, "--model", tiny_en_dir, "--language", "French")
+    assert result.exit_code == 2 and "language 'fr': this model is English-only" in stderr
+    done = invoke(runner, jfk_path, "--model", tiny_en_dir, "--language", "English", "-o", tmp_path)
+    assert done[0].exit_code == 0 and (tmp_path / "jfk.json").exists()
+
+
 def test_language_checked_against_the_model(runner, tmp_path, jfk_path, tiny_en_dir):
     """(An unknown code with a multilingual model: tests/test_cli.py.)"""
     result, _, stderr = invoke(runner, jfk_path, "--model", tiny_en_dir, "--language", "fr")

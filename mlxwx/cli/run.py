@@ -21,6 +21,7 @@ from ..align import AlignOptions, wav2vec2_installed
 from ..align.wav2vec2 import EXTRA_HINT
 from ..asr.decoding import DecodingOptions
 from ..asr.engine import ProgressHook, TranscribeOptions
+from ..asr.languages import language_code
 from ..asr.model import check_language, load_model, resolve
 from ..audio import CHUNK_LENGTH, read_audio
 from ..device import use_device
@@ -280,7 +281,7 @@ def build_options(
     `suppress`: extra tokens never decoded, and whether numerals are."""
     decoding = DecodingOptions(
         task=task.value,
-        language=language,
+        language=language_code(language) if language is not None else None,
         beam_size=beam_size,
         best_of=best_of,
         patience=patience,
@@ -336,7 +337,8 @@ def run(
         ),
     ] = DEFAULT_MODEL,
     language: Annotated[
-        str | None, typer.Option(help="Language code; detected per file when omitted.")
+        str | None,
+        typer.Option(help="Language code or name (en, English); detected per file when omitted."),
     ] = None,
     task: Annotated[
         Task, typer.Option(help="Transcribe, or translate to English.")

@@ -232,3 +232,20 @@ def test_a_cluster_too_small_for_the_actors_is_refused_before_the_work():
         RayOptions(actors=2).check(cpus=2, gpus=0)
     with pytest.raises(MlxwxError, match="has 1 GPUs: 2 transcribing actors need 1 each"):
         RayOptions(actors=2, cpus_per_actor=0.25, gpus_per_actor=1).check(cpus=8, gpus=1)
+
+
+def test_speakers_from_an_rttm_in_the_finishing_actors(cluster, corpus, tiny_en_dir, tmp_path):
+    """The diarize stage runs in the finishing actors: speakers as `mlxwx run` gives them."""
+    rttm = tmp_path / "turns.rttm"
+    rttm.write_text("".join(f"SPEAKER {p.stem} 1 0.000 2.500 <NA> <NA> A <NA> <NA>\n"
+                            f"SPEAKER {p.stem} 1 2.500 9.000 <NA> <NA> B <NA> <NA>\n"
+                            for p in corpus[:3]))  # fmt: skip
+    args = [*corpus[:3], "--model", tiny_en_dir, *COMMON, "--diarization-rttm", rttm]
+    local, spread = tmp_path / "local", tmp_path / "ray"
+    assert mlxwx("run", *args, "-o", local).returncode == 0
+    done = mlxwx("run", *args, "-o", spread, "--ray", cluster)
+    assert done.returncode == 0, done.stderr
+    for path in local.glob("*.json"):
+        speakers = [s.get("speaker") for s in json.loads(path.read_text())["segments"]]
+        assert set(speakers) & {"A", "B"}, path.name
+        assert json.loads((spread / path.name).read_text()) == json.loads(path.read_text())

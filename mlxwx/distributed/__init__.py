@@ -206,8 +206,12 @@ def connect(ray: Any, address: str) -> None:
         return
     if address not in ("auto", "local"):
         _reachable(address)
+    level = logging.getLogger().getEffectiveLevel()  # Ray's messages as mlxwx's (-q, -v)
+    logging.getLogger("ray.data").setLevel(level)
+    ray.data.DataContext.get_current().enable_progress_bars = level < logging.ERROR
     try:
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
+        where = None if address == "local" else address
+        ray.init(address=where, log_to_driver=False, logging_level=level)
     except (ConnectionError, RuntimeError, ValueError) as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         if "RAY_AUTH_MODE" not in os.environ:
@@ -250,31 +254,26 @@ def _dataset(
     output: tuple[str, list[str], SubtitleOptions | None],
     spread: RayOptions,
 ) -> Any:
-    """The operators: prepare (CPU tasks) -> Transcriber -> Finisher (actor pools)."""
-    retries = {"max_retries": 3, "retry_exceptions": False}
-    actors = {"max_restarts": -1, "max_task_retries": -1}
+    """The operators: prepare (CPU tasks) -> Transcriber -> Finisher (actor pools). Ray Data's
+    defaults retry a task and restart an actor whose process dies, without end."""
     dataset = ray.data.from_items(rows) if isinstance(rows, list) else rows
-    dataset = dataset.map(
-        prepare, fn_kwargs={"options": options}, num_cpus=spread.cpus_per_task, **retries
-    )
+    dataset = dataset.map(prepare, fn_kwargs={"options": options}, num_cpus=spread.cpus_per_task)
     dataset = dataset.map_batches(
         Transcriber,
         fn_constructor_kwargs={"model": model, "options": options, "device": spread.device},
         batch_size=spread.files_per_batch,
         batch_format="pandas",
-        concurrency=spread.actors,
+        compute=ray.data.ActorPoolStrategy(size=spread.actors),
         num_cpus=spread.cpus_per_actor,
         num_gpus=spread.gpus_per_actor,
-        **actors,
     )
     return dataset.map_batches(
         Finisher,
         fn_constructor_kwargs={"options": options, "output": output},
         batch_size=1,
         batch_format="pandas",
-        concurrency=spread.finishers,
+        compute=ray.data.ActorPoolStrategy(size=spread.finishers),
         num_cpus=spread.cpus_per_finisher,
-        **actors,
     )
 
 

@@ -47,6 +47,8 @@ def prepare(row: dict, options: PipelineOptions) -> dict:
         [speech] = list(speech_files(vad, options, [(int(row["index"]), audio)]))
     except MlxwxError as err:
         return {**out, "error": str(err)}
+    except Exception as err:  # one input's failure never sinks the run
+        return {**out, "error": f"{type(err).__name__}: {err}"}
     return {**out, "audio": audio, "speech": pickle.dumps(to_host(speech))}
 
 
@@ -103,7 +105,7 @@ class Finisher:
                 result = stage(result, audio)
             for fmt, text in render(result, self.formats, self.subtitles).items():
                 self.destination.write(f"{row['name']}.{fmt}", text)
-        except (MlxwxError, OSError, ValueError) as err:
+        except Exception as err:  # one input's failure never sinks the run
             return {**outcome, "error": f"{type(err).__name__}: {err}", "seconds": 0.0}
         return {**outcome, "seconds": audio.size / SAMPLE_RATE}
 

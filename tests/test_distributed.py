@@ -39,7 +39,7 @@ def cluster():
     ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     env = RAY_ENV
     subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
-    start = [ray, "start", "--head", f"--port={PORT}", "--num-cpus=3",
+    start = [ray, "start", "--head", f"--port={PORT}", "--num-cpus=3", '--resources={"host": 2}',
              "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
     done = subprocess.run(start, check=True, env=env, capture_output=True, text=True, timeout=120)
     address = re.search(r"ray start --address='([^']+)'", done.stdout + done.stderr)
@@ -227,11 +227,14 @@ def test_a_cluster_too_small_for_the_actors_is_refused_before_the_work():
     from mlxwx.distributed import RayOptions
     from mlxwx.errors import MlxwxError
 
-    RayOptions(actors=1).check(cpus=2, gpus=0)
+    RayOptions(actors=1).check({"CPU": 2})
     with pytest.raises(MlxwxError, match="the Ray cluster has 2 CPUs: 2 transcribing actors"):
-        RayOptions(actors=2).check(cpus=2, gpus=0)
+        RayOptions(actors=2).check({"CPU": 2})
     with pytest.raises(MlxwxError, match="has 1 GPUs: 2 transcribing actors need 1 each"):
-        RayOptions(actors=2, cpus_per_actor=0.25, gpus_per_actor=1).check(cpus=8, gpus=1)
+        RayOptions(actors=2, cpus_per_actor=0.25, gpus_per_actor=1).check({"CPU": 8, "GPU": 1})
+    RayOptions(actors=2, actor_resource="mac").check({"CPU": 4, "mac": 2})
+    with pytest.raises(MlxwxError, match="has 1 of resource 'mac': 2 transcribing actors"):
+        RayOptions(actors=2, actor_resource="mac").check({"CPU": 4, "mac": 1})
 
 
 def test_speakers_from_an_rttm_in_the_finishing_actors(cluster, corpus, tiny_en_dir, tmp_path):
@@ -243,7 +246,8 @@ def test_speakers_from_an_rttm_in_the_finishing_actors(cluster, corpus, tiny_en_
     args = [*corpus[:3], "--model", tiny_en_dir, *COMMON, "--diarization-rttm", rttm]
     local, spread = tmp_path / "local", tmp_path / "ray"
     assert mlxwx("run", *args, "-o", local).returncode == 0
-    done = mlxwx("run", *args, "-o", spread, "--ray", cluster)
+    done = mlxwx("run", *args, "-o", spread, "--ray", cluster, "--ray-actor-resource", "host",
+                 "--ray-actors", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     for path in local.glob("*.json"):
         speakers = [s.get("speaker") for s in json.loads(path.read_text())["segments"]]

@@ -495,6 +495,9 @@ def run(
         int, typer.Option(min=1, help="Ray: transcribing actors, each with its model.")
     ] = 1,
     ray_gpus: Annotated[float, typer.Option(min=0, help="Ray: GPUs per actor (0: CPU).")] = 0.0,
+    ray_actor_resource: Annotated[
+        str | None, typer.Option(help="Ray: a custom resource each actor takes one of.")
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -537,7 +540,8 @@ def run(
         options = replace(options, diarize=speakers)
         subtitles = SubtitleOptions(max_line_width, max_line_count, highlight_words)
         if ray is not None:
-            spread = RayOptions(ray, ray_actors, gpus_per_actor=ray_gpus, device=device)
+            spread = RayOptions(ray, ray_actors, gpus_per_actor=ray_gpus, device=device,
+                                actor_resource=ray_actor_resource)  # fmt: skip
             ray_run = (paths, output_dir, model, options, formats, subtitles, spread)
             raise typer.Exit(run_on_ray(*ray_run, quiet))
         todo = pending(paths, stems, formats, skip_existing, quiet)

@@ -51,7 +51,9 @@ def import_ray() -> Any:
 class RayOptions:
     """How the corpus is spread: `address` ("auto", "local" for a cluster on this machine, or a
     cluster's address); `actors` transcribing (each with its model) and the CPU cores or GPUs
-    each takes; the inputs handed to one at a time (its lanes' supply); the MLX device they
+    each takes, and a custom resource each takes one of (`ray start --resources='{"mac": 1}'`
+    on each node: one actor per node); the inputs handed to one at a time (its lanes'
+    supply); the MLX device they
     decode on (auto: the node's GPU, Metal or CUDA, when it has one); the finishing actors
     (align, diarize, write) and their cores; the cores of each load-and-VAD task. The actors
     hold their cores for the run: the cluster must have room for them and one task."""
@@ -61,14 +63,16 @@ class RayOptions:
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     files_per_batch: int = 8
+    actor_resource: str | None = None
     device: str = "auto"
     finishers: int = 1
     cpus_per_finisher: float = 0.5
     cpus_per_task: float = 0.5
 
-    def check(self, cpus: float, gpus: float) -> None:
-        """MlxwxError when a cluster of `cpus` cores and `gpus` GPUs cannot hold the actors
-        and one task at once (Ray would wait forever)."""
+    def check(self, resources: dict[str, float]) -> None:
+        """MlxwxError when a cluster with `resources` (`ray.cluster_resources()`) cannot hold
+        the actors and one task at once (Ray would wait forever)."""
+        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
         need = self.actors * self.cpus_per_actor + self.finishers * self.cpus_per_finisher
         if need + self.cpus_per_task > cpus + 1e-9:
             raise MlxwxError(
@@ -76,6 +80,12 @@ class RayOptions:
                 f"({self.cpus_per_actor:g} each), {self.finishers} finishing "
                 f"({self.cpus_per_finisher:g} each) and a {self.cpus_per_task:g}-CPU task "
                 "need more (fewer --ray-actors, or a bigger cluster)"
+            )
+        have = resources.get(self.actor_resource, 0.0) if self.actor_resource else 0.0
+        if self.actor_resource and self.actors > have + 1e-9:
+            raise MlxwxError(
+                f"the Ray cluster has {have:g} of resource {self.actor_resource!r}: "
+                f"{self.actors} transcribing actors need 1 each"
             )
         if self.actors * self.gpus_per_actor > gpus + 1e-9:
             raise MlxwxError(
@@ -134,8 +144,7 @@ def transcribe(
     outcomes = []
     if rows is not None:
         connect(ray, ray_options.address)
-        resources = ray.cluster_resources()
-        ray_options.check(resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+        ray_options.check(ray.cluster_resources())
         output = (destination.url, list(formats), subtitles)
         operators = _dataset(ray, rows, model, options, output, ray_options)
         outcomes = operators.take_all()
@@ -266,6 +275,7 @@ def _dataset(
         compute=ray.data.ActorPoolStrategy(size=spread.actors),
         num_cpus=spread.cpus_per_actor,
         num_gpus=spread.gpus_per_actor,
+        resources={spread.actor_resource: 1} if spread.actor_resource else None,
     )
     return dataset.map_batches(
         Finisher,

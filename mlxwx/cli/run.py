@@ -516,7 +516,6 @@ def run(
         if ray is None:
             check_output_dir(local_folder(output_dir))
         paths = expand(audio or [], input_list)
-        stems = output_stems(paths, Path(output_dir))
         if ray is None:  # with --ray, the device is the actors' (the driver decodes nothing)
             use_device(device)
         options = build_options(
@@ -544,6 +543,7 @@ def run(
                                 actor_resource=ray_actor_resource)  # fmt: skip
             ray_run = (paths, output_dir, model, options, formats, subtitles, spread)
             raise typer.Exit(run_on_ray(*ray_run, quiet))
+        stems = output_stems(paths, Path(output_dir))
         todo = pending(paths, stems, formats, skip_existing, quiet)
         pipeline, options, no_speakers = prepare(model, options, task)
         inputs = [read_stdin() if str(p) == STDIN else p for p in (paths[i] for i in todo)]

@@ -29,7 +29,7 @@ from ..errors import MlxwxError
 from ..inputs import expand
 from ..pipeline import PipelineOptions, with_token_times
 from ..writers import ALL_FORMATS, SubtitleOptions, output_stems
-from .operators import Finisher, Transcriber, names, prepare
+from .operators import Finisher, Transcriber, prepare
 from .storage import Destination
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class RayOptions:
                 f"({self.cpus_per_finisher:g} each) and a {self.cpus_per_task:g}-CPU task "
                 "need more (fewer --ray-actors, or a bigger cluster)"
             )
-        have = resources.get(self.actor_resource, 0.0) if self.actor_resource else 0.0
-        if self.actor_resource and self.actors > have + 1e-9:
+        have = resources.get(self.actor_resource or "", 0.0)
+        if self.actor_resource is not None and self.actors > have + 1e-9:
             raise MlxwxError(
                 f"the Ray cluster has {have:g} of resource {self.actor_resource!r}: "
                 f"{self.actors} transcribing actors need 1 each"
@@ -138,9 +138,10 @@ def transcribe(
     ray_options = ray_options or RayOptions()
     destination = Destination(str(output_dir))
     destination.check()
-    if _is_dataset(inputs):
+    dataset: Any = inputs if _is_dataset(inputs) else None
+    if dataset is not None:  # its paths are read on the cluster
         connect(ray, ray_options.address)
-    rows, total = _rows(inputs, destination, formats)
+    rows, total = _rows(dataset, inputs, destination, formats)
     outcomes = []
     if rows is not None:
         connect(ray, ray_options.address)
@@ -163,17 +164,18 @@ def _is_dataset(inputs: Any) -> bool:
     return hasattr(inputs, "map_batches") and hasattr(inputs, "select_columns")
 
 
-def _rows(inputs: Inputs, destination: Destination, formats: Sequence[str]) -> tuple[Any, int]:
-    """The rows still to do ({index, path, name[, bytes]}: a list, or a Dataset for a Dataset;
-    None when every input is complete) and the number of inputs."""
-    dataset: Any = inputs if _is_dataset(inputs) else None
+def _rows(
+    dataset: Any, inputs: Inputs, destination: Destination, formats: Sequence[str]
+) -> tuple[Any, int]:
+    """The rows still to do ({index, path, name[, bytes]}: a list, or a Dataset when `dataset`
+    is the inputs; None when every input is complete) and the number of inputs."""
     if dataset is not None:
         paths = [Path(r["path"]) for r in dataset.select_columns(["path"]).take_all()]
     else:
         paths = _paths(inputs)
     if len({str(p) for p in paths}) < len(paths):
         raise MlxwxError("inputs: each path (each Dataset row's `path`) must be unique")
-    rel = names(output_stems(paths, Path("/")), Path("/"))
+    rel = [stem.relative_to("/").as_posix() for stem in output_stems(paths, Path("/"))]
     done = destination.existing()
     todo = {
         str(p): (i, name)

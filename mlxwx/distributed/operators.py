@@ -9,8 +9,8 @@ An input that fails carries its `error` through the later operators untouched.
 
 from __future__ import annotations
 
+import functools
 import pickle
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,11 @@ from ..diarize import Diarizers
 from ..errors import MlxwxError
 from ..pipeline import PipelineOptions, finishing_stages, load_pipeline, speech_files
 from ..types import SAMPLE_RATE, Result
+from ..vad.methods import load_vad
 from ..writers import SubtitleOptions, render
 from .storage import Destination
 
-_VADS: dict[str, Any] = {}
+_vad = functools.cache(load_vad)  # one VAD per method in each task process
 
 
 def prepare(row: dict, options: PipelineOptions) -> dict:
@@ -32,7 +33,6 @@ def prepare(row: dict, options: PipelineOptions) -> dict:
     chunks (a pickled `SpeechFile` keyed by the input's position), or its error."""
     from ..asr.pool import to_host
     from ..audio import read_audio
-    from ..vad.methods import load_vad
 
     use_device("cpu")
     data = row.get("bytes")
@@ -40,10 +40,7 @@ def prepare(row: dict, options: PipelineOptions) -> dict:
     out.update(audio=np.zeros(0, np.float32), speech=b"", result=b"", error="")
     try:
         audio = read_audio(bytes(data) if data is not None else row["path"])
-        method = options.vad
-        if method is not None and method not in _VADS:
-            _VADS[method] = load_vad(method)
-        vad = _VADS.get(method) if method is not None else None
+        vad = _vad(options.vad) if options.vad is not None else None
         [speech] = list(speech_files(vad, options, [(int(row["index"]), audio)]))
     except MlxwxError as err:
         return {**out, "error": str(err)}
@@ -114,8 +111,3 @@ def _frame(rows: list[dict]) -> Any:
     import pandas as pd
 
     return pd.DataFrame(rows)
-
-
-def names(stems: list[Path], output_dir: Path) -> list[str]:
-    """Output stems as names relative to the output folder (posix)."""
-    return [stem.relative_to(output_dir).as_posix() for stem in stems]

@@ -11,6 +11,7 @@ completes; any other filesystem gets a temporary name (a dot file) moved into pl
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,8 +31,9 @@ class Destination:
 
     url: str
 
+    @functools.cached_property
     def _remote(self) -> tuple[Any, str] | None:
-        """(pyarrow filesystem, base path), or None for a local folder."""
+        """(pyarrow filesystem, base path), or None for a local folder; opened once."""
         if not is_url(self.url):
             return None
         from pyarrow import fs as pafs
@@ -44,7 +46,7 @@ class Destination:
 
     def check(self) -> None:
         """Create the folder if needed; MlxwxError when it cannot be reached or made."""
-        remote = self._remote()
+        remote = self._remote
         if remote is None:
             check_output_dir(Path(self.url))
             return
@@ -56,7 +58,7 @@ class Destination:
 
     def existing(self) -> set[str]:
         """The names of the files under the folder (relative, posix), dot files left out."""
-        remote = self._remote()
+        remote = self._remote
         if remote is None:
             root = Path(self.url)
             found = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -71,7 +73,7 @@ class Destination:
 
     def write(self, name: str, text: str) -> None:
         """`text` as the file `name`, whole or not at all."""
-        remote = self._remote()
+        remote = self._remote
         if remote is None:
             write_atomic(Path(self.url) / name, text)
             return
@@ -93,7 +95,7 @@ class Destination:
 
     def remove(self, name: str) -> None:
         """Delete the file `name` if it exists."""
-        remote = self._remote()
+        remote = self._remote
         if remote is None:
             (Path(self.url) / name).unlink(missing_ok=True)
             return

@@ -11,11 +11,11 @@ writers (`mlxwx.writers`). `Pipeline.run` composes them; `mlxwx run`, `mlxwx.tra
 Streaming: a loader thread decodes inputs ahead of need (PyAV releases the GIL), at most
 `prefetch` waiting. The main thread runs the VAD and the batched decoder (all MLX work stays on
 one thread); the decoder pulls an input only when a lane needs one. On a CPU with worker
-processes, the main thread runs the VAD only and the workers take parts of the inputs as they
-free up (`mlxwx.asr.pool`). Each finished input goes through a bounded queue (`backlog`) to a thread
-that runs the per-input stages and hands the result to the sink (the writer), while the decoder
-works on the next inputs; its audio is released once the sink has it. Memory is bounded by the
-inputs in flight, not by the run.
+processes, a thread runs the VAD, and the main thread and the workers take parts of the inputs
+as they free up (`mlxwx.asr.pool`). Each finished input goes through a bounded queue (`backlog`)
+to a thread that runs the per-input stages and hands the result to the sink (the writer), while
+the decoder works on the next inputs; its audio is released once the sink has it. Memory is
+bounded by the inputs in flight, not by the run.
 """
 
 from __future__ import annotations
@@ -413,10 +413,40 @@ class _Run:
         self.post.put(transcript.file, result, audio)
 
 
+class _Speech:
+    """The thread that runs detect_speech over the loaded inputs of a shared run and puts their
+    parts on the board (MLX arrays are made and read on this thread); its error, if any, is
+    raised on the main thread by `join`."""
+
+    def __init__(self, board: pool.Board, vad: Vad | None, options: PipelineOptions, feed: _Feed):
+        self.board = board
+        self.error: BaseException | None = None
+        args = (vad, options, feed)
+        self.thread = threading.Thread(target=self._run, args=args, name="mlxwx-vad", daemon=True)
+        self.thread.start()
+
+    def _run(self, vad: Vad | None, options: PipelineOptions, feed: _Feed) -> None:
+        try:
+            for item in speech_files(vad, options, feed.own()):
+                self.board.add(item)
+                if self.board.aborted:
+                    return
+        except BaseException as err:
+            self.error = err
+            self.board.abort()
+        finally:
+            self.board.close()
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
-    """The transcribe stage in `n` worker processes that take parts of the inputs as they free
-    up (`mlxwx.asr.pool`); this process runs the VAD, and decodes what is left if every worker
-    fails."""
+    """The transcribe stage in this process and `n - 1` worker processes, all taking parts of
+    the inputs as they free up (`mlxwx.asr.pool`); a thread of this process runs the VAD. Parts
+    of a worker that fails go to the other processes."""
     wm, options = run.wm, run.options
     detect = wm.tokenizer.multilingual and options.transcribe.decoding.language is None
     board = pool.Board(options.transcribe, detect, waiting=2 * options.transcribe.batch_size)
@@ -428,26 +458,22 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // n)
     run.blas_threads(threads)
     crew = []
-    for k in range(n):
-        job = workers.Job.of(wm, POOL_STAGE, share_lanes(options, k, n).transcribe)
-        worker = workers.Worker(
-            job, threads, board.take, finished, board.give_back, run.progress.transcribe
-        )
-        crew.append(worker)
-        run.progress.workers.append(worker)
     try:
-        files = speech_files(vad, options, feed.own())
-        alive = lambda: any(w.alive for w in crew)  # noqa: E731
-        for item in files:
-            board.add(item, alive)
-            if not alive():
-                break
-        board.close()
+        for k in range(1, n):
+            job = workers.Job.of(wm, POOL_STAGE, share_lanes(options, k, n).transcribe)
+            worker = workers.Worker(
+                job, threads, board.take, finished, board.give_back, run.progress.transcribe
+            )
+            crew.append(worker)
+            run.progress.workers.append(worker)
+        speech = _Speech(board, vad, options, feed)
+        mine = share_lanes(options, 0, n).transcribe
+        hook = run.progress.engine()
+        for part in transcribe_stream(wm, pool.OnDevice(board), mine, hook):
+            finished(part)
+        speech.join()
         for worker in crew:
             worker.join()
-        hook = run.progress.engine()
-        for transcript in pool.finish_here(wm, board, files, options.transcribe, hook):
-            run.finished(transcript)
     except BaseException:
         board.abort()
         for worker in crew:

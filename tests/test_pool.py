@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
+import pytest
 
 from mlxwx.asr import noise, pool
 from mlxwx.asr.decoding import DecodingOptions, decode_features, encode
@@ -25,11 +26,11 @@ def back(part: SpeechFile, language: str | None) -> Transcript:
 
 def test_parts_are_chunks_and_an_input_comes_back_whole():
     board = pool.Board(TranscribeOptions(), detect=False, waiting=10)
-    board.add(speech(0, (0, 100), (200, 300)), lambda: True)
-    board.add(speech(1), lambda: True)  # no speech: one empty part
+    board.add(speech(0, (0, 100), (200, 300)))
+    board.add(speech(1))  # no speech: one empty part
     board.close()
     taken = [board.take() for _ in range(3)]
-    assert board.take() is None
+    assert board.take(wait=False) is None  # parts in flight may yet come back
     assert [len(p.chunks) for _, p in taken] == [1, 1, 0]
     assert all(isinstance(c.audio, np.ndarray) for _, p in taken for c in p.chunks)  # for a pipe
     assert [p.source for _, p in taken] == [0, 0, 1]
@@ -41,33 +42,36 @@ def test_parts_are_chunks_and_an_input_comes_back_whole():
     } == {0}
     empty = board.done(back(taken[2][1], "en"))
     assert empty is not None and empty.file == 1 and empty.windows == ()
+    with pytest.raises(StopIteration):  # every part is done
+        board.take()
 
 
 def test_with_condition_on_previous_text_an_input_is_one_part():
     board = pool.Board(TranscribeOptions(condition_on_previous_text=True), False, 10)
-    board.add(speech(0, (0, 100), (200, 300)), lambda: True)
+    board.add(speech(0, (0, 100), (200, 300)))
     board.close()
-    (_, part), end = board.take(), board.take()
-    assert len(part.chunks) == 2 and end is None
+    (_, part), later = board.take(), board.take(wait=False)
+    assert len(part.chunks) == 2 and later is None
 
 
 def test_an_inputs_other_parts_wait_for_the_language_of_its_first():
     board = pool.Board(TranscribeOptions(), detect=True, waiting=10)
-    board.add(speech(0, (0, 100), (200, 300), (400, 500)), lambda: True)
-    board.add(speech(1, (0, 100)), lambda: True)
+    board.add(speech(0, (0, 100), (200, 300), (400, 500)))
+    board.add(speech(1, (0, 100)))
     board.close()
     (_, first), (_, other) = board.take(), board.take()
     assert first.source == 0 and first.language is None and other.source == 1
+    assert board.take(wait=False) is None  # the others wait for the first part's language
     assert board.done(back(first, "fr")) is None
     rest = [board.take(), board.take()]  # released ahead of anything else, with the language
     assert [(p.source, p.language) for _, p in rest] == [(0, "fr"), (0, "fr")]
-    assert board.take() is None
+    assert board.take(wait=False) is None
 
 
 def test_parts_of_a_failed_process_are_taken_first():
     board = pool.Board(TranscribeOptions(), detect=False, waiting=10)
     for i in range(3):
-        board.add(speech(i, (0, 100)), lambda: True)
+        board.add(speech(i, (0, 100)))
     a, b = board.take(), board.take()
     board.give_back([a, b])
     assert [board.take(), board.take()] == [a, b]

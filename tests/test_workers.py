@@ -8,6 +8,7 @@ import logging
 import pickle
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 
 import mlx.core as mx
@@ -18,6 +19,7 @@ import mlxwx.asr.pool as pool
 import mlxwx.asr.workers as workers
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
+from mlxwx.asr.model import load_model
 from mlxwx.pipeline import Pipeline, PipelineOptions
 from mlxwx.vad.methods import transcribe_options
 
@@ -28,28 +30,20 @@ GREEDY = TranscribeOptions(DecodingOptions(beam_size=1), batch_size=4)
 
 @pytest.fixture
 def taken(monkeypatch):
-    """The parts each worker process took, by worker (MIN_SECONDS lowered so that the short
-    test clips are worth a worker)."""
+    """The parts each process took, by the thread that took them (this process's own lanes:
+    the main thread; a worker: its reader thread), MIN_SECONDS lowered so that the short test
+    clips are worth a worker."""
     monkeypatch.setattr(workers, "MIN_SECONDS", 1.0)
-    calls: dict[int, list[int]] = {}
-    give = workers.Worker._give
+    calls: dict[str, list[int]] = {}
+    take = pool.Board.take
 
-    def spy(self):
-        source = self.source
+    def spy(self, *wait):
+        item = take(self, *wait)
+        if item is not None:
+            calls.setdefault(threading.current_thread().name, []).append(item[0])
+        return item
 
-        def record():
-            item = source()
-            if item is not None:
-                calls.setdefault(id(self), []).append(item[0])
-            return item
-
-        self.source = record
-        try:
-            return give(self)
-        finally:
-            self.source = source
-
-    monkeypatch.setattr(workers.Worker, "_give", spy)
+    monkeypatch.setattr(pool.Board, "take", spy)
     return calls
 
 
@@ -120,23 +114,23 @@ def test_a_failed_worker_has_its_share_decoded_here(wm, clips, taken, monkeypatc
     monkeypatch.setattr(workers, "_start", crash)
     with caplog.at_level(logging.WARNING, logger="mlxwx.asr.workers"):
         shared = transcribe_arrays(wm, clips, replace(GREEDY, workers=2))
-    assert len(started) == 2
+    assert len(started) == 1  # this process and one worker
     assert [r.to_dict() for r in shared] == [r.to_dict() for r in alone]
     assert "worker failed (exited with code" in caplog.text
 
 
 @pytest.mark.slow
 def test_a_worker_dying_mid_run_hands_its_parts_to_the_other(wm, clips, taken, monkeypatch):
-    """The first worker is killed when it asks for its second part: the part it held is taken
-    by the other worker, and every input is transcribed once."""
+    """The worker is killed when it asks for its second part: the part it held is taken by
+    this process, and every input is transcribed once."""
     alone = transcribe_arrays(wm, clips, replace(GREEDY, workers=1))
     give, asked = workers.Worker._give, {}
 
-    def killing(self):
+    def killing(self, wait):
         asked[id(self)] = asked.get(id(self), 0) + 1
         if len(asked) == 1 and asked[id(self)] == 2:
             self.process.kill()
-        return give(self)
+        return give(self, wait)
 
     monkeypatch.setattr(workers.Worker, "_give", killing)
     shared = transcribe_arrays(wm, clips, replace(GREEDY, workers=2))
@@ -202,3 +196,26 @@ def test_worker_count(wm, monkeypatch, tmp_path):
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be >= 1"):
         TranscribeOptions(workers=0)
+
+
+@pytest.mark.slow
+def test_a_multilingual_input_in_many_parts_is_not_kept_waiting(base_dir, clips, taken):
+    """No language given: an input's later parts wait for the language found on its first
+    part, and the process decoding that part is never kept waiting for them (it once was: a
+    two-minute input with `--model base` and no `--language` never finished)."""
+    one = np.concatenate([x for c in clips for x in (np.asarray(c), np.zeros(16000, np.float32))])
+    greedy = replace(GREEDY, seed=5)
+    outcome: dict[str, list] = {}
+
+    def shared() -> None:  # in a thread of its own (MLX arrays are made on their thread)
+        base = load_model(base_dir)
+        outcome["shared"] = run_energy(base, [one], replace(greedy, workers=2))
+
+    thread = threading.Thread(target=shared, daemon=True)
+    thread.start()
+    thread.join(600)
+    assert not thread.is_alive(), "the shared run is waiting on itself"
+    assert len(taken) == 2 and sum(len(v) for v in taken.values()) > 2
+    alone = run_energy(load_model(base_dir), [one], replace(greedy, workers=1))
+    assert records(outcome["shared"]) == records(alone)  # base is float16: scores may differ
+    assert [r.language for r in outcome["shared"]] == [r.language for r in alone] == ["en"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import mlx.core as mx
 import numpy as np
@@ -123,6 +124,25 @@ class SpeechFile:
     chunks: tuple[AudioChunk, ...]
     language: str | None = None  # None: the options' language, else detected
     source: int | None = None  # the input its chunks come from, when not `file` (a part of one)
+
+
+class Source(Protocol):
+    """Inputs handed out as lanes free up, where some may not be ready yet (the parts of a run
+    shared by processes): `pull(wait)` gives the next input, or None when none is ready and
+    `wait` is false (the lanes go on with what they have and ask again after their next
+    window); it raises StopIteration after the last input."""
+
+    def pull(self, wait: bool) -> SpeechFile | None: ...
+
+
+@dataclass
+class _Listed:
+    """An iterable of inputs as a `Source`: every input is ready when asked for."""
+
+    items: Iterator[SpeechFile]
+
+    def pull(self, wait: bool) -> SpeechFile | None:
+        return next(self.items)
 
 
 @dataclass(frozen=True)
@@ -228,13 +248,13 @@ class Engine:
     def __init__(
         self,
         wm: WhisperModel,
-        files: Iterable[SpeechFile],
+        files: Iterable[SpeechFile] | Source,
         options: TranscribeOptions,
         progress: ProgressHook | None = None,
     ):
         self.wm, self.progress = wm, progress
         self.options = options if options.seed is not None else replace(options, seed=draw_seed())
-        self.files = iter(files)
+        self.files = files if hasattr(files, "pull") else _Listed(iter(files))  # type: ignore[arg-type]
         self.exhausted = False
         self.lanes: list[Lane | None] = [None] * options.batch_size
         self.queue: list[list[AudioChunk]] = []  # runs of chunks waiting for a lane
@@ -247,12 +267,15 @@ class Engine:
             return "en"
         return given or self.options.decoding.language
 
-    def _pull(self) -> bool:
-        """Take the next input from the stream; False when there is none."""
+    def _pull(self, wait: bool) -> bool:
+        """Take the next input from the source (waiting for one when `wait`); False when there
+        is none, or none ready yet."""
         try:
-            item = next(self.files)
+            item = self.files.pull(wait)
         except StopIteration:
             self.exhausted = True
+            return False
+        if item is None:
             return False
         language = self._language(item.language)
         if not item.chunks:
@@ -268,16 +291,19 @@ class Engine:
         return True
 
     def _fill(self) -> Iterator[Transcript]:
-        """Give every idle lane work: queued runs, new inputs, then shares of busy lanes; an
-        input with no speech is yielded as soon as it is pulled."""
+        """Give every idle lane work: queued runs, new inputs (waiting for one only when no lane
+        is busy), then, once the source is exhausted, shares of busy lanes; an input with no
+        speech is yielded as soon as it is pulled."""
+        ready = True  # until the source says it has nothing ready
         for i, lane in enumerate(self.lanes):
             if lane is not None and lane.active:
                 continue
             self.lanes[i] = None
-            while not self.queue and not self.exhausted:
-                self._pull()
+            while not self.queue and not self.exhausted and ready:
+                busy = any(ln is not None and ln.active for ln in self.lanes)
+                ready = self._pull(wait=not busy)
                 yield from self._drain()
-            if not self.queue:
+            if not self.queue and self.exhausted:
                 self.queue += self._share()
             if self.queue:
                 self.lanes[i] = Lane(self.queue.pop(0))
@@ -387,7 +413,7 @@ class Engine:
 
 def transcribe_stream(
     wm: WhisperModel,
-    files: Iterable[SpeechFile],
+    files: Iterable[SpeechFile] | Source,
     options: TranscribeOptions | None = None,
     progress: ProgressHook | None = None,
 ) -> Iterator[Transcript]:

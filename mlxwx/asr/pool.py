@@ -1,11 +1,14 @@
-"""The transcribe stage shared by CPU worker processes that take work as they free up.
+"""The transcribe stage shared by this process and CPU worker processes, which take work as
+they free up.
 
-This process finds each input's speech (its chunks) and cuts it into parts: one VAD chunk each
-(all of an input's chunks with `condition_on_previous_text`, which carries text from one to the
-next; an input read without VAD in parts of about UNIT_SAMPLES, cut at quiet moments). Parts wait
-on a shared board, at most `waiting` of them; each worker process (`mlxwx.asr.workers`) takes
-the next part whenever one of its lanes is free, so no process idles while another holds a slow
-window. Parts come back as transcripts and are put together per input, which is finished with
+A thread of this process finds each input's speech (its chunks) and cuts it into parts: one VAD
+chunk each (all of an input's chunks with `condition_on_previous_text`, which carries text from
+one to the next; an input read without VAD in parts of about UNIT_SAMPLES, cut at quiet
+moments). Parts wait on a shared board, at most `waiting` of them; this process's lanes and each
+worker process's (`mlxwx.asr.workers`) take the next part whenever one of them is free, so no
+process idles while another holds a slow window. A process with a busy lane is never kept
+waiting for a part (a part may wait for its input's language, found by another part in
+flight). Parts come back as transcripts and are put together per input, which is finished with
 its last part. A multilingual model with no language given detects an input's language on its
 first part (its first speech chunk, as in one process); its other parts wait for that language
 (ahead of everything else once it is known).
@@ -19,8 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -84,14 +88,13 @@ class Board:
         self.next_key = PART_BASE
         self.closed = self.aborted = False
 
-    def add(self, item: SpeechFile, alive: Callable[[], bool]) -> None:
+    def add(self, item: SpeechFile) -> None:
         """Put an input's parts on the board (its first alone while its language is unknown),
-        waiting while `waiting` parts are there and some process (`alive()`) takes them."""
+        waiting while `waiting` parts are there (until the run is aborted)."""
         cut_parts = parts(item, self.options)
         pieces = []
         for chunks in cut_parts:
             key, self.next_key = self.next_key, self.next_key + 1
-            self.owner[key] = item.file
             pieces.append(
                 SpeechFile(key, tuple(replace(c, file=key) for c in chunks), None, item.file)
             )
@@ -102,17 +105,22 @@ class Board:
             pieces = pieces[:1]
         with self.cond:
             self.inputs[item.file] = state
-            while len(self.items) >= self.waiting and alive() and not self.aborted:
+            self.owner.update((p.file, item.file) for p in [*pieces, *state.held])
+            while len(self.items) >= self.waiting and not self.aborted:
                 self.cond.wait(0.5)
             self.items.extend(pieces)
             self.cond.notify_all()
 
-    def take(self) -> tuple[int, SpeechFile] | None:
-        """The next part for a process; None once no part is or will be left."""
+    def take(self, wait: bool = True) -> tuple[int, SpeechFile] | None:
+        """The next part for a process, as (key, part); None when none is ready and not `wait`.
+        Raises StopIteration once no part is left or will be: the board is closed and every
+        part is done (a part in flight may yet come back from a process that fails), or the
+        run was aborted."""
         with self.cond:
             while not self.items:
-                held = any(s.held for s in self.inputs.values())
-                if self.aborted or (self.closed and not held):
+                if self.aborted or (self.closed and not self.owner):
+                    raise StopIteration
+                if not wait:
                     return None
                 self.cond.wait(0.5)
             item = self.items.popleft()
@@ -138,6 +146,7 @@ class Board:
                 self.items.extendleft(reversed(held))
                 self.cond.notify_all()
             state.parts -= 1
+            self.cond.notify_all()  # the last part done ends the takers' wait
             if state.parts:
                 return None
             del self.inputs[file]
@@ -153,44 +162,21 @@ class Board:
             self.aborted = True
             self.cond.notify_all()
 
-    def rest(self) -> list[SpeechFile]:
-        """Every part not transcribed, for this process (held parts detect their own language
-        when their first part's is not known)."""
-        with self.cond:
-            left = list(self.items)
-            self.items.clear()
-            for state in self.inputs.values():
-                left += [replace(p, language=state.language) for p in state.held]
-                state.held = []
-            return [to_device(p) for p in left]
+
+@dataclass
+class OnDevice:
+    """Parts taken from `parts` (a `Board`, or a worker's requests to its parent), as the
+    transcribe stage's `Source`: samples back on the device."""
+
+    parts: Any  # take(wait) -> (key, SpeechFile) | None, StopIteration at the end
+
+    def pull(self, wait: bool) -> SpeechFile | None:
+        got = self.parts.take(wait)
+        return None if got is None else to_device(got[1])
 
 
 def serve_parts(
-    wm: WhisperModel,
-    options: TranscribeOptions,
-    inputs: Iterator[tuple[int, SpeechFile]],
-    progress: Callable[..., None],
+    wm: WhisperModel, options: TranscribeOptions, parts: Any, progress: Callable[..., None]
 ) -> Iterator[Transcript]:
-    """What a worker process runs: the transcribe stage over the parts it is sent."""
-    return transcribe_stream(wm, (to_device(item) for _, item in inputs), options, progress)
-
-
-def finish_here(
-    wm: WhisperModel,
-    board: Board,
-    files: Iterable[SpeechFile],
-    options: TranscribeOptions,
-    progress: Callable[..., None] | None,
-) -> Iterator[Transcript]:
-    """The parts left on the board, then `files`, transcribed in this process (when no worker
-    is left): a `Transcript` per input as each is finished."""
-
-    def stream() -> Iterator[SpeechFile]:
-        yield from board.rest()
-        yield from files
-
-    for transcript in transcribe_stream(wm, stream(), options, progress):
-        if transcript.file < PART_BASE:
-            yield transcript
-        elif (whole := board.done(transcript)) is not None:
-            yield whole
+    """What a worker process runs: the transcribe stage over the parts it asks for."""
+    return transcribe_stream(wm, OnDevice(parts), options, progress)

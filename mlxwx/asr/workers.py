@@ -7,11 +7,13 @@ little (page faults and the GIL serialise them). Figures: bench/RESULTS.md.
 
 A `Worker` is a child process (`main` below, run by `sys.executable`) that loads the same
 checkpoint and runs a stage function (named by module and function, so this module imports no
-stage) over the inputs sent to it: `stage(wm, config, inputs, report)` yields one `Transcript`
-per input. Inputs and results travel as pickles over the child's stdin and stdout. The child
-asks for its next input only when its lanes need one, and the parent answers from a source
-shared by all children (`mlxwx.asr.pool`): work goes to whichever process frees up first, and no
-process holds more than its inputs in flight. A child that fails or dies hands back the inputs
+stage) over the inputs it asks for: `stage(wm, config, requests, report)` yields one `Transcript`
+per input, where `requests.take(wait)` asks the parent for the next one. Inputs and results
+travel as pickles over the child's stdin and stdout. The child asks for its next input only when
+its lanes need one, and the parent answers from a source shared by every process
+(`mlxwx.asr.pool`): an input, none ready yet (when the child's other lanes are busy, it does not
+wait), or the end. Work goes to whichever process frees up first, and no process holds more than
+its inputs in flight. A child that fails or dies hands back the inputs
 it did not finish (`on_failed`) for another process: a crash costs time, never transcripts.
 """
 
@@ -26,7 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -110,7 +112,8 @@ def _start(threads: int) -> subprocess.Popen[bytes]:
 @dataclass
 class Worker:
     """A running child that pulls its inputs: each time its lanes need one, the child asks and
-    the reader thread answers with `source()`, a (key, input) pair (None: no more inputs).
+    the reader thread answers with `source(wait)`: a (key, input) pair, None when none is ready
+    and not `wait`, StopIteration when there are no more.
 
     `on_done(transcript)` is called from the reader thread for every finished input (the
     transcript's `file` is the input's key); `on_failed(inputs)` with the inputs it held when it
@@ -119,7 +122,7 @@ class Worker:
 
     job: Job
     threads: int
-    source: Callable[[], tuple[int, Any] | None]
+    source: Callable[[bool], tuple[int, Any] | None]
     on_done: Callable[[Transcript], None]
     on_failed: Callable[[list[tuple[int, Any]]], None] = lambda _: None
     on_progress: Callable[[], None] = lambda: None
@@ -151,19 +154,21 @@ class Worker:
         except (OSError, ValueError):  # it died: its reader reports why
             return False
 
-    def _give(self) -> None:
-        """Answer the child's request: its next input, or the end of its inputs."""
-        item = self.source()
+    def _give(self, wait: bool) -> None:
+        """Answer the child's request: its next input, none yet, or the end of its inputs."""
+        try:
+            item = self.source(wait)
+        except StopIteration:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            except OSError:
+                pass
+            return
         if item is not None:
             with self.lock:
                 self.unfinished[item[0]] = item[1]
-            self._send(item)
-            return
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-        except OSError:
-            pass
+        self._send(item)
 
     def _read(self) -> None:
         stream = self.process.stdout
@@ -172,7 +177,7 @@ class Worker:
             while True:
                 kind, value = pickle.load(stream)
                 if kind == "need":
-                    self._give()
+                    self._give(value)
                 elif kind == "progress":
                     self.completed, self.total = value
                     self.on_progress()
@@ -206,15 +211,21 @@ class Worker:
             self.process.kill()
 
 
-def _inputs(stream: BinaryIO, out: BinaryIO) -> Iterator[tuple[int, Any]]:
-    """The inputs sent by the parent, each asked for when the stage needs it."""
-    while True:
-        pickle.dump(("need", None), out)
-        out.flush()
+@dataclass
+class _Requests:
+    """The child's side: `take(wait)` asks the parent for the next input (see `Worker`)."""
+
+    stream: BinaryIO
+    out: BinaryIO
+
+    def take(self, wait: bool) -> tuple[int, Any] | None:
+        pickle.dump(("need", wait), self.out)
+        self.out.flush()
         try:
-            yield pickle.load(stream)
+            item: tuple[int, Any] | None = pickle.load(self.stream)
         except EOFError:
-            return
+            raise StopIteration from None
+        return item
 
 
 def _serve(job_in: BinaryIO, out: BinaryIO) -> None:
@@ -231,7 +242,7 @@ def _serve(job_in: BinaryIO, out: BinaryIO) -> None:
             pickle.dump(("progress", (completed, total)), out)
             out.flush()
 
-        for transcript in stage(wm, job.config, _inputs(job_in, out), report):
+        for transcript in stage(wm, job.config, _Requests(job_in, out), report):
             pickle.dump(("done", transcript), out)
             out.flush()
         pickle.dump(("end", None), out)

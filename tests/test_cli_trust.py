@@ -261,8 +261,8 @@ def test_help_fits_80_columns():
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"),
                                              (signal.SIGINT, 130, "interrupted")])  # fmt: skip
 def test_signal_stops_run_and_workers(tmp_path, jfk_path, tiny_en_dir, sig, code, word):
-    """Two CPU workers decoding a 4-minute file: the signal ends the run and the workers
-    within a second, says what was not finished, leaves no file behind."""
+    """Three CPU processes (this one and two workers) decoding a 4-minute file: the signal ends
+    the run and the workers within a second, says what was not finished, leaves no file behind."""
     import numpy as np
     import soundfile as sf
 
@@ -272,7 +272,7 @@ def test_signal_stops_run_and_workers(tmp_path, jfk_path, tiny_en_dir, sig, code
     sf.write(long, np.tile(read_audio(jfk_path), 22), 16000)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "mlxwx", str(long), "--model", str(tiny_en_dir), "-o",
-               str(out), "-q", "--workers", "2"]  # fmt: skip
+               str(out), "-q", "--workers", "3"]  # fmt: skip
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(_children(proc.pid)) < 2:

@@ -292,8 +292,9 @@ class Engine:
 
     def _fill(self) -> Iterator[Transcript]:
         """Give every idle lane work: queued runs, new inputs (waiting for one only when no lane
-        is busy), then, once the source is exhausted, shares of busy lanes; an input with no
-        speech is yielded as soon as it is pulled."""
+        is busy), then, when the source has none ready or none left, shares of busy lanes (in a
+        shared run the source is exhausted only once every part of the run is done); an input
+        with no speech is yielded as soon as it is pulled."""
         ready = True  # until the source says it has nothing ready
         for i, lane in enumerate(self.lanes):
             if lane is not None and lane.active:
@@ -303,7 +304,7 @@ class Engine:
                 busy = any(ln is not None and ln.active for ln in self.lanes)
                 ready = self._pull(wait=not busy)
                 yield from self._drain()
-            if not self.queue and self.exhausted:
+            if not self.queue and (self.exhausted or not ready):
                 self.queue += self._share()
             if self.queue:
                 self.lanes[i] = Lane(self.queue.pop(0))

@@ -457,7 +457,7 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
 
     threads = max(1, (os.cpu_count() or 1) // n)
     run.blas_threads(threads)
-    crew = []
+    crew, speech = [], None
     try:
         for k in range(1, n):
             job = workers.Job.of(wm, POOL_STAGE, share_lanes(options, k, n).transcribe)
@@ -478,6 +478,8 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
         board.abort()
         for worker in crew:
             worker.kill()
+        if speech is not None:  # an MLX op still running at exit aborts the process
+            speech.thread.join(30)
         raise
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import mlx.core as mx
 import numpy as np
@@ -126,6 +126,7 @@ class SpeechFile:
     source: int | None = None  # the input its chunks come from, when not `file` (a part of one)
 
 
+@runtime_checkable
 class Source(Protocol):
     """Inputs handed out as lanes free up, where some may not be ready yet (the parts of a run
     shared by processes): `pull(wait)` gives the next input, or None when none is ready and
@@ -254,7 +255,7 @@ class Engine:
     ):
         self.wm, self.progress = wm, progress
         self.options = options if options.seed is not None else replace(options, seed=draw_seed())
-        self.files = files if hasattr(files, "pull") else _Listed(iter(files))  # type: ignore[arg-type]
+        self.files = files if isinstance(files, Source) else _Listed(iter(files))
         self.exhausted = False
         self.lanes: list[Lane | None] = [None] * options.batch_size
         self.queue: list[list[AudioChunk]] = []  # runs of chunks waiting for a lane

@@ -5,7 +5,8 @@ runs `python -m mlxwx run FILES --model M -f json -q` on the first 5, 20 and 60 
 checkout and, with `--peer PATH`, for another checkout of mlxwx (e.g. a git worktree of an older
 commit) on the same files in the same run. While each run goes on, /proc is read every 50 ms:
 the peak of the summed resident memory of the run's process and all its descendants (worker
-processes included), and the time the first .json appears in the output folder.
+processes included; also the peaks of the main process alone and of its descendants), and the
+time the first .json appears in the output folder.
 
     python bench/bench_memory.py --model tiny.en --vad silero --beam-size 1 \
         --peer /tmp/mlxwx-before
@@ -72,19 +73,25 @@ def children() -> dict[int, list[int]]:
     return tree
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and all its descendants."""
-    tree, todo, total = children(), [pid], 0
+def rss(pid: int) -> int:
+    """Resident bytes of `pid` (0 once it has ended)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of `pid`, and of all its descendants."""
+    tree, todo, others = children(), list(children().get(pid, [])), 0
     while todo:
         p = todo.pop()
         todo += tree.get(p, [])
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+        others += rss(p)
+    return rss(pid), others
 
 
 def measure(checkout: Path, files: list[Path], out: Path, args: argparse.Namespace) -> dict:
@@ -94,9 +101,12 @@ def measure(checkout: Path, files: list[Path], out: Path, args: argparse.Namespa
     env = dict(os.environ, PYTHONPATH=str(checkout))
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=checkout, env=env, stderr=subprocess.PIPE)
-    peak, first = 0, None
+    peak = main_peak = others_peak = 0
+    first = None
     while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid))
+        main, others = tree_rss(process.pid)
+        peak = max(peak, main + others)
+        main_peak, others_peak = max(main_peak, main), max(others_peak, others)
         if first is None and any(out.glob("*.json")):
             first = time.perf_counter() - start
         time.sleep(POLL)
@@ -106,7 +116,14 @@ def measure(checkout: Path, files: list[Path], out: Path, args: argparse.Namespa
     written = len(list(out.glob("*.json")))
     if first is None:
         first = wall
-    return {"wall": wall, "peak": peak, "first": first, "written": written}
+    return {
+        "wall": wall,
+        "peak": peak,
+        "main": main_peak,
+        "others": others_peak,
+        "first": first,
+        "written": written,
+    }
 
 
 def main() -> None:
@@ -127,8 +144,8 @@ def main() -> None:
     print(f"inputs: {max(counts)} x {args.minutes:g} min in {work / 'inputs'}; model {args.model}, "
           f"VAD {args.vad}, beam {args.beam_size}, {os.cpu_count()} CPUs")  # fmt: skip
     print("| checkout | files | audio min | wall s | x real time | peak RSS MB | first output s "
-          "| first / wall | outputs |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| first / wall | outputs | peak main / workers MB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     peaks: dict[str, dict[int, int]] = {}
     for count in counts:
         for name, checkout in checkouts:
@@ -142,7 +159,8 @@ def main() -> None:
             wall, first = m["wall"], m["first"]
             print(
                 f"| {name} | {count} | {audio / 60:.1f} | {wall:.1f} | {audio / wall:.1f}x "
-                f"| {m['peak'] / 2**20:.0f} | {first:.1f} | {first / wall:.2f} | {m['written']} |",
+                f"| {m['peak'] / 2**20:.0f} | {first:.1f} | {first / wall:.2f} | {m['written']} "
+                f"| {m['main'] / 2**20:.0f} / {m['others'] / 2**20:.0f} |",
                 flush=True,
             )
     for name, by_count in peaks.items():

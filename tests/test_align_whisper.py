@@ -322,3 +322,26 @@ def test_a_translation_is_split_into_english_words():
     english = align(result, np.zeros(48000, np.float32), AlignOptions("whisper"), None, "en")
     assert [w.word for w in english.word_segments] == ["Hello", "world"]
     assert english.language == "ja"
+
+
+def test_windows_timed_in_small_groups_get_the_times_of_one_batch(wm, clips, monkeypatch):
+    """The teacher-forced pass runs over as many windows at a time as fit in SCORES_BYTES (a
+    CPU process's peak memory): windows timed one at a time get the same token times."""
+    from mlxwx.asr import timing
+    from mlxwx.asr.engine import TranscribeOptions
+
+    calls = []
+    forced = timing.forced_scores
+    monkeypatch.setattr(timing, "forced_scores", lambda *a: calls.append(1) or forced(*a))
+    options = PipelineOptions(vad=None, transcribe=TranscribeOptions(workers=1, batch_size=8))
+    audio = [np.asarray(c) for c in clips[:6]]
+    batched = Pipeline(wm, options).transcribe(audio)
+    together = len(calls)
+    monkeypatch.setattr(timing, "SCORES_BYTES", {"cpu": 1, "gpu": 1})
+    alone = Pipeline(wm, options).transcribe(audio)
+    assert len(calls) - together > together  # one window a pass, against several
+    for a, b in zip(batched, alone, strict=True):
+        for wa, wb in zip(a.windows, b.windows, strict=True):
+            assert wa.token_times is not None and wb.token_times is not None
+            assert wa.token_times.starts == wb.token_times.starts
+            np.testing.assert_allclose(wa.token_times.probs, wb.token_times.probs, atol=1e-4)

@@ -8,7 +8,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlxwx.asr.decoding import DecodingOptions, DecodingResult
+from mlxwx.asr.decoding import DecodingOptions, DecodingResult, take_kv
 from mlxwx.asr.logits import DecodeState, LogitFilters
 from mlxwx.asr.segments import Thresholds, build_window
 from mlxwx.types import AudioChunk, SpanSamples
@@ -272,3 +272,14 @@ def test_cpu_encodes_window_by_window_as_one_batch(wm):
     whole = np.array(wm.model.encoder(mel))
     assert got.shape == whole.shape and not np.allclose(got[0], got[1], atol=1e-3)
     np.testing.assert_allclose(got, whole, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [[0, 1, 2, 3], [1, 2], [3], [2, 0], [0, 2, 3], []])
+def test_take_kv_gives_the_rows_asked_for_as_a_list_or_an_array(rows):
+    """Consecutive rows are sliced (a view), others gathered: the same keys and values."""
+    kv = [(mx.random.normal((4, 2, 5, 3)), mx.random.normal((4, 2, 5, 3))) for _ in range(2)]
+    expect = [(np.asarray(k)[rows], np.asarray(v)[rows]) for k, v in kv]
+    for got in (take_kv(kv, rows), take_kv(kv, mx.array(rows, dtype=mx.int32))):
+        for (k, v), (ek, ev) in zip(got, expect, strict=True):
+            np.testing.assert_array_equal(np.asarray(k), ek)
+            np.testing.assert_array_equal(np.asarray(v), ev)

@@ -9,6 +9,7 @@ device (`mx.async_eval`). Audio is encoded once per window; fallback passes reus
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import mlx.core as mx
@@ -392,8 +393,16 @@ def _eager_step(
     return logits[:, -1].astype(mx.float32)
 
 
-def take_kv(cross_kv: CrossKV, rows: mx.array) -> CrossKV:
-    """The keys and values of windows `rows`."""
+def take_kv(cross_kv: CrossKV, rows: mx.array | Sequence[int]) -> CrossKV:
+    """The keys and values of windows `rows`; consecutive rows given as a list are a view of
+    them (no copy: a batch's keys and values are its largest arrays)."""
+    if not isinstance(rows, mx.array):
+        first = rows[0] if len(rows) else 0
+        if list(rows) == list(range(first, first + len(rows))):
+            return [
+                (k[first : first + len(rows)], v[first : first + len(rows)]) for k, v in cross_kv
+            ]
+        rows = mx.array(list(rows))
     return [(k[rows], v[rows]) for k, v in cross_kv]
 
 

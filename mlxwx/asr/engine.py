@@ -206,7 +206,7 @@ def decode_with_fallback(
             [contexts[i] for i in todo],
             limits,
             [seeds[i] for i in todo],
-            cross_kv if every else take_kv(cross_kv, mx.array(todo)),
+            cross_kv if every else take_kv(cross_kv, todo),
         )
         if not results:
             results, best = list(found), list(found)

@@ -28,7 +28,17 @@ from .model import WhisperModel
 
 MEDFILT_WIDTH = 7  # openai-whisper's median filter along time, in 20 ms audio tokens
 PAD_TO = 16  # sequence lengths are rounded up to this: fewer shapes for MLX to compile for
-LOGITS_BYTES = 1 << 26  # logits computed for as many rows at a time as fit in this
+# Work of the teacher-forced pass bounded by bytes, on a CPU (which gains little from larger
+# batches, and whose process's peak memory follows these) and on a GPU (which needs the batch).
+# Logits: computed for as many token positions at a time as fit. Scores: windows timed together
+# are as many as keep the attention scores (all heads of a layer, and the alignment heads kept)
+# within the bytes.
+LOGITS_BYTES = {"cpu": 1 << 24, "gpu": 1 << 28}
+SCORES_BYTES = {"cpu": 1 << 26, "gpu": 1 << 31}
+
+
+def _budget(table: dict[str, int]) -> int:
+    return table["cpu" if mx.default_device() == mx.cpu else "gpu"]
 
 
 def segment_tokens(wm: WhisperModel, window: Window) -> list[list[int]]:
@@ -84,7 +94,7 @@ def token_logprobs(
     rows = [(b, t) for b, s in enumerate(sequences) for t in range(len(s) - 1)]
     flat = dec.ln(x[mx.array([b for b, _ in rows]), mx.array([t for _, t in rows])])
     targets = mx.array([s[t + 1] for s in sequences for t in range(len(s) - 1)])
-    group = max(1, LOGITS_BYTES // (wm.dims.n_vocab * 4))
+    group = max(1, _budget(LOGITS_BYTES) // (wm.dims.n_vocab * 4))
     picked = []
     for at in range(0, len(rows), group):
         logits = dec.token_embedding.as_linear(flat[at : at + group]).astype(mx.float32)
@@ -107,12 +117,16 @@ def token_starts(matrix: np.ndarray) -> np.ndarray:
 def window_matrix(scores: np.ndarray, begin: int, rows: int, frames: int) -> np.ndarray:
     """A window's (rows, frames) DTW matrix from its heads' scores (heads, L, n_audio_ctx):
     softmax over the frames holding audio, standardised over the sequence's tokens, median
-    filtered along time, averaged over heads; rows [begin, begin + rows)."""
-    w = scores[:, : begin + rows + 1, :frames]
-    w = np.exp(w - w.max(axis=-1, keepdims=True))
-    w /= w.sum(axis=-1, keepdims=True)
-    w = (w - w.mean(axis=-2, keepdims=True)) / (w.std(axis=-2, keepdims=True) + 1e-10)
-    return median_filter(w, MEDFILT_WIDTH).mean(axis=0)[begin : begin + rows]
+    filtered along time, averaged over heads; rows [begin, begin + rows). A head at a time:
+    the median filter's copy is (rows, frames, width)."""
+    total = np.zeros((rows, frames), np.float32)
+    for head in scores:
+        w = head[: begin + rows + 1, :frames]
+        w = np.exp(w - w.max(axis=-1, keepdims=True))
+        w /= w.sum(axis=-1, keepdims=True)
+        w = (w - w.mean(axis=-2, keepdims=True)) / (w.std(axis=-2, keepdims=True) + 1e-10)
+        total += median_filter(w[begin : begin + rows], MEDFILT_WIDTH)
+    return total / len(scores)
 
 
 def unit_texts(wm: WhisperModel, tokens: list[int]) -> list[str]:
@@ -121,6 +135,14 @@ def unit_texts(wm: WhisperModel, tokens: list[int]) -> list[str]:
     for text, run in wm.tokenizer.units(tokens):
         out += [""] * (len(run) - 1) + [text]
     return out
+
+
+def timing_groups(wm: WhisperModel, rows: list[int], length: int) -> list[list[int]]:
+    """`rows` in groups timed together (see SCORES_BYTES), for sequences of `length` tokens."""
+    heads = wm.dims.n_text_head + len(np.asarray(wm.model.alignment_heads).reshape(-1, 2))
+    per_row = heads * length * wm.dims.n_audio_ctx * 4
+    size = max(1, _budget(SCORES_BYTES) // per_row)
+    return [rows[at : at + size] for at in range(0, len(rows), size)]
 
 
 def annotate(
@@ -133,26 +155,28 @@ def annotate(
     rows = [i for i, t in enumerate(texts) if t]
     if not rows:
         return windows
-    prompts = [wm.tokenizer.sot_sequence(windows[i].language, task, False) for i in rows]
-    sequences = [p + texts[i] + [wm.tokenizer.eot] for p, i in zip(prompts, rows, strict=True)]
-    scores, logprobs = forced_scores(wm, take_kv(cross_kv, mx.array(rows)), sequences)
-    mx.eval(scores, logprobs)
-    scores_np = np.array(scores)
+    prompts = {i: wm.tokenizer.sot_sequence(windows[i].language, task, False) for i in rows}
+    sequences = {i: prompts[i] + texts[i] + [wm.tokenizer.eot] for i in rows}
     out = list(windows)
-    for k, i in enumerate(rows):
-        begin, n = len(prompts[k]) - 1, len(texts[i])
-        samples = sum(s.length for s in windows[i].spans)
-        frames = max(1, -(-samples // N_SAMPLES_PER_TOKEN))
-        matrix = window_matrix(scores_np[k], begin, n + 1, frames)
-        probs = np.exp(np.array(logprobs[k])[begin : begin + n])
-        times = TokenTimes(
-            tokens=tuple(texts[i]),
-            counts=tuple(len(s) for s in per_segment[i]),
-            texts=tuple(unit_texts(wm, texts[i])),
-            starts=tuple(token_starts(matrix).tolist()),
-            probs=tuple(probs.tolist()),
-        )
-        out[i] = replace(windows[i], token_times=times)
+    longest = max(len(s) for s in sequences.values())
+    for group in timing_groups(wm, rows, -(-longest // PAD_TO) * PAD_TO):
+        kv = take_kv(cross_kv, group)
+        scores, logprobs = forced_scores(wm, kv, [sequences[i] for i in group])
+        mx.eval(scores, logprobs)
+        for k, i in enumerate(group):
+            begin, n = len(prompts[i]) - 1, len(texts[i])
+            samples = sum(s.length for s in windows[i].spans)
+            frames = max(1, -(-samples // N_SAMPLES_PER_TOKEN))
+            matrix = window_matrix(np.array(scores[k]), begin, n + 1, frames)
+            probs = np.exp(np.array(logprobs[k])[begin : begin + n])
+            times = TokenTimes(
+                tokens=tuple(texts[i]),
+                counts=tuple(len(s) for s in per_segment[i]),
+                texts=tuple(unit_texts(wm, texts[i])),
+                starts=tuple(token_starts(matrix).tolist()),
+                probs=tuple(probs.tolist()),
+            )
+            out[i] = replace(windows[i], token_times=times)
     return out
 
 

@@ -7,7 +7,11 @@ negated attention of its alignment heads (`mlxwx.asr.timing`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+SWEEP_BYTES = 1 << 26  # the accumulated costs and moves of the matrices swept together
 
 
 def median_filter(x: np.ndarray, width: int) -> np.ndarray:
@@ -23,26 +27,52 @@ def median_filter(x: np.ndarray, width: int) -> np.ndarray:
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The cheapest monotonic path through `cost` (N, M) from (0, 0) to (N-1, M-1), moving
     one token, one frame or both at a time: its (token, frame) indices. Ties go as in
-    openai-whisper's `dtw_cpu` (diagonal, then token, then frame).
+    openai-whisper's `dtw_cpu` (diagonal, then token, then frame)."""
+    return dtw_batch([cost])[0]
+
+
+def dtw_batch(costs: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`dtw` of each cost matrix, several in one sweep (as many as fit in SWEEP_BYTES).
 
     Cell (i, j) of the accumulated cost depends on (i-1, j-1), (i-1, j) and (i, j-1): every
     anti-diagonal i + j = d follows from the two before it. Row d of the skewed arrays holds
-    diagonal d, indexed by i, so each step is whole-slice arithmetic."""
-    n, m = cost.shape
-    acc = np.full((n + m + 1, n + 1), np.inf)  # acc[d, i] = accumulated cost at (i, d - i)
-    move = np.zeros((n + m + 1, n + 1), dtype=np.int8)
-    acc[0, 0] = 0.0
+    diagonal d, indexed by i, so each step is whole-slice arithmetic over every matrix at once.
+    The matrices are padded with +inf to the largest: a cell of a matrix depends only on cells
+    above and left of it, so the padding changes none of its cells."""
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    at = 0
+    while at < len(costs):
+        n, m, size = 0, 0, 0
+        for c in costs[at:]:
+            n, m = max(n, c.shape[0]), max(m, c.shape[1])
+            if size and (size + 1) * (n + m + 1) * (n + 1) * 9 > SWEEP_BYTES:
+                break
+            size += 1
+        out += _sweep(costs[at : at + size])
+        at += size
+    return out
+
+
+def _sweep(costs: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    n, m = max(c.shape[0] for c in costs), max(c.shape[1] for c in costs)
+    cost = np.full((len(costs), n, m), np.inf)
+    for k, c in enumerate(costs):
+        cost[k, : c.shape[0], : c.shape[1]] = c
+    acc = np.full((len(costs), n + m + 1, n + 1), np.inf)  # acc[k, d, i]: cell (i, d - i)
+    move = np.zeros((len(costs), n + m + 1, n + 1), dtype=np.int8)
+    acc[:, 0, 0] = 0.0
     for d in range(2, n + m + 1):
         lo, hi = max(1, d - m), min(n, d - 1)
         if lo > hi:
             continue
         i = np.arange(lo, hi + 1)
-        c0, c1, c2 = acc[d - 2, lo - 1 : hi], acc[d - 1, lo - 1 : hi], acc[d - 1, lo : hi + 1]
+        c0, c1 = acc[:, d - 2, lo - 1 : hi], acc[:, d - 1, lo - 1 : hi]
+        c2 = acc[:, d - 1, lo : hi + 1]
         step = np.where((c0 < c1) & (c0 < c2), 0, np.where((c1 < c0) & (c1 < c2), 1, 2))
         best = np.choose(step, (c0, c1, c2))
-        acc[d, lo : hi + 1] = cost[i - 1, d - i - 1] + best
-        move[d, lo : hi + 1] = step
-    return _backtrack(move, n, m)
+        acc[:, d, lo : hi + 1] = cost[:, i - 1, d - i - 1] + best
+        move[:, d, lo : hi + 1] = step
+    return [_backtrack(move[k], *c.shape) for k, c in enumerate(costs)]
 
 
 def _backtrack(move: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from mlxwx.align.whisper import align_whisper, timed_words
 from mlxwx.align.words import Piece, interpolate, merge_punctuation, split_sentences, split_words
 from mlxwx.asr.timing import annotate_result
 from mlxwx.audio import read_audio, window_mel
-from mlxwx.dtw import dtw, median_filter
+from mlxwx.dtw import dtw, dtw_batch, median_filter
 from mlxwx.pipeline import Pipeline, PipelineOptions
 from mlxwx.types import Result, Segment, Word
 
@@ -37,6 +37,22 @@ def test_dtw_path_is_openai_whisper_s(shape, timing):
         ours = dtw(cost)
         theirs = timing.dtw_cpu(cost)
         np.testing.assert_array_equal(np.stack(ours), theirs)
+
+
+@pytest.mark.parametrize("sweep_bytes", [1, 1 << 14, 1 << 26])
+def test_dtw_of_matrices_swept_together_is_openai_whisper_s_of_each(
+    sweep_bytes, timing, monkeypatch
+):
+    """Matrices of different shapes in one sweep (padded to the largest), or in several when
+    they do not fit in SWEEP_BYTES: each matrix's own path."""
+    from mlxwx import dtw as module
+
+    monkeypatch.setattr(module, "SWEEP_BYTES", sweep_bytes)
+    rng = np.random.default_rng(7)
+    shapes = [(5, 40), (1, 1), (37, 12), (12, 37), (1, 9), (9, 1), (20, 20)]
+    costs = [rng.standard_normal(s) for s in shapes] + [np.zeros((6, 10))]
+    for cost, ours in zip(costs, dtw_batch(costs), strict=True):
+        np.testing.assert_array_equal(np.stack(ours), timing.dtw_cpu(cost))
 
 
 def test_dtw_breaks_ties_as_openai_whisper(timing):

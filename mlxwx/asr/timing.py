@@ -20,7 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..audio import N_SAMPLES_PER_TOKEN, TOKENS_PER_SECOND, window_mel
-from ..dtw import dtw, median_filter
+from ..dtw import dtw_batch, median_filter
 from ..models.whisper import split_heads
 from ..types import Result, TokenTimes, Window
 from .decoding import CrossKV, encode, take_kv
@@ -106,12 +106,14 @@ def token_logprobs(
     return [out[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-def token_starts(matrix: np.ndarray) -> np.ndarray:
-    """(rows,) seconds at which each row of a (rows, frames) attention matrix starts on the
-    DTW path (openai-whisper's jump times)."""
-    rows, frames = dtw(-matrix.astype(np.float64))
-    jumps = np.diff(rows, prepend=-1).astype(bool)
-    return frames[jumps] / TOKENS_PER_SECOND
+def token_starts(matrices: list[np.ndarray]) -> list[np.ndarray]:
+    """For each (rows, frames) attention matrix, the seconds at which each row starts on the DTW
+    path through it (openai-whisper's jump times); the paths are found together."""
+    out = []
+    for rows, frames in dtw_batch([-m.astype(np.float64) for m in matrices]):
+        jumps = np.diff(rows, prepend=-1).astype(bool)
+        out.append(frames[jumps] / TOKENS_PER_SECOND)
+    return out
 
 
 def window_matrix(scores: np.ndarray, begin: int, rows: int, frames: int) -> np.ndarray:
@@ -135,6 +137,25 @@ def unit_texts(wm: WhisperModel, tokens: list[int]) -> list[str]:
     for text, run in wm.tokenizer.units(tokens):
         out += [""] * (len(run) - 1) + [text]
     return out
+
+
+def audio_frames(window: Window) -> int:
+    """The 20 ms frames of a window that hold its audio."""
+    return max(1, -(-sum(s.length for s in window.spans) // N_SAMPLES_PER_TOKEN))
+
+
+def token_times(
+    wm: WhisperModel, segments: list[list[int]], starts: np.ndarray, probs: np.ndarray
+) -> TokenTimes:
+    """The `TokenTimes` of a window's text tokens (per segment), their starts and probabilities."""
+    tokens = [t for s in segments for t in s]
+    return TokenTimes(
+        tokens=tuple(tokens),
+        counts=tuple(len(s) for s in segments),
+        texts=tuple(unit_texts(wm, tokens)),
+        starts=tuple(starts.tolist()),
+        probs=tuple(probs.tolist()),
+    )
 
 
 def timing_groups(wm: WhisperModel, rows: list[int], length: int) -> list[list[int]]:
@@ -163,19 +184,14 @@ def annotate(
         kv = take_kv(cross_kv, group)
         scores, logprobs = forced_scores(wm, kv, [sequences[i] for i in group])
         mx.eval(scores, logprobs)
-        for k, i in enumerate(group):
-            begin, n = len(prompts[i]) - 1, len(texts[i])
-            samples = sum(s.length for s in windows[i].spans)
-            frames = max(1, -(-samples // N_SAMPLES_PER_TOKEN))
-            matrix = window_matrix(np.array(scores[k]), begin, n + 1, frames)
-            probs = np.exp(np.array(logprobs[k])[begin : begin + n])
-            times = TokenTimes(
-                tokens=tuple(texts[i]),
-                counts=tuple(len(s) for s in per_segment[i]),
-                texts=tuple(unit_texts(wm, texts[i])),
-                starts=tuple(token_starts(matrix).tolist()),
-                probs=tuple(probs.tolist()),
-            )
+        begins = [len(prompts[i]) - 1 for i in group]
+        matrices = [
+            window_matrix(np.array(scores[k]), b, len(texts[i]) + 1, audio_frames(windows[i]))
+            for k, (i, b) in enumerate(zip(group, begins, strict=True))
+        ]
+        for k, (i, starts) in enumerate(zip(group, token_starts(matrices), strict=True)):
+            probs = np.exp(np.array(logprobs[k])[begins[k] : begins[k] + len(texts[i])])
+            times = token_times(wm, per_segment[i], starts, probs)
             out[i] = replace(windows[i], token_times=times)
     return out
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SWEEP_BYTES = 1 << 26  # the accumulated costs and moves of the matrices swept together
+SWEEP_BYTES = 1 << 26  # the padded costs, accumulated costs and moves of matrices swept together
 
 
 def median_filter(x: np.ndarray, width: int) -> np.ndarray:
@@ -45,7 +45,7 @@ def dtw_batch(costs: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]
         n, m, size = 0, 0, 0
         for c in costs[at:]:
             n, m = max(n, c.shape[0]), max(m, c.shape[1])
-            if size and (size + 1) * (n + m + 1) * (n + 1) * 9 > SWEEP_BYTES:
+            if size and (size + 1) * ((n + m + 1) * (n + 1) * 9 + n * m * 8) > SWEEP_BYTES:
                 break
             size += 1
         out += _sweep(costs[at : at + size])

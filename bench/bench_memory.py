@@ -86,7 +86,8 @@ def rss(pid: int) -> int:
 
 def tree_rss(pid: int) -> tuple[int, int]:
     """Resident bytes of `pid`, and of all its descendants."""
-    tree, todo, others = children(), list(children().get(pid, [])), 0
+    tree, others = children(), 0
+    todo = list(tree.get(pid, []))
     while todo:
         p = todo.pop()
         todo += tree.get(p, [])

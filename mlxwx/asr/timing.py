@@ -110,7 +110,7 @@ def token_starts(matrices: list[np.ndarray]) -> list[np.ndarray]:
     """For each (rows, frames) attention matrix, the seconds at which each row starts on the DTW
     path through it (openai-whisper's jump times); the paths are found together."""
     out = []
-    for rows, frames in dtw_batch([-m.astype(np.float64) for m in matrices]):
+    for rows, frames in dtw_batch([-m for m in matrices]):  # swept in float64
         jumps = np.diff(rows, prepend=-1).astype(bool)
         out.append(frames[jumps] / TOKENS_PER_SECOND)
     return out
@@ -160,7 +160,7 @@ def token_times(
 
 def timing_groups(wm: WhisperModel, rows: list[int], length: int) -> list[list[int]]:
     """`rows` in groups timed together (see SCORES_BYTES), for sequences of `length` tokens."""
-    heads = wm.dims.n_text_head + len(np.asarray(wm.model.alignment_heads).reshape(-1, 2))
+    heads = wm.dims.n_text_head + sum(len(h) for h in heads_by_layer(wm).values())
     per_row = heads * length * wm.dims.n_audio_ctx * 4
     size = max(1, _budget(SCORES_BYTES) // per_row)
     return [rows[at : at + size] for at in range(0, len(rows), size)]

@@ -5,8 +5,10 @@ names and telephone speech, repeated in seeded orders until --minutes long); eve
 transcribes it with `mlxwx.Pipeline.transcribe` (the defaults of `mlxwx run`: Whisper token
 timing included) after the chosen VAD, on each --devices entry (MLX's default device set by
 `mlxwx.use_device`; float16 on a GPU, float32 on the CPU, as `mlxwx run` does), each --batches
-size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fallback ladder),
-and prints the median wall time of --repeat runs (VAD included, audio already in memory),
+size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fallback ladder;
+"-noalign": no alignment, so no token timing; flags combine, e.g. greedy-nofb-noalign),
+and prints the median wall time of --repeat runs (VAD included, audio already in memory), the
+seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls),
 real-time factor, WER against the ground truth (numbers spelled out, bench_engine's rule) and
 MLX's peak memory. A warm-up run of each config on the first minute precedes each device's runs.
 
@@ -35,6 +37,7 @@ import mlx.core as mx
 import numpy as np
 
 from bench.bench_engine import SAMPLE_RATE, Input, build_input, wer
+from mlxwx.asr import engine
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
 
@@ -60,18 +63,37 @@ def parse_args() -> argparse.Namespace:
 
 
 def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptions:
-    """beam5 / greedy, with the fallback ladder or (-nofb) temperature 0 only."""
-    name, _, fallback = config.partition("-")
-    if name not in ("beam5", "greedy") or fallback not in ("", "nofb"):
+    """beam5 / greedy, with the fallback ladder or (-nofb) temperature 0 only, with Whisper's
+    token timing (the default alignment) or (-noalign) without alignment."""
+    name, *flags = config.split("-")
+    if name not in ("beam5", "greedy") or not set(flags) <= {"nofb", "noalign"}:
         raise SystemExit(f"unknown config {config!r}")
     beam = 5 if name == "beam5" else 1
     transcribe = TranscribeOptions(
-        DecodingOptions(beam_size=beam, best_of=5 if fallback == "" else 1, language="en"),
+        DecodingOptions(beam_size=beam, best_of=1 if "nofb" in flags else 5, language="en"),
         batch_size=batch,
     )
-    if fallback:
+    if "nofb" in flags:
         transcribe = replace(transcribe, temperatures=(0.0,))
-    return mlxwx.PipelineOptions(transcribe, vad=vad)
+    options = mlxwx.PipelineOptions(transcribe, vad=vad)
+    return replace(options, align=None) if "noalign" in flags else options
+
+
+class Clock:
+    """Seconds spent in Whisper's token timing (`annotate`, called by the engine per batch)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        inner = engine.annotate
+
+        def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        engine.annotate = timed
 
 
 def save_input(long: Input, path: str) -> None:
@@ -109,6 +131,7 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
         for config in args.configs.split(","):
             options = options_for(config, batch, method)
             mx.reset_peak_memory()
+            CLOCK.seconds = 0.0
             walls, text = [], ""
             for _ in range(args.repeat):
                 wall, text = run_once(pipeline, audio, options)
@@ -117,11 +140,15 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
             seconds, dtype = samples / SAMPLE_RATE, str(wm.model.dtype).split(".")[-1]
             print(
                 f"| {device} | {dtype} | {batch} | {config} | {args.vad} "
-                f"| {seconds / 60:.1f} | {wall:.2f} | {seconds / wall:.1f}x "
+                f"| {seconds / 60:.1f} | {wall:.2f} | {CLOCK.seconds / args.repeat:.2f} "
+                f"| {seconds / wall:.1f}x "
                 f"| {100 * wer([reference], [text]):.1f}% | {mx.get_peak_memory() / 2**30:.2f} GiB "
                 f"| {' '.join(f'{w:.2f}' for w in walls)} |",
                 flush=True,
             )
+
+
+CLOCK = Clock()
 
 
 def main() -> None:
@@ -135,9 +162,10 @@ def main() -> None:
         return
     print(f"mlx {mx.__version__}, gpu available: {mx.is_available(mx.gpu)}, model {args.model}")
     print(
-        "| device | dtype | batch | config | VAD | audio min | wall s | RTF | WER | peak | runs |"
+        "| device | dtype | batch | config | VAD | audio min | wall s | token timing s | RTF | WER "
+        "| peak | runs |"
     )
-    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
     for device in args.devices.split(","):
         bench_device(device, args, long)
 

@@ -11,6 +11,12 @@
 #                              throughput on an hour
 #   sh bench/h100.sh pyannote  pyannote.audio's torch model on an hour, CUDA and the host CPU
 #   sh bench/h100.sh b         bench/gpu.py: mlxwx vs mlx-whisper vs transformers
+#   sh bench/h100.sh timing    issue 14: the kernel tests on the GPU, then bench/gpu_e2e.py on the
+#                              10-minute corpus input (/root/stage/corpus10.npz, made by
+#                              --save-input here) with and without token timing, for this
+#                              checkout and for .carry/old (an older mlxwx, `git archive`d);
+#                              word times against the CPU's (.carry/cpu_words.json, made here by
+#                              bench/gpu_align_check.py --write)
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
@@ -104,6 +110,21 @@ for w in sorted(glob.glob('/root/rw/*.whl')):
   export PYTHONPATH=$PYTHONPATH:/tmp/raysite PATH=/tmp/raysite/bin:$PATH
   timeout 560 python3 bench/bench_ray.py --model $BASE --passes 40 --actors 1 --gpus 1 \
     --cpus 16 2>&1 | tee $OUT/ray.txt ;;
+timing)
+  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/stubs  # empty av, a plain jiwer.wer
+  python3 -c 'import pytest' 2>/dev/null ||
+    pip install -q --no-deps --target /tmp/site .carry/wheels/*.whl
+  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py 2>&1 | tail -4 \
+    | tee $OUT/kernels.txt
+  timeout 200 python3 bench/gpu_align_check.py --model $BASE --clips synthconv.wav,sample.wav \
+    --against .carry/cpu_words.json 2>&1 | tee $OUT/align-check.txt
+  cp -r bench .carry/old/  # run from there, the old package comes first on sys.path
+  for code in . .carry/old; do
+    (cd $code && timeout 280 python3 bench/gpu_e2e.py --model $BASE \
+      --input-file /root/stage/corpus10.npz --devices gpu --batches 16,64 --repeat 3 \
+      --configs greedy-nofb,greedy-nofb-noalign,beam5,beam5-noalign 2>&1) \
+      | tee $OUT/timing-$(basename $code).txt
+  done ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

@@ -6,3 +6,4 @@
 #define SYNC()
 #define EXP(x) std::exp(x)
 #define TANH(x) std::tanh(x)
+#define SYNC_DEVICE()

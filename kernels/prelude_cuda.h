@@ -6,3 +6,4 @@
 #define SYNC() __syncthreads()
 #define EXP(x) expf(x)
 #define TANH(x) tanhf(x)
+#define SYNC_DEVICE() __syncthreads()

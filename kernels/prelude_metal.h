@@ -6,3 +6,4 @@
 #define SYNC() threadgroup_barrier(mem_flags::mem_threadgroup)
 #define EXP(x) metal::precise::exp(x)
 #define TANH(x) metal::precise::tanh(x)
+#define SYNC_DEVICE() threadgroup_barrier(mem_flags::mem_device)

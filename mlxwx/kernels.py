@@ -4,6 +4,10 @@
 projection `x @ w_ih.T + b_ih + b_hh` is one big matmul done by the caller for all steps at once;
 only the `h @ w_hh.T` step is sequential.
 
+`dtw_starts` is the end of Whisper's token timing on a GPU: median filter, mean over heads and
+DTW of each window's standardised alignment-head scores, down to the frame each token starts at
+(its reference is the numpy path of `mlxwx.asr.timing`, which CPUs run).
+
 Each kernel is one body (`kernels/NAME.body`) written against a few macros; a per-backend prelude
 (`kernels/prelude_{metal,cuda}.h`) spells them for `mx.fast.metal_kernel` or
 `mx.fast.cuda_kernel`. Kernels are built once per backend; the backend is chosen per call from
@@ -129,3 +133,34 @@ def lstm_scan_kernel(
             output_dtypes=[xw.dtype] * 3,
         )
     )
+
+
+DTW_THREADS = 256  # per window: a token row each in the sweep (the body loops over more rows)
+
+
+@functools.cache
+def _dtw_kernel(backend: str) -> Any:
+    build = mx.fast.metal_kernel if backend == "metal" else mx.fast.cuda_kernel
+    return build(
+        name="mlxwx_dtw_starts",
+        input_names=["z", "dims"],
+        output_names=["starts", "cost", "acc", "move"],
+        source=kernel_source("dtw_starts", backend),
+    )
+
+
+def dtw_starts_kernel(z: mx.array, dims: mx.array, width: int, *, backend: str) -> mx.array:
+    """Per window, the frame at which each token row starts on the DTW path (`kernels/
+    dtw_starts.body`): z (B, heads, L, F) standardised float32 scores; dims (B, 3) int32: the
+    first text row, the rows and the frames of each window; width: the median filter's.
+    Returns (B, L) int32 (rows past a window's own are 0)."""
+    b, _, rows, frames = z.shape
+    outs = _dtw_kernel(backend)(
+        inputs=[z, dims],
+        template=[("NT", DTW_THREADS), ("W", width)],
+        grid=(b * DTW_THREADS, 1, 1),
+        threadgroup=(DTW_THREADS, 1, 1),
+        output_shapes=[(b, rows), (b, rows, frames), *[(b, rows + 1, frames + 1)] * 2],
+        output_dtypes=[mx.int32, mx.float32, mx.float32, mx.uint8],
+    )
+    return outs[0]

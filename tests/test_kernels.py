@@ -186,3 +186,188 @@ def test_backend_flavours_compile_against_stubs(backend: str, stubs: str, tmp_pa
         text=True,
     )
     assert run.returncode == 0, run.stderr
+
+
+# The end of Whisper's token timing (kernels/dtw_starts.body) against its numpy reference.
+DTW_WRAPPER = """
+#include <cmath>
+#include <cstddef>
+extern "C" void dtw_starts(const float* z, const int* dims, int* starts, float* cost, float* acc,
+                           unsigned char* move, int batch, int heads, int rows, int frames) {
+  constexpr int NT = 1;
+  constexpr int W = %(W)d;
+  const int z_shape[4] = {batch, heads, rows, frames};
+  for (int group = 0; group < batch; ++group) {
+%(SOURCE)s
+  }
+}
+"""
+
+
+def dtw_reference(z: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
+    """Start frames per window: median filter, mean over heads and DTW in numpy (the CPU path
+    of mlxwx.asr.timing)."""
+    from mlxwx.asr.timing import MEDFILT_WIDTH
+    from mlxwx.dtw import dtw_batch, median_filter
+
+    costs = []
+    for k, (begin, n, m) in enumerate(dims.tolist()):
+        heads = [median_filter(h[begin : begin + n, :m], MEDFILT_WIDTH) for h in z[k]]
+        costs.append(-(sum(heads) / len(heads)))
+    out = []
+    for rows, frames in dtw_batch(costs):
+        out.append(frames[np.diff(rows, prepend=-1).astype(bool)])
+    return out
+
+
+def dtw_inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of 4 windows padded to 20 rows and 90 frames: different first rows, row counts
+    and frame counts (one too short for the median filter)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((4, 3, 20, 90)).astype(np.float32)
+    for r in range(8):  # a clear diagonal ridge in the second window
+        z[1, :, 3 + r, 5 * r : 5 * r + 5] += 3.0
+    dims = np.array([[2, 15, 90], [3, 9, 40], [0, 1, 3], [1, 12, 7]], np.int32)
+    return z, dims
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dtw_body_as_cpp_matches_numpy(seed: int, tmp_path: Path) -> None:
+    from mlxwx.asr.timing import MEDFILT_WIDTH
+
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ missing: apt-get install g++")
+    src, lib_path = tmp_path / "dtw.cpp", tmp_path / "dtw.so"
+    src.write_text(DTW_WRAPPER % {"W": MEDFILT_WIDTH, "SOURCE": kernel_source("dtw_starts", "cpu")})
+    subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-o", str(lib_path), str(src)], check=True)
+    lib = ctypes.CDLL(str(lib_path))
+    z, dims = dtw_inputs(seed)
+    b, h, rows, frames = z.shape
+    starts = np.full((b, rows), -7, np.int32)
+    scratch = [
+        np.zeros((b, rows, frames), np.float32),
+        np.zeros((b, rows + 1, frames + 1), np.float32),
+        np.zeros((b, rows + 1, frames + 1), np.uint8),
+    ]
+    lib.dtw_starts(
+        *[a.ctypes.data_as(ctypes.c_void_p) for a in (z, dims, starts, *scratch)],
+        *[ctypes.c_int(v) for v in (b, h, rows, frames)],
+    )
+    for k, expected in enumerate(dtw_reference(z, dims)):
+        n = dims[k, 1]
+        np.testing.assert_array_equal(starts[k, :n], expected)
+        assert (starts[k, n:] == 0).all()
+
+
+def test_dtw_kernel_on_the_gpu_matches_numpy() -> None:
+    from mlxwx.asr.timing import MEDFILT_WIDTH
+
+    backend = kernel_backend(mx.Device(mx.gpu))
+    if backend is None:
+        pytest.skip("no GPU kernel backend here (the C++ body test covers the logic)")
+    for seed in range(3):
+        z, dims = dtw_inputs(seed)
+        with mx.stream(mx.gpu):
+            got = np.array(
+                kernels.dtw_starts_kernel(
+                    mx.array(z), mx.array(dims), MEDFILT_WIDTH, backend=backend
+                )
+            )
+        for k, expected in enumerate(dtw_reference(z, dims)):
+            np.testing.assert_array_equal(got[k, : dims[k, 1]], expected)
+
+
+DTW_CUDA_STUBS = """
+#include <array>
+#include <cstddef>
+#define __global__
+#define __shared__ static
+#define __grid_constant__
+#define __syncthreads() ((void)0)
+struct Dim3 { unsigned x, y, z; };
+static Dim3 threadIdx, blockIdx;
+using Shape = std::array<int, 8>;
+__global__ void custom_kernel_mlxwx_dtw_starts(
+    const float* z, const __grid_constant__ Shape z_shape, const int* dims, int* starts,
+    float* cost, float* acc, unsigned char* move) {
+  constexpr int NT = 256;
+  constexpr int W = 7;
+%s
+}
+"""
+DTW_METAL_STUBS = """
+#include <cstddef>
+#define device
+#define constant
+#define threadgroup static
+enum class mem_flags { mem_threadgroup, mem_device };
+inline void threadgroup_barrier(mem_flags) {}
+struct uint3 { unsigned x, y, z; };
+template <int NT, int W>
+void custom_kernel_mlxwx_dtw_starts(
+    const device float* z, const constant int* z_shape, const device int* dims,
+    device int* starts, device float* cost, device float* acc, device unsigned char* move,
+    uint3 thread_position_in_threadgroup, uint3 threadgroup_position_in_grid) {
+%s
+}
+template void custom_kernel_mlxwx_dtw_starts<256, 7>(
+    const float*, const int*, const int*, int*, float*, float*, unsigned char*, uint3, uint3);
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "stubs"),
+    [("cuda", DTW_CUDA_STUBS), ("metal", DTW_METAL_STUBS)],
+    ids=["cuda", "metal"],
+)
+def test_dtw_flavours_compile_against_stubs(backend: str, stubs: str, tmp_path: Path) -> None:
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ missing: apt-get install g++")
+    src = tmp_path / f"dtw_{backend}.cpp"
+    src.write_text(stubs % kernel_source("dtw_starts", backend))
+    run = subprocess.run(
+        [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_standardized_scores_give_the_numpy_window_matrix() -> None:
+    """The device steps of the GPU path (softmax over a window's frames, standardised over its
+    sequence's rows) followed by the kernel's median and mean give numpy's `window_matrix`."""
+    from mlxwx.asr.timing import MEDFILT_WIDTH, standardized, window_matrix
+    from mlxwx.dtw import median_filter
+
+    rng = np.random.default_rng(3)
+    scores = (4 * rng.standard_normal((3, 2, 24, 60))).astype(np.float32)
+    shapes = [(3, 17, 60), (2, 6, 33), (5, 18, 2)]  # first text row, rows, frames
+    lengths = mx.array([b + n + 1 for b, n, _ in shapes])  # the sequence: prompt, text, eot
+    z = np.array(standardized(mx.array(scores), lengths, mx.array([m for *_, m in shapes])))
+    for k, (begin, n, m) in enumerate(shapes):
+        heads = [median_filter(h[begin : begin + n, :m], MEDFILT_WIDTH) for h in z[k]]
+        expected = window_matrix(scores[k], begin, n, m)
+        np.testing.assert_allclose(sum(heads) / len(heads), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_group_starts_on_the_gpu_match_the_cpu_path() -> None:
+    """Token timing's last steps on a GPU (device softmax and standardisation, then the kernel)
+    give the start times of the numpy path, window by window."""
+    from mlxwx.asr.timing import group_starts, token_starts, window_matrix
+
+    if kernel_backend(mx.Device(mx.gpu)) is None:
+        pytest.skip("no GPU kernel backend here")
+    rng = np.random.default_rng(4)
+    scores = (4 * rng.standard_normal((3, 4, 32, 1500))).astype(np.float32)
+    shapes = [(3, 25, 1500), (2, 9, 700), (3, 28, 1234)]
+    expected = token_starts([window_matrix(scores[k], *s) for k, s in enumerate(shapes)])
+    before = mx.default_device()
+    mx.set_default_device(mx.gpu)
+    try:
+        got = group_starts(mx.array(scores), shapes)
+    finally:
+        mx.set_default_device(before)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, e)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..audio import N_SAMPLES_PER_TOKEN, TOKENS_PER_SECOND, window_mel
 from ..dtw import dtw_batch, median_filter
+from ..kernels import dtw_starts_kernel, kernel_backend
 from ..models.whisper import split_heads
 from ..types import Result, TokenTimes, Window
 from .decoding import CrossKV, encode, take_kv
@@ -131,6 +132,34 @@ def window_matrix(scores: np.ndarray, begin: int, rows: int, frames: int) -> np.
     return total / len(scores)
 
 
+def standardized(scores: mx.array, lengths: mx.array, frames: mx.array) -> mx.array:
+    """`window_matrix`'s first steps on the device for a group of windows: scores (B, heads, L,
+    F) softmaxed over each window's `frames` (B,) and standardised over its `lengths` (B,)
+    sequence rows (the rest masked out)."""
+    col = mx.arange(scores.shape[-1]) < frames[:, None, None, None]
+    row = mx.arange(scores.shape[-2])[:, None] < lengths[:, None, None, None]
+    p = mx.where(row, mx.softmax(mx.where(col, scores, -mx.inf), axis=-1), 0.0)
+    count = lengths.astype(mx.float32)[:, None, None, None]
+    mean = p.sum(axis=-2, keepdims=True) / count
+    var = mx.where(row, (p - mean) ** 2, 0.0).sum(axis=-2, keepdims=True) / count
+    return (p - mean) / (mx.sqrt(var) + 1e-10)
+
+
+def group_starts(scores: mx.array, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+    """For each window of a group, the seconds at which each of its token rows starts, from the
+    alignment heads' `scores` (B, heads, L, n_audio_ctx) and its `window_matrix` shape (first
+    text row, rows, frames): on a GPU one kernel launch for the group
+    (`mlxwx.kernels.dtw_starts_kernel`); elsewhere the numpy matrices and DTW (its reference)."""
+    backend = kernel_backend()
+    if backend is None:
+        matrices = [window_matrix(np.array(scores[k]), *shape) for k, shape in enumerate(shapes)]
+        return token_starts(matrices)
+    dims = mx.array(shapes, dtype=mx.int32)
+    z = standardized(scores, dims[:, 0] + dims[:, 1] + 1, dims[:, 2])  # the sequence's rows
+    starts = np.array(dtw_starts_kernel(z, dims, MEDFILT_WIDTH, backend=backend))
+    return [starts[k, :n] / TOKENS_PER_SECOND for k, (_, n, _) in enumerate(shapes)]
+
+
 def unit_texts(wm: WhisperModel, tokens: list[int]) -> list[str]:
     """Per token, the text it completes ("" inside a character spread over tokens)."""
     out: list[str] = []
@@ -183,13 +212,12 @@ def annotate(
     for group in timing_groups(wm, rows, -(-longest // PAD_TO) * PAD_TO):
         kv = take_kv(cross_kv, group)
         scores, logprobs = forced_scores(wm, kv, [sequences[i] for i in group])
-        mx.eval(scores, logprobs)
         begins = [len(prompts[i]) - 1 for i in group]
-        matrices = [
-            window_matrix(np.array(scores[k]), b, len(texts[i]) + 1, audio_frames(windows[i]))
-            for k, (i, b) in enumerate(zip(group, begins, strict=True))
+        shapes = [
+            (b, len(texts[i]) + 1, audio_frames(windows[i]))
+            for i, b in zip(group, begins, strict=True)
         ]
-        for k, (i, starts) in enumerate(zip(group, token_starts(matrices), strict=True)):
+        for k, (i, starts) in enumerate(zip(group, group_starts(scores, shapes), strict=True)):
             probs = np.exp(np.array(logprobs[k])[begins[k] : begins[k] + len(texts[i])])
             times = token_times(wm, per_segment[i], starts, probs)
             out[i] = replace(windows[i], token_times=times)

@@ -12,17 +12,24 @@ seconds per run in Whisper's token timing (`annotate`, clocked around the engine
 real-time factor, WER against the ground truth (numbers spelled out, bench_engine's rule) and
 MLX's peak memory. A warm-up run of each config on the first minute precedes each device's runs.
 
+With --files N the input is cut at clip ends into N files of about equal length, transcribed in
+one call (a list of inputs, as `mlxwx run` does with many files); the real-time factor is then
+the pipeline's audio-hours per GPU-hour.
+
 The GPU machine has none of the offline clip packages: build the input here with --save-input
-FILE.npz and carry the file (--input-file FILE.npz there).
+FILE.npz and carry the file (--input-file FILE.npz there); a longer --minutes than the file
+holds appends its clips again in new seeded orders (e.g. 2 hours from the 10-minute file).
 
     python bench/gpu_e2e.py --model DIR [--minutes 10] [--input corpus|hard] [--devices gpu,cpu]
         [--batches 16,32,64] [--configs beam5,greedy,greedy-nofb] [--repeat 1] [--vad silero]
-        [--cpu-minutes 2] [--cpu-batches 16] [--save-input F.npz | --input-file F.npz]
+        [--cpu-minutes 2] [--cpu-batches 16] [--files 1]
+        [--save-input F.npz | --input-file F.npz]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -36,7 +43,14 @@ import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
 import mlx.core as mx
 import numpy as np
 
-from bench.bench_engine import SAMPLE_RATE, Input, build_input, wer
+from bench.bench_engine import (
+    GAP_SECONDS,
+    HARD_GAP_SECONDS,
+    SAMPLE_RATE,
+    Input,
+    build_input,
+    wer,
+)
 from mlxwx.asr import engine
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
@@ -56,6 +70,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--configs", default="beam5", help="beam5, greedy, each with -nofb or not")
     p.add_argument("--repeat", type=int, default=1, help="runs per row (median)")
     p.add_argument("--vad", default="silero", help="silero, pyannote, energy or none")
+    p.add_argument("--files", type=int, default=1, help="the input split into this many files")
     args = p.parse_args()
     if not (args.model or args.save_input):
         p.error("--model is required")
@@ -108,10 +123,46 @@ def load_input(path: str) -> Input:
     return Input(audio, [""] * len(texts), texts, [int(e) for e in data["ends"]])
 
 
+def extend(long: Input, minutes: float, gap: float) -> Input:
+    """`long` made at least `minutes` long: its clips (found from their ends and the `gap`
+    seconds after each) appended again in a new seeded order each pass, as build_input does."""
+    target, pad = minutes * 60 * SAMPLE_RATE, round(gap * SAMPLE_RATE)
+    if long.audio.size >= target:
+        return long
+    starts = [0, *[e + pad for e in long.ends[:-1]]]
+    clips = [long.audio[a:e] for a, e in zip(starts, long.ends, strict=True)]
+    silence = np.zeros(pad, np.float32)
+    parts, out = [long.audio[: long.ends[-1]], silence], replace(long, ends=list(long.ends))
+    out.texts, length, rep = list(long.texts), long.ends[-1] + pad, 1
+    while length < target:
+        for i in np.random.default_rng(rep).permutation(len(clips)):
+            parts += [clips[i], silence]
+            out.texts.append(long.texts[i])
+            out.ends.append(length + clips[i].size)
+            length += clips[i].size + pad
+        rep += 1
+    out.audio = np.concatenate(parts)
+    return out
+
+
+def split_files(long: Input, samples: int, files: int) -> list[mx.array]:
+    """The first `samples` of `long` as `files` inputs of whole clips, about equally long."""
+    ends = [e for e in long.ends if e <= samples]
+    cuts, at = [], 0
+    for k in range(1, files):
+        goal = samples * k / files
+        at = min(range(at, len(ends)), key=lambda j: abs(ends[j] - goal))
+        cuts.append(ends[at])
+    bounds = [0, *cuts, samples]
+    return [mx.array(long.audio[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
 def run_once(pipeline, audio, options) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+    """Wall seconds and text of one transcription of `audio` (one input or a list)."""
     start = time.perf_counter()
     result = pipeline.transcribe(audio, options)
-    return time.perf_counter() - start, result.text
+    texts = [r.text for r in result] if isinstance(result, list) else [result.text]
+    return time.perf_counter() - start, " ".join(texts)
 
 
 def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: ignore[no-untyped-def]
@@ -123,6 +174,7 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
     minutes = args.minutes if device == "gpu" else args.cpu_minutes
     samples, reference = long.excerpt(minutes)
     audio = mx.array(long.audio[:samples])
+    inputs = split_files(long, samples, args.files) if args.files > 1 else audio
     warm, _ = long.excerpt(1.0)
     batches = args.batches if device == "gpu" else args.cpu_batches
     for config in args.configs.split(","):  # warm-up: kernels compile on first use
@@ -134,12 +186,12 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
             CLOCK.seconds = 0.0
             walls, text = [], ""
             for _ in range(args.repeat):
-                wall, text = run_once(pipeline, audio, options)
+                wall, text = run_once(pipeline, inputs, options)
                 walls.append(wall)
             wall = statistics.median(walls)
             seconds, dtype = samples / SAMPLE_RATE, str(wm.model.dtype).split(".")[-1]
             print(
-                f"| {device} | {dtype} | {batch} | {config} | {args.vad} "
+                f"| {device} | {dtype} | {batch} | {config} | {args.vad} | {args.files} "
                 f"| {seconds / 60:.1f} | {wall:.2f} | {CLOCK.seconds / args.repeat:.2f} "
                 f"| {seconds / wall:.1f}x "
                 f"| {100 * wer([reference], [text]):.1f}% | {mx.get_peak_memory() / 2**30:.2f} GiB "
@@ -154,7 +206,8 @@ CLOCK = Clock()
 def main() -> None:
     args = parse_args()
     if args.input_file:
-        long = load_input(args.input_file)
+        gap = HARD_GAP_SECONDS if args.input == "hard" else GAP_SECONDS
+        long = extend(load_input(args.input_file), args.minutes, gap)
     else:
         long = build_input(args.minutes, args.input == "hard")
     if args.save_input:
@@ -162,10 +215,10 @@ def main() -> None:
         return
     print(f"mlx {mx.__version__}, gpu available: {mx.is_available(mx.gpu)}, model {args.model}")
     print(
-        "| device | dtype | batch | config | VAD | audio min | wall s | token timing s | RTF | WER "
-        "| peak | runs |"
+        "| device | dtype | batch | config | VAD | files | audio min | wall s | token timing s "
+        "| RTF | WER | peak | runs |"
     )
-    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for device in args.devices.split(","):
         bench_device(device, args, long)
 

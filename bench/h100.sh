@@ -17,6 +17,7 @@
 #                              checkout and for .carry/old (an older mlxwx, `git archive`d);
 #                              word times against the CPU's (.carry/cpu_words.json, made here by
 #                              bench/gpu_align_check.py --write)
+#   sh bench/h100.sh e2e2h     issue 18: bench/gpu_e2e.py on 2 hours in 40 files (from corpus10.npz)
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
@@ -125,6 +126,13 @@ timing)
       --configs greedy-nofb,greedy-nofb-noalign,beam5,beam5-noalign 2>&1) \
       | tee $OUT/timing-$(basename $code).txt
   done ;;
+e2e2h)
+  # issue 18: the whole pipeline (Silero, transcription, Whisper word timing) on 2 hours in 40
+  # files, built from the carried 10-minute corpus input (its clips in new seeded orders)
+  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/stubs
+  timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
+    --minutes 120 --files 40 --devices gpu --batches 64,128,256 --repeat 2 \
+    --configs beam5,greedy 2>&1 | tee $OUT/e2e2h.txt ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

@@ -11,6 +11,8 @@ time the first .json appears in the output folder.
     python bench/bench_memory.py --model tiny.en --vad silero --beam-size 1 \
         --peer /tmp/mlxwx-before
 
+`--batch-size N` passes `mlxwx run --batch-size N` (default: the CLI's own).
+
 Printed: a row per (checkout, files) with wall time, real-time factor, peak RSS, time to the first
 output (and its fraction of the wall time), then the peak of each count relative to 5 files.
 """
@@ -99,6 +101,8 @@ def measure(checkout: Path, files: list[Path], out: Path, args: argparse.Namespa
     command = [sys.executable, "-m", "mlxwx", "run", *map(str, files), "-o", str(out)]
     command += ["--model", args.model, "--vad", args.vad, "--beam-size", str(args.beam_size)]
     command += ["-f", "json", "-q"]
+    if args.batch_size is not None:
+        command += ["--batch-size", str(args.batch_size)]
     env = dict(os.environ, PYTHONPATH=str(checkout))
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=checkout, env=env, stderr=subprocess.PIPE)
@@ -134,6 +138,7 @@ def main() -> None:
     p.add_argument("--model", default="tiny.en")
     p.add_argument("--vad", default="silero")
     p.add_argument("--beam-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, help="mlxwx run --batch-size (default: its own)")
     p.add_argument("--peer", type=Path, help="another mlxwx checkout run on the same files")
     p.add_argument("--workdir", type=Path, help="where the inputs are written (kept)")
     args = p.parse_args()

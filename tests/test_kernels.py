@@ -261,12 +261,12 @@ def test_dtw_body_as_cpp_matches_numpy(seed: int, tmp_path: Path) -> None:
         assert (starts[k, n:] == 0).all()
 
 
+@pytest.mark.gpu
 def test_dtw_kernel_on_the_gpu_matches_numpy() -> None:
     from mlxwx.asr.timing import MEDFILT_WIDTH
 
     backend = kernel_backend(mx.Device(mx.gpu))
-    if backend is None:
-        pytest.skip("no GPU kernel backend here (the C++ body test covers the logic)")
+    assert backend is not None
     for seed in range(3):
         z, dims = dtw_inputs(seed)
         with mx.stream(mx.gpu):
@@ -353,13 +353,13 @@ def test_standardized_scores_give_the_numpy_window_matrix() -> None:
         np.testing.assert_allclose(sum(heads) / len(heads), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.gpu
 def test_group_starts_on_the_gpu_match_the_cpu_path() -> None:
     """Token timing's last steps on a GPU (device softmax and standardisation, then the kernel)
     give the start times of the numpy path, window by window."""
     from mlxwx.asr.timing import group_starts, token_starts, window_matrix
 
-    if kernel_backend(mx.Device(mx.gpu)) is None:
-        pytest.skip("no GPU kernel backend here")
+    assert kernel_backend(mx.Device(mx.gpu)) is not None
     rng = np.random.default_rng(4)
     scores = (4 * rng.standard_normal((3, 4, 32, 1500))).astype(np.float32)
     shapes = [(3, 25, 1500), (2, 9, 700), (3, 28, 1234)]

@@ -12,6 +12,8 @@ checkpoint here use seeded random weights.
   added to the suppressed tokens.
 - mlxwx-compiled: the same with `DecodingOptions(compiled_step=True)` (the decoder step compiled
   once per batch shape over the whole cache; mlxwx builds it op by op by default).
+- mlxwx-kv8: the same with `DecodingOptions(cross_kv_bits=8)` (cross-attention keys and values
+  read in 8 bits, a scale and an offset per 64 values).
 - mlx-whisper: `mlx_whisper.decoding.decode` (its DecodingTask: one window at a time in its
   transcribe), batch 1, `suppress_tokens=[-1, eot]`, `sample_len=--tokens`.
 - transformers: `WhisperForConditionalGeneration` with `attn_implementation="sdpa"`, batched
@@ -93,7 +95,8 @@ from mlxwx.weights.folder import cache_dir  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3, NVIDIA's datasheet figure
-SYSTEMS = ("mlxwx", "mlxwx-compiled", "mlx-whisper", "transformers")
+SYSTEMS = ("mlxwx", "mlxwx-compiled", "mlxwx-kv8", "mlx-whisper", "transformers")
+OURS = ("mlxwx", "mlxwx-compiled", "mlxwx-kv8")
 SHAPES = {  # ModelDimensions of the public checkpoints (their config.json)
     "base": ModelDimensions(80, 1500, 512, 8, 6, 51865, 448, 512, 8, 6),
     "large-v3": ModelDimensions(128, 1500, 1280, 20, 32, 51866, 448, 1280, 20, 32),
@@ -109,7 +112,7 @@ def smoke_dims(dims: ModelDimensions) -> ModelDimensions:
         n_audio_state=64,
         n_text_state=64,
         n_audio_head=2,
-        n_text_head=2,
+        n_text_head=1,  # heads 64 wide, as in every Whisper (mlxwx-kv8 packs 64 values a group)
         n_audio_layer=max(1, dims.n_audio_layer // 16),
         n_text_layer=max(1, dims.n_text_layer // 16),
     )
@@ -344,14 +347,19 @@ def flat(module: nn.Module) -> list[tuple[str, mx.array]]:
     return tree_flatten(module.parameters())  # type: ignore[return-value]
 
 
-def decoder_step_bytes(model: Whisper, batch: int, prompt: int, tokens: int) -> float:
-    """Bytes one decode step must read from memory, averaged over the decode (see FORMULA)."""
+def decoder_step_bytes(
+    model: Whisper, batch: int, prompt: int, tokens: int, cross_bits: int | None = None
+) -> float:
+    """Bytes one decode step must read from memory, averaged over the decode (see FORMULA);
+    `cross_bits`: cross-attention keys and values packed in that many bits (plus a scale and
+    an offset in the model's dtype per 64 values)."""
     dims, itemsize = model.dims, model.dtype.size
     skip = (".cross_attn.key.", ".cross_attn.value.", "positional_embedding")
     weights = sum(v.size for k, v in flat(model.decoder) if not any(s in f".{k}" for s in skip))
-    context = dims.n_audio_ctx + prompt + (tokens + 1) / 2
-    kv = batch * dims.n_text_layer * 2 * dims.n_text_state * context
-    return (weights + kv) * itemsize
+    per_row = batch * dims.n_text_layer * 2 * dims.n_text_state
+    cross = itemsize if cross_bits is None else cross_bits / 8 + 2 * itemsize / 64
+    own = prompt + (tokens + 1) / 2
+    return (weights + per_row * own) * itemsize + per_row * dims.n_audio_ctx * cross
 
 
 FORMULA = (
@@ -361,22 +369,24 @@ FORMULA = (
     "counted once, as the output projection), B = batch, L = decoder layers, d = width, "
     "2*d*(n_audio_ctx) = cross-attention K+V per row and layer, P + (N+1)/2 = mean self-attention "
     "positions read (P = prompt tokens, N = decoded tokens), s = bytes per element (2 for fp16), "
-    "BW = HBM bandwidth"
+    "BW = HBM bandwidth; for mlxwx-kv8 the cross-attention K+V count 1 + 4/64 bytes an element "
+    "(8 bits, a float16 scale and offset per 64)"
 )
 
 
 def mlxwx_runner(
-    wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool, compiled: bool = False
+    wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool, system: str = "mlxwx"
 ) -> Runner:
-    """The engine's path: `encode` then `decode_features` on the whole batch; `compiled`: the
-    decoder step option (`DecodingOptions.compiled_step`)."""
+    """The engine's path: `encode` then `decode_features` on the whole batch; mlxwx-compiled:
+    the decoder step option (`DecodingOptions.compiled_step`); mlxwx-kv8: 8-bit cross keys."""
     wm = fixed_length(wm)
     options = DecodingOptions(
         beam_size=1,
         language="en",
         sample_len=tokens,
         without_timestamps=not timestamps,
-        compiled_step=compiled,
+        compiled_step=system == "mlxwx-compiled",
+        cross_kv_bits=8 if system == "mlxwx-kv8" else None,
     )
 
     def encode_only() -> None:
@@ -593,15 +603,16 @@ def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace,
     memory = Memory(system, torch_device)
     memory.reset()
     mel = mx.array(shape.mel[:batch]).astype(wm.model.dtype)
-    if system in ("mlxwx", "mlxwx-compiled"):
-        runner = mlxwx_runner(wm, mel, args.tokens, stamps, system == "mlxwx-compiled")
+    if system in OURS:
+        runner = mlxwx_runner(wm, mel, args.tokens, stamps, system)
     elif system == "mlx-whisper":
         runner = mlx_whisper_runner(mw, wm, mel, args.tokens, stamps)
     else:
         runner = hf_runner(shape.hf, wm, shape.mel[:batch], args.tokens, stamps)
     enc, dec, n = measure(runner, args.repeats)
     prompt = len(wm.tokenizer.sot_sequence("en", "transcribe", stamps))
-    bound = decoder_step_bytes(wm.model, batch, prompt, n) / args.bandwidth
+    bits = 8 if system == "mlxwx-kv8" else None
+    bound = decoder_step_bytes(wm.model, batch, prompt, n, bits) / args.bandwidth
     row = Row(shape.name, system, batch, n, enc, dec, memory.peak(), bound)
     if n != args.tokens:
         row.note = f"decoded {n} tokens, asked {args.tokens}"
@@ -762,11 +773,15 @@ def summary(rows: list[Row], shapes: list[str]) -> list[str]:
         for system in SYSTEMS:
             mine = [r for r in rows if r.shape == shape and r.system == system]
             best[system] = max(mine, key=lambda r: r.audio_per_s) if mine else None
-        ours, hf, mw = best["mlxwx"], best["transformers"], best["mlx-whisper"]
-        one = [r for r in rows if r.shape == shape and r.system == "mlxwx" and r.batch == 1]
+        mine = [r for s in OURS if (r := best[s]) is not None]
+        ours = max(mine, key=lambda r: r.audio_per_s) if mine else None
+        hf, mw = best["transformers"], best["mlx-whisper"]
+        ones = [r for r in rows if r.shape == shape and r.system in OURS and r.batch == 1]
+        one = sorted(ones, key=lambda r: r.step_s / r.bound_s)[:1]
 
         def cell(r: Row | None) -> str:
-            return f"{r.audio_per_s:.1f} ({r.batch})" if r else "n/a"
+            name = f", {r.system}" if r and r.system in OURS and r.system != "mlxwx" else ""
+            return f"{r.audio_per_s:.1f} ({r.batch}{name})" if r else "n/a"
 
         def ratio(a: Row | None, b: Row | None) -> str:
             return f"{a.audio_per_s / b.audio_per_s:.2f}x" if a and b else "n/a"

@@ -6,7 +6,8 @@ transcribes it with `mlxwx.Pipeline.transcribe` (the defaults of `mlxwx run`: Wh
 timing included) after the chosen VAD, on each --devices entry (MLX's default device set by
 `mlxwx.use_device`; float16 on a GPU, float32 on the CPU, as `mlxwx run` does), each --batches
 size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fallback ladder;
-"-noalign": no alignment, so no token timing; flags combine, e.g. greedy-nofb-noalign),
+"-noalign": no alignment, so no token timing; "-kv8": cross-attention keys and values read in
+8 bits, `DecodingOptions.cross_kv_bits=8`; flags combine, e.g. greedy-nofb-noalign),
 and prints the median wall time of --repeat runs (VAD included, audio already in memory), the
 seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls),
 real-time factor, WER against the ground truth (numbers spelled out, bench_engine's rule) and
@@ -79,15 +80,19 @@ def parse_args() -> argparse.Namespace:
 
 def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptions:
     """beam5 / greedy, with the fallback ladder or (-nofb) temperature 0 only, with Whisper's
-    token timing (the default alignment) or (-noalign) without alignment."""
+    token timing (the default alignment) or (-noalign) without alignment, with (-kv8) 8-bit
+    cross-attention keys and values."""
     name, *flags = config.split("-")
-    if name not in ("beam5", "greedy") or not set(flags) <= {"nofb", "noalign"}:
+    if name not in ("beam5", "greedy") or not set(flags) <= {"nofb", "noalign", "kv8"}:
         raise SystemExit(f"unknown config {config!r}")
     beam = 5 if name == "beam5" else 1
-    transcribe = TranscribeOptions(
-        DecodingOptions(beam_size=beam, best_of=1 if "nofb" in flags else 5, language="en"),
-        batch_size=batch,
+    decoding = DecodingOptions(
+        beam_size=beam,
+        best_of=1 if "nofb" in flags else 5,
+        language="en",
+        cross_kv_bits=8 if "kv8" in flags else None,
     )
+    transcribe = TranscribeOptions(decoding, batch_size=batch)
     if "nofb" in flags:
         transcribe = replace(transcribe, temperatures=(0.0,))
     options = mlxwx.PipelineOptions(transcribe, vad=vad)

@@ -1,4 +1,4 @@
-"""Attention, GELU and logsumexp, fast on every MLX backend.
+"""Attention (over plain or 8-bit packed keys), GELU and logsumexp, fast on every MLX backend.
 
 On GPUs these are MLX's own fused ops. On MLX's Linux CPU backend, `exp` and `erf` are scalar
 code, several times slower an element than a multiply, and they dominate the Whisper encoder
@@ -162,11 +162,65 @@ def _attention_cpu(
     return out.reshape(b, h, tq, -1).astype(dtype)
 
 
+Packed = tuple[mx.array, mx.array, mx.array]  # `pack`ed values: (data, scales, offsets)
+Keys = mx.array | Packed
+PACK_GROUP = 64  # values that share a scale and an offset (a Whisper head is 64 wide)
+
+
+def pack(x: mx.array, bits: int) -> Packed:
+    """`x` in `bits` bits along its last axis (`mx.quantize`: a scale and an offset, in `x`'s
+    dtype, per PACK_GROUP values), for `attention` to read as keys or values."""
+    if x.shape[-1] % PACK_GROUP:
+        raise ValueError(f"packing needs a last axis that is a multiple of {PACK_GROUP}")
+    data, scales, offsets = mx.quantize(x, group_size=PACK_GROUP, bits=bits)
+    return data, scales, offsets
+
+
+def _packed_matmul(x: mx.array, p: Packed, transpose: bool) -> mx.array:
+    """x @ p^T (`transpose`) or x @ p, p `pack`ed; its bits follow from its shapes."""
+    width = p[1].shape[-1] * PACK_GROUP
+    bits = p[0].shape[-1] * 32 // width
+    return mx.quantized_matmul(x, *p, transpose=transpose, group_size=PACK_GROUP, bits=bits)
+
+
+def rows_of(x: Keys, index: object) -> Keys:
+    """x[index] for an array or each part of a `pack`ed one (its leading axes are x's)."""
+    if isinstance(x, tuple):
+        return tuple(a[index] for a in x)  # type: ignore[return-value]
+    return x[index]  # type: ignore[index]
+
+
+def leading(x: Keys) -> tuple[int, ...]:
+    """The shape of `x` but its last axis (`pack`ed or not)."""
+    return (x[0] if isinstance(x, tuple) else x).shape[:-1]
+
+
+def scores(q: mx.array, k: Keys) -> mx.array:
+    """q k^T over the last axis, `k` (B, H, S, D) plain or `pack`ed."""
+    if isinstance(k, tuple):
+        return _packed_matmul(q, k, transpose=True)
+    return q @ k.swapaxes(-1, -2)
+
+
+def _packed_attention(
+    q: mx.array, k: Packed, v: Packed, scale: float, mask: mx.array | None
+) -> mx.array:
+    s = scores(q * scale, k)
+    if mask is not None:
+        s = mx.where(mask, s, -mx.inf) if mask.dtype == mx.bool_ else s + mask
+    p = mx.softmax(s.astype(mx.float32), axis=-1).astype(q.dtype)
+    return _packed_matmul(p, v, transpose=False)
+
+
 def attention(
-    q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None = None
+    q: mx.array, k: Keys, v: Keys, scale: float, mask: mx.array | None = None
 ) -> mx.array:
     """softmax(q k^T * scale + mask) v for (B, H, T, D) arrays; `mask` additive or boolean
-    (True = attend), broadcastable to (B, H, Tq, Tk)."""
+    (True = attend), broadcastable to (B, H, Tq, Tk). Keys and values may be `pack`ed (both):
+    read in their bits by `mx.quantized_matmul`."""
+    if isinstance(k, tuple) and isinstance(v, tuple):
+        return _packed_attention(q, k, v, scale, mask)
+    assert isinstance(k, mx.array) and isinstance(v, mx.array)
     if _on_cpu():
         return _attention_cpu(q, k, v, scale, mask)
     return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)

@@ -176,6 +176,8 @@ def test_window_segments_pairs_and_seek(wm):
 
 
 def test_options_reject_bad_values():
+    with pytest.raises(ValueError, match="cross_kv_bits"):
+        DecodingOptions(cross_kv_bits=3)
     with pytest.raises(ValueError, match="task"):
         DecodingOptions(task="summarize")
     with pytest.raises(ValueError, match="temperature"):
@@ -275,11 +277,44 @@ def test_cpu_encodes_window_by_window_as_one_batch(wm):
 
 
 @pytest.mark.parametrize("rows", [[0, 1, 2, 3], [1, 2], [3], [2, 0], [0, 2, 3], []])
-def test_take_kv_gives_the_rows_asked_for_as_a_list_or_an_array(rows):
-    """Consecutive rows are sliced (a view), others gathered: the same keys and values."""
-    kv = [(mx.random.normal((4, 2, 5, 3)), mx.random.normal((4, 2, 5, 3))) for _ in range(2)]
-    expect = [(np.asarray(k)[rows], np.asarray(v)[rows]) for k, v in kv]
+@pytest.mark.parametrize("packed", [False, True])
+def test_take_kv_gives_the_rows_asked_for_as_a_list_or_an_array(rows, packed):
+    """Consecutive rows are sliced (a view), others gathered: the same keys and values, plain
+    or packed in 8 bits (every part of a packed array)."""
+    from mlxwx.ops import pack
+
+    kv = [(mx.random.normal((4, 2, 5, 64)), mx.random.normal((4, 2, 5, 64))) for _ in range(2)]
+    if packed:
+        kv = [(pack(k, 8), pack(v, 8)) for k, v in kv]  # type: ignore[misc]
+    flat = lambda x: [np.asarray(a) for a in (x if packed else (x,))]  # noqa: E731
+    expect = [([a[rows] for a in flat(k)], [a[rows] for a in flat(v)]) for k, v in kv]
     for got in (take_kv(kv, rows), take_kv(kv, mx.array(rows, dtype=mx.int32))):
         for (k, v), (ek, ev) in zip(got, expect, strict=True):
-            np.testing.assert_array_equal(np.asarray(k), ek)
-            np.testing.assert_array_equal(np.asarray(v), ev)
+            for a, b in zip([*flat(k), *flat(v)], [*ek, *ev], strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_8_bit_cross_kv_decodes_as_its_unpacked_values(wm, jfk_path):
+    """`cross_kv_bits=8`: beam search over the packed keys gives the tokens of the same search
+    over the values they stand for, and on real speech the text of the float keys; token timing
+    reads them too (the alignment heads' scores of the unpacked values)."""
+    from mlxwx.asr.decoding import decode_features, encode, window_kv
+    from mlxwx.asr.timing import forced_scores
+    from mlxwx.audio import load_audio, window_mel
+
+    speech = load_audio(jfk_path)
+    audio = encode(wm, window_mel(speech, 0, speech.shape[0], 80)[None])
+    options = DecodingOptions(beam_size=5, cross_kv_bits=8)
+    packed = window_kv(wm, audio, options)
+    assert isinstance(packed[0][0], tuple)
+    unpack = lambda p: mx.dequantize(*p, group_size=64, bits=8)  # noqa: E731
+    unpacked = [(unpack(k), unpack(v)) for k, v in packed]
+    got = decode_features(wm, audio, options)[0]
+    same = decode_features(wm, audio, options, cross_kv=unpacked)[0]
+    plain = decode_features(wm, audio, DecodingOptions(beam_size=5))[0]
+    assert got.tokens == same.tokens and len(got.tokens) > 20
+    assert got.avg_logprob == pytest.approx(same.avg_logprob, abs=1e-3)
+    assert got.text == plain.text
+    sequences = [[*wm.tokenizer.sot_sequence("en", "transcribe", True), *got.tokens]]
+    (a, _), (b, _) = forced_scores(wm, packed, sequences), forced_scores(wm, unpacked, sequences)
+    np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-3)

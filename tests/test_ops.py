@@ -148,3 +148,34 @@ def test_top_k_columns_are_the_k_largest(cols):
     for row, cols_got in zip(x, got, strict=True):
         assert len(set(cols_got.tolist())) == 10 and cols_got.max() < cols
         assert np.sort(row[cols_got]).tolist() == np.sort(row)[-10:].tolist()
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("masked", [None, "bool", "additive"])
+def test_packed_keys_attend_as_their_unpacked_values(bits, masked):
+    """Keys and values packed in 8 or 4 bits (`ops.pack`) give the attention of the values they
+    stand for (`mx.dequantize`), and 8 bits stay close to the float keys."""
+    r = mx.random.key(3)
+    q, k, v = (mx.random.normal(s, key=mx.random.split(r, 3)[i]) for i, s in
+               enumerate([(2, 3, 5, 64), (2, 3, 150, 64), (2, 3, 150, 64)]))  # fmt: skip
+    mask = None
+    if masked:
+        allow = mx.random.uniform(shape=(2, 1, 5, 150), key=r) > 0.3
+        mask = allow if masked == "bool" else mx.where(allow, 0.0, -1e9)
+    pk, pv = ops.pack(k, bits), ops.pack(v, bits)
+    assert ops.leading(pk) == (2, 3, 150) and pk[0].dtype == mx.uint32
+    dk, dv = (mx.dequantize(*p, group_size=ops.PACK_GROUP, bits=bits) for p in (pk, pv))
+    got = np.array(ops.attention(q, pk, pv, 0.125, mask))
+    np.testing.assert_allclose(got, reference_attention(q, dk, dv, 0.125, mask), atol=2e-5)
+    if bits == 8:
+        plain = reference_attention(q, k, v, 0.125, mask)
+        assert np.abs(got - plain).max() < 0.02
+    half = ops.rows_of(pk, slice(1, 2))
+    np.testing.assert_array_equal(
+        np.array(ops.scores(q[1:2], half)), np.array(ops.scores(q, pk))[1:2]
+    )
+
+
+def test_pack_needs_whole_groups():
+    with pytest.raises(ValueError, match="multiple of 64"):
+        ops.pack(mx.zeros((2, 48)), 8)

@@ -119,12 +119,14 @@ def transcripts(folders, audios) -> dict[tuple[str, str, int], list[str]]:
     class Transcripts(dict):
         def __missing__(self, key: tuple[str, str, int]) -> list[str]:
             system, name, beam = key
+            bits = 8 if system.endswith("@kv8") else None  # 8-bit cross-attention keys
+            system = system.removesuffix("@kv8")
             mlx_dir, ct2_dir = folders[name]
             language = "en" if name == "base" else None
             start = time.perf_counter()
             if system.startswith("mlxwx"):  # mlxwx, or mlxwx+METHOD: that VAD first
                 vad = system.partition("+")[2] or None
-                texts = run_mlxwx(mlx_dir, audios, beam, language, vad)
+                texts = run_mlxwx(mlx_dir, audios, beam, language, vad, bits)
             else:
                 texts = run_faster_whisper(ct2_dir, audios, beam, language)
             print(f"\n{system} {name} beam {beam}: {time.perf_counter() - start:.1f} s")
@@ -135,12 +137,17 @@ def transcripts(folders, audios) -> dict[tuple[str, str, int], list[str]]:
 
 
 def run_mlxwx(
-    folder: Path, audios: list[mx.array], beam: int, language: str | None, vad: str | None = None
+    folder: Path,
+    audios: list[mx.array],
+    beam: int,
+    language: str | None,
+    vad: str | None = None,
+    kv_bits: int | None = None,
 ) -> list[str]:
     mx.random.seed(SEED)
     wm = load_model(str(folder), dtype=mx.float32)
     # one sample a window when falling back, as these figures were first measured with
-    decoding = DecodingOptions(beam_size=beam, best_of=1, language=language)
+    decoding = DecodingOptions(beam_size=beam, best_of=1, language=language, cross_kv_bits=kv_bits)
     options = PipelineOptions(TranscribeOptions(decoding, batch_size=BATCH), vad=vad)
     results = Pipeline(wm, options).transcribe(audios, progress=StallGuard())
     return [r.text for r in results]
@@ -178,6 +185,23 @@ def test_wer_within_one_point_of_faster_whisper(name, beam, clips, transcripts):
     report = "\n".join(lines)
     print("\n" + report)
     assert ours_wer <= theirs_wer + TOLERANCE, report
+
+
+@pytest.mark.parametrize(("name", "beam"), CONFIGS, ids=IDS)
+def test_8_bit_cross_attention_keys_keep_the_wer(name, beam, clips, transcripts):
+    """Cross-attention keys and values read in 8 bits (`DecodingOptions.cross_kv_bits`): the
+    corpus WER against the references within 0.3 points of the model's own float keys (issue
+    18's criterion), on the real weights of tiny.en and base."""
+    refs = [c.text for c in clips]
+    plain, packed = transcripts["mlxwx", name, beam], transcripts["mlxwx@kv8", name, beam]
+    lines = [f"{name} beam {beam}: WER float keys {wer(refs, plain):.4f}, 8-bit "
+             f"{wer(refs, packed):.4f}"]  # fmt: skip
+    for clip, a, b in zip(clips, plain, packed, strict=True):
+        if a != b:
+            lines.append(f"  {clip.name}: {a!r}\n  {' ' * len(clip.name)}  {b!r}")
+    report = "\n".join(lines)
+    print("\n" + report)
+    assert wer(refs, packed) <= wer(refs, plain) + 0.003, report
 
 
 @pytest.mark.parametrize(("name", "beam"), CONFIGS, ids=IDS)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
-from ..models.whisper import KVCache, TextDecoder
-from ..ops import logsumexp
+from ..models.whisper import CrossKV, KVCache, TextDecoder
+from ..ops import leading, logsumexp, rows_of
 from .beam import BeamSearch, _rank
 from .guards import loop_at_end
 from .logits import TIME_PRECISION, DecodeState, LogitFilters
@@ -24,7 +24,6 @@ from .model import WhisperModel
 from .noise import draw_seed, mix, sample
 from .step import decoder_step
 
-CrossKV = list[tuple[mx.array, mx.array]]  # per decoder layer, (windows, heads, frames, dim)
 COMPACT_EVERY = 8  # steps between checks for ended rows to drop from the batch
 
 __all__ = ["TIME_PRECISION", "DecodingOptions", "DecodingResult", "decode", "decode_features"]
@@ -56,6 +55,9 @@ class DecodingOptions:
             whole 448-slot cache (traced once per batch shape) instead of building it op by op.
             Off by default: slower than the eager step for large models, which attend over
             every slot (bench/RESULTS.md).
+        cross_kv_bits: store each window's cross-attention keys and values in this many bits
+            (8 or 4; `mlxwx.ops.pack`: a scale and an offset per 64 values) and read them so at
+            every step, instead of the model's float type. None: the model's float type.
     """
 
     task: str = "transcribe"
@@ -73,6 +75,7 @@ class DecodingOptions:
     suppress_tokens: tuple[int, ...] = ()
     suppress_numerals: bool = False
     compiled_step: bool = False
+    cross_kv_bits: int | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):
@@ -84,6 +87,8 @@ class DecodingOptions:
                 f"beam_size and best_of must be >= 1 and patience > 0, got {self.beam_size}, "
                 f"{self.best_of}, {self.patience}"
             )
+        if self.cross_kv_bits not in (None, 4, 8):
+            raise ValueError(f"cross_kv_bits must be 8, 4 or None, got {self.cross_kv_bits}")
         if self.max_initial_timestamp < 0:
             raise ValueError(
                 f"max_initial_timestamp must be >= 0, got {self.max_initial_timestamp}"
@@ -128,6 +133,11 @@ def detect_language(
     best = mx.argmax(logits[:, ids], axis=-1)
     no_speech = mx.softmax(logits, axis=-1)[:, tok.no_speech]
     return [codes[i] for i in np.array(best).tolist()], np.array(no_speech).tolist()
+
+
+def window_kv(wm: WhisperModel, features: mx.array, options: DecodingOptions) -> CrossKV:
+    """The cross-attention keys and values of encoded windows, in `options.cross_kv_bits`."""
+    return wm.model.decoder.cross_kv(features, options.cross_kv_bits)
 
 
 def encode(wm: WhisperModel, mel: mx.array) -> mx.array:
@@ -198,7 +208,7 @@ def decode_features(
     seeds = seeds if seeds is not None else [draw_seed() for _ in range(batch)]
     rung = round(options.temperature * 1000)
     keys = mx.array([mix(s, rung, r) for s in seeds for r in range(repeat)], dtype=mx.uint32)
-    cross_kv = cross_kv or wm.model.decoder.cross_kv(audio)
+    cross_kv = cross_kv or window_kv(wm, audio, options)
     decoded = _decode_rows(wm, cross_kv, prompts, sot_len, options, batch, (row_limits, keys))
     return [
         _result(wm, *d, lang, options, limit)
@@ -365,7 +375,7 @@ def _loop(
                     c.take(keep)
                 # beams leave by whole windows and stay grouped; sampled rows each get their own
                 per_window = beam.k if beam is not None else 1
-                window = keep[::per_window] // (token.shape[0] // cross_kv[0][0].shape[0])
+                window = keep[::per_window] // (token.shape[0] // leading(cross_kv[0][0])[0])
                 cross_kv = take_kv(cross_kv, window)
                 pad, token = pad[keep], token[keep]
         if compiled:
@@ -380,7 +390,7 @@ def _eager_step(
     at: tuple[int, int],
     pad: mx.array,
     cache: list[KVCache],
-    cross_kv: list[tuple[mx.array, mx.array]],
+    cross_kv: CrossKV,
     padded: bool,
 ) -> mx.array:
     """One decoder step built op by op: float32 logits (B, n_vocab) for `token` (B,) at cache slot
@@ -396,14 +406,12 @@ def _eager_step(
 def take_kv(cross_kv: CrossKV, rows: mx.array | Sequence[int]) -> CrossKV:
     """The keys and values of windows `rows`; consecutive rows given as a list are a view of
     them (no copy: a batch's keys and values are its largest arrays)."""
+    index: object = rows
     if not isinstance(rows, mx.array):
         first = rows[0] if len(rows) else 0
-        if list(rows) == list(range(first, first + len(rows))):
-            return [
-                (k[first : first + len(rows)], v[first : first + len(rows)]) for k, v in cross_kv
-            ]
-        rows = mx.array(list(rows))
-    return [(k[rows], v[rows]) for k, v in cross_kv]
+        consecutive = list(rows) == list(range(first, first + len(rows)))
+        index = slice(first, first + len(rows)) if consecutive else mx.array(list(rows))
+    return [(rows_of(k, index), rows_of(v, index)) for k, v in cross_kv]
 
 
 def max_steps(wm: WhisperModel, width: int, options: DecodingOptions) -> int:

@@ -37,6 +37,7 @@ from .decoding import (
     detect_language,
     encode,
     take_kv,
+    window_kv,
 )
 from .lanes import Lane
 from .model import WhisperModel
@@ -190,7 +191,7 @@ def decode_with_fallback(
     todo = list(range(audio.shape[0]))
     thresholds, guard = options.thresholds, options.loop_guard
     seconds, seeds = windows or (None, [draw_seed() for _ in todo])
-    cross_kv = cross_kv or wm.model.decoder.cross_kv(audio)
+    cross_kv = cross_kv or window_kv(wm, audio, options.decoding)
     for temperature in options.temperatures:
         opts = replace(options.decoding, temperature=temperature, stop_loops=guard)
         every = len(todo) == audio.shape[0]
@@ -371,7 +372,7 @@ class Engine:
                 window_mel(ln.chunk.audio, ln.pos, ln.chunk.length, wm.dims.n_mels) for ln in lanes
             ]
             features = encode(wm, mx.stack(mels))
-            cross_kv = wm.model.decoder.cross_kv(features)  # for every rung and token timing
+            cross_kv = window_kv(wm, features, options.decoding)  # every rung, token timing
             languages = self._languages(features, lanes, cross_kv)
             contexts = prompt_contexts(wm, lanes, options)
             seconds = [min(N_SAMPLES, ln.chunk.length - ln.pos) / SAMPLE_RATE for ln in lanes]

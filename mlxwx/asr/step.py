@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
-from ..models.whisper import KVCache, TextDecoder
+from ..models.whisper import CrossKV, KVCache, TextDecoder
 
 __all__ = ["compiled_step", "decoder_step"]
 
@@ -45,7 +45,7 @@ def decoder_step(
     offset: int,
     pad: mx.array,
     cache: list[KVCache],
-    cross_kv: list[tuple[mx.array, mx.array]],
+    cross_kv: CrossKV,
 ) -> mx.array:
     """Compiled step for `token` (B,) at cache slot `offset`: float32 logits (B, n_vocab). The
     caches' keys/values are replaced by the step's outputs, so `KVCache.take` sees them."""

@@ -23,6 +23,8 @@ from ..audio import N_SAMPLES_PER_TOKEN, TOKENS_PER_SECOND, window_mel
 from ..dtw import dtw_batch, median_filter
 from ..kernels import dtw_starts_kernel, kernel_backend
 from ..models.whisper import split_heads
+from ..ops import rows_of
+from ..ops import scores as attention_scores
 from ..types import Result, TokenTimes, Window
 from .decoding import CrossKV, encode, take_kv
 from .model import WhisperModel
@@ -80,7 +82,8 @@ def forced_scores(
             query = split_heads(block.cross_attn.query(h), dec.n_head)
             pick = mx.array(heads[layer])
             scale = query.shape[-1] ** -0.5
-            scores.append((query[:, pick] * scale) @ keys[:, pick].swapaxes(-1, -2))
+            heads_keys = rows_of(keys, (slice(None), pick))
+            scores.append(attention_scores(query[:, pick] * scale, heads_keys))
         x = block.mlp(x)
     return mx.concatenate(scores, axis=1).astype(mx.float32), token_logprobs(wm, x, sequences)
 

@@ -276,6 +276,7 @@ def build_options(
     suppress: tuple[tuple[int, ...], bool] = ((), False),
     length_penalty: float | None = None,
     seed: int | None = None,
+    cross_kv_bits: int | None = None,
 ) -> PipelineOptions:
     """The pipeline's options from `run`'s; raises ValueError or MlxwxError for a bad one.
     `suppress`: extra tokens never decoded, and whether numerals are."""
@@ -289,6 +290,7 @@ def build_options(
         without_timestamps=without_timestamps,
         suppress_tokens=suppress[0],
         suppress_numerals=suppress[1],
+        cross_kv_bits=cross_kv_bits,
     )
     ladder = fallback or Fallback()
     transcribe = TranscribeOptions(
@@ -362,6 +364,10 @@ def run(
     patience: Annotated[float, typer.Option(help="Beam search patience.")] = _PASS.patience,
     length_penalty: Annotated[
         float | None, typer.Option(help="Beam ranking length penalty alpha (default: per token).")
+    ] = None,
+    cross_kv_bits: Annotated[
+        int | None,
+        typer.Option(help="Audio keys and values read in 8 (or 4) bits at each step (GPUs)."),
     ] = None,
     temperature: Annotated[
         float, typer.Option(help="First temperature of the ladder (0: beam search / greedy).")
@@ -530,7 +536,7 @@ def run(
             align_model=align_model, interpolate_method=interpolate_method,
             return_char_alignments=return_char_alignments, fallback=fallback,
             suppress=(parse_suppress_tokens(suppress_tokens), suppress_numerals),
-            length_penalty=length_penalty, seed=seed,
+            length_penalty=length_penalty, seed=seed, cross_kv_bits=cross_kv_bits,
         )  # fmt: skip
         speakers = diarize_options(
             diarize, diarization_rttm, diarize_model, hf_token,

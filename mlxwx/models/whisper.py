@@ -16,7 +16,9 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..ops import attention, gelu
+from ..ops import Keys, attention, gelu, leading, pack
+
+CrossKV = list[tuple[Keys, Keys]]  # per decoder layer, (windows, heads, frames, dim), maybe packed
 
 
 @dataclass(frozen=True)
@@ -143,12 +145,13 @@ class MultiHeadAttention(nn.Module):
         """Head-split keys and values (B, H, T, Dh) of `x` (B, T, D)."""
         return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
 
-    def attend(self, x: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
-        """Attention of `x` (R, T, D) over head-split k, v (W, H, S, Dh). W may divide R: rows
-        are then window-major groups of R/W (beams, samples) sharing one window's keys."""
+    def attend(self, x: mx.array, k: Keys, v: Keys, mask: mx.array | None) -> mx.array:
+        """Attention of `x` (R, T, D) over head-split k, v (W, H, S, Dh), plain or packed
+        (`mlxwx.ops.pack`). W may divide R: rows are then window-major groups of R/W (beams,
+        samples) sharing one window's keys."""
         q = split_heads(self.query(x), self.n_head)
         scale = q.shape[-1] ** -0.5
-        groups = q.shape[0] // k.shape[0]
+        groups = q.shape[0] // leading(k)[0]
         if groups > 1:
             o = ungroup_rows(attention(group_rows(q, groups), k, v, scale, mask), groups)
         else:
@@ -183,7 +186,7 @@ class ResidualAttentionBlock(nn.Module):
     def decode(
         self,
         x: mx.array,
-        cross_kv: tuple[mx.array, mx.array],
+        cross_kv: tuple[Keys, Keys],
         cache: KVCache,
         offset: int,
         mask: mx.array | None,
@@ -195,7 +198,7 @@ class ResidualAttentionBlock(nn.Module):
     def decode_static(
         self,
         x: mx.array,
-        cross_kv: tuple[mx.array, mx.array],
+        cross_kv: tuple[Keys, Keys],
         kv: tuple[mx.array, mx.array],
         offset: mx.array,
         mask: mx.array,
@@ -214,7 +217,7 @@ class ResidualAttentionBlock(nn.Module):
         x: mx.array,
         h: mx.array,
         kv: tuple[mx.array, mx.array],
-        cross_kv: tuple[mx.array, mx.array],
+        cross_kv: tuple[Keys, Keys],
         mask: mx.array | None,
     ) -> mx.array:
         x = x + self.attn.attend(h, *kv, mask)
@@ -253,10 +256,17 @@ class TextDecoder(nn.Module):
         self.blocks = [ResidualAttentionBlock(n_state, n_head, True) for _ in range(n_layer)]
         self.ln = nn.LayerNorm(n_state)
 
-    def cross_kv(self, audio: mx.array) -> list[tuple[mx.array, mx.array]]:
+    def cross_kv(self, audio: mx.array, bits: int | None = None) -> CrossKV:
         """Per-layer cross-attention keys/values (B, H, n_audio_ctx, Dh), computed once a window
-        and stored head-split (contiguous), so decode steps read them without a copy."""
-        return [tuple(map(mx.contiguous, b.cross_attn.kv(audio))) for b in self.blocks]  # type: ignore[misc]
+        and stored head-split (contiguous), so decode steps read them without a copy; with
+        `bits`, packed in that many bits (`mlxwx.ops.pack`), which the steps read instead."""
+        out: CrossKV = []
+        for block in self.blocks:
+            k, v = block.cross_attn.kv(audio)
+            out.append(
+                (pack(k, bits), pack(v, bits)) if bits else (mx.contiguous(k), mx.contiguous(v))
+            )
+        return out
 
     def new_cache(self, batch: int, dtype: mx.Dtype) -> list[KVCache]:
         n_ctx, n_state = self.positional_embedding.shape
@@ -266,7 +276,7 @@ class TextDecoder(nn.Module):
     def __call__(
         self,
         tokens: mx.array,
-        cross_kv: list[tuple[mx.array, mx.array]],
+        cross_kv: CrossKV,
         cache: list[KVCache],
         offset: int,
         positions: mx.array | None = None,
@@ -297,7 +307,7 @@ class TextDecoder(nn.Module):
         offset: mx.array,
         pad: mx.array,
         cache_kv: list[tuple[mx.array, mx.array]],
-        cross_kv: list[tuple[mx.array, mx.array]],
+        cross_kv: CrossKV,
     ) -> tuple[mx.array, list[tuple[mx.array, mx.array]]]:
         """One decode step with shapes that do not change from step to step (for `mx.compile`).
 

@@ -12,6 +12,8 @@ checkpoint here use seeded random weights.
   added to the suppressed tokens.
 - mlxwx-compiled: the same with `DecodingOptions(compiled_step=True)` (the decoder step compiled
   once per batch shape over the whole cache; mlxwx builds it op by op by default).
+- mlxwx-unfused: the same with each self-attention's query, key and value as three matmuls
+  (`Whisper.fuse` undone for the run: mlxwx before it fused them at load).
 - mlxwx-kv8: the same with `DecodingOptions(cross_kv_bits=8)` (cross-attention keys and values
   read in 8 bits, a scale and an offset per 64 values).
 - mlx-whisper: `mlx_whisper.decoding.decode` (its DecodingTask: one window at a time in its
@@ -44,6 +46,7 @@ On a machine without these files (the lent H100), carry:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import importlib
@@ -62,7 +65,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +98,8 @@ from mlxwx.weights.folder import cache_dir  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3, NVIDIA's datasheet figure
-SYSTEMS = ("mlxwx", "mlxwx-compiled", "mlxwx-kv8", "mlx-whisper", "transformers")
-OURS = ("mlxwx", "mlxwx-compiled", "mlxwx-kv8")
+SYSTEMS = ("mlxwx", "mlxwx-compiled", "mlxwx-unfused", "mlxwx-kv8", "mlx-whisper", "transformers")
+OURS = ("mlxwx", "mlxwx-compiled", "mlxwx-unfused", "mlxwx-kv8")
 SHAPES = {  # ModelDimensions of the public checkpoints (their config.json)
     "base": ModelDimensions(80, 1500, 512, 8, 6, 51865, 448, 512, 8, 6),
     "large-v3": ModelDimensions(128, 1500, 1280, 20, 32, 51866, 448, 1280, 20, 32),
@@ -215,6 +218,7 @@ def random_model(dims: ModelDimensions, tokenizer: Tokenizer, dtype: mx.Dtype) -
     model = Whisper(dims)
     model.set_dtype(dtype, lambda x: mx.issubdtype(x, mx.floating))
     mx.eval(model.parameters())
+    model.fuse()  # as `load_model` does
     space = tokenizer.encode(" ")[0]
     return WhisperModel(
         model=model,
@@ -374,12 +378,28 @@ FORMULA = (
 )
 
 
+@contextlib.contextmanager
+def unfused(model: Whisper, really: bool = True) -> Iterator[None]:
+    """While inside (if `really`): every self-attention of `model` projects with three matmuls,
+    as mlxwx did before `Whisper.fuse` (the fused matrices are put back on leaving)."""
+    attns = [b.attn for b in [*model.encoder.blocks, *model.decoder.blocks]]
+    kept = [a.pop("_qkv", None) for a in attns] if really else []  # modules are dicts
+    try:
+        yield
+    finally:
+        for a, fused in zip(attns, kept, strict=False):
+            if fused is not None:
+                a._qkv = fused
+
+
 def mlxwx_runner(
     wm: WhisperModel, mel: mx.array, tokens: int, timestamps: bool, system: str = "mlxwx"
 ) -> Runner:
     """The engine's path: `encode` then `decode_features` on the whole batch; mlxwx-compiled:
-    the decoder step option (`DecodingOptions.compiled_step`); mlxwx-kv8: 8-bit cross keys."""
+    the decoder step option (`DecodingOptions.compiled_step`); mlxwx-unfused: three matmuls
+    for query, key and value; mlxwx-kv8: 8-bit cross keys."""
     wm = fixed_length(wm)
+    plain = system == "mlxwx-unfused"
     options = DecodingOptions(
         beam_size=1,
         language="en",
@@ -390,10 +410,12 @@ def mlxwx_runner(
     )
 
     def encode_only() -> None:
-        mx.eval(encode(wm, mel))
+        with unfused(wm.model, plain):
+            mx.eval(encode(wm, mel))
 
     def decode_all() -> list[list[int]]:
-        return [r.tokens for r in decode_features(wm, encode(wm, mel), options)]
+        with unfused(wm.model, plain):
+            return [r.tokens for r in decode_features(wm, encode(wm, mel), options)]
 
     return encode_only, decode_all
 

@@ -18,9 +18,8 @@
 #                              word times against the CPU's (.carry/cpu_words.json, made here by
 #                              bench/gpu_align_check.py --write)
 #   sh bench/h100.sh e2e2h     issue 18: bench/gpu_e2e.py on 2 hours in 40 files (from corpus10.npz)
-#   sh bench/h100.sh kv8       issue 18: 8-bit cross-attention keys, bench/gpu.py (mlxwx and
-#                              mlxwx-kv8, base real weights, large-v3 and turbo random) and
-#                              bench/gpu_e2e.py on the 10-minute input with and without -kv8
+#   sh bench/h100.sh kv8       issue 18: bench/gpu.py, mlxwx against mlxwx-unfused and mlxwx-kv8
+#                              on random weights (carried: .carry/up1, then .carry/up2 with this)
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
@@ -137,12 +136,17 @@ e2e2h)
     --minutes 120 --files 40 --devices gpu --batches 64,128,256 --repeat 2 \
     --configs beam5,greedy 2>&1 | tee $OUT/e2e2h.txt ;;
 kv8)
-  export PYTHONPATH=$PYTHONPATH:/root/stage/stubs  # empty av, a plain jiwer.wer
-  timeout 330 python3 bench/gpu.py --base $BASE --systems mlxwx,mlxwx-kv8 --batches 1,64,256 \
-    --budget-s 300 --out $OUT/gpu-kv8.md 2>&1 | tee $OUT/gpu-kv8.log
-  timeout 240 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
-    --devices gpu --batches 16,64 --repeat 3 --configs beam5,beam5-kv8,greedy,greedy-kv8 \
-    2>&1 | tee $OUT/e2e-kv8.txt ;;
+  # issue 18: bench/gpu.py with 8-bit cross-attention keys and the fused query/key/value
+  # projections against mlxwx before them, on random weights (only mlx-cuda and the base
+  # config carried: two calls, `stage 1` then this)
+  mkdir -p /root/mlxsite $BASE && cp .carry/up2/mlx-cuda.part.* /root/stage/
+  cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
+  python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
+  cp .carry/up2/config.json .carry/up2/mlxwx.json .carry/up2/tokenizer.json $BASE/
+  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
+  timeout 230 python3 bench/gpu.py --base $BASE --systems mlxwx-unfused,mlxwx,mlxwx-kv8 \
+    --shapes large-v3-turbo,large-v3,base --batches 1,256 --repeats 1 --budget-s 190 \
+    --out $OUT/gpu-kv8.md 2>&1 | tee $OUT/gpu-kv8.log ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from mlxwx.asr.decoding import DecodingOptions, decode
 from mlxwx.asr.model import load_model
@@ -49,3 +50,43 @@ def test_half_precision_decodes_like_float32(tiny_en_dir, jfk_path, dtype):
     words = lambda t: "".join(c for c in t.lower() if c.isalpha() or c == " ").split()  # noqa: E731
     assert words(out.text) == words(ref.text)
     assert np.isfinite(out.avg_logprob) and abs(out.avg_logprob - ref.avg_logprob) < 0.1
+
+
+def test_fused_projections_compute_what_the_three_layers_do():
+    """`Whisper.fuse`: one (3D, D) matmul for query, key and value gives the encoder's features
+    and the decoder's logits of the separate layers; the parameters keep their names and values
+    (views of the fused matrix: no more memory), so the checkpoint saves as before."""
+    dims = ModelDimensions(80, 1500, 64, 2, 2, 51864, 448, 64, 1, 2)
+    model = Whisper(dims)
+    mx.eval(model.parameters())
+    before = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    mel = mx.random.normal((2, 3000, 80), key=mx.random.key(0))
+    tokens = mx.array([[50257, 50362, 440, 1110], [50257, 50362, 50363, 290]])
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        audio = model.encoder(mel)
+        cache = model.decoder.new_cache(2, mx.float32)
+        return np.array(audio), np.array(
+            model.decoder(tokens, model.decoder.cross_kv(audio), cache, 0)
+        )
+
+    plain = run()
+    model.fuse()
+    assert all(getattr(b.attn, "_qkv", None) is not None for b in model.decoder.blocks)
+    fused = run()
+    for a, b in zip(plain, fused, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    after = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    # weights replaced after fusing are used, not the fused copy of the old ones
+    block = model.encoder.blocks[0].attn
+    block.update({"key": {"weight": mx.random.normal(block.key.weight.shape)}})
+    changed = run()
+    assert not np.allclose(changed[0], fused[0], atol=1e-3)
+    del block["_qkv"]
+    np.testing.assert_allclose(run()[0], changed[0], rtol=1e-4, atol=1e-4)
+
+
+def test_loaded_models_are_fused(wm):
+    assert all(getattr(b.attn, "_qkv", None) is not None for b in wm.model.encoder.blocks)

@@ -51,6 +51,7 @@ def load_whisper(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
     model: Whisper = load_folder(path, "whisper", dtype or default_dtype())  # type: ignore[assignment]
     # the sinusoid table too: an array left lazy here belongs to this thread's stream
     mx.eval(model.encoder._positional_embedding)
+    model.fuse()
     return model
 
 

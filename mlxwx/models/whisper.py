@@ -141,15 +141,54 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(n_state, n_state)
         self.out = nn.Linear(n_state, n_state)
 
+    def fuse(self) -> None:
+        """Lay the query, key and value weights out as one (3D, D) matrix, of which the three
+        layers' weights become views (no more memory), so that `project` runs one matmul
+        instead of three. Quantized layers are left as they are; weights replaced later
+        (`update`, `set_dtype`) are seen, and projected apart again."""
+        layers = (self.query, self.key, self.value)
+        if not all(type(m) is nn.Linear for m in layers):
+            return
+        d = self.query.weight.shape[0]
+        w = mx.concatenate([m.weight for m in layers])
+        b = mx.concatenate([self.query.bias, mx.zeros_like(self.value.bias), self.value.bias])
+        self.query.weight, self.key.weight, self.value.weight = w[:d], w[d : 2 * d], w[2 * d :]
+        mx.eval(w, b, self.query.weight, self.key.weight, self.value.weight)
+        self._qkv = (w, b, self._sources())
+
+    def _sources(self) -> tuple[mx.array, ...]:
+        return (
+            self.query.weight,
+            self.key.weight,
+            self.value.weight,
+            self.query.bias,
+            self.value.bias,
+        )
+
+    def project(self, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """Head-split queries, keys and values (B, H, T, Dh) of `x` (B, T, D)."""
+        fused = getattr(self, "_qkv", None)
+        if fused is not None and all(
+            a is b for a, b in zip(fused[2], self._sources(), strict=True)
+        ):
+            d = fused[0].shape[1]
+            y = mx.addmm(fused[1], x, fused[0].T)
+            q, k, v = y[..., :d], y[..., d : 2 * d], y[..., 2 * d :]
+        else:
+            q, k, v = self.query(x), self.key(x), self.value(x)
+        return tuple(split_heads(a, self.n_head) for a in (q, k, v))  # type: ignore[return-value]
+
     def kv(self, x: mx.array) -> tuple[mx.array, mx.array]:
         """Head-split keys and values (B, H, T, Dh) of `x` (B, T, D)."""
         return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
 
-    def attend(self, x: mx.array, k: Keys, v: Keys, mask: mx.array | None) -> mx.array:
-        """Attention of `x` (R, T, D) over head-split k, v (W, H, S, Dh), plain or packed
-        (`mlxwx.ops.pack`). W may divide R: rows are then window-major groups of R/W (beams,
-        samples) sharing one window's keys."""
-        q = split_heads(self.query(x), self.n_head)
+    def attend(
+        self, x: mx.array, k: Keys, v: Keys, mask: mx.array | None, q: mx.array | None = None
+    ) -> mx.array:
+        """Attention of `x` (R, T, D) (or of its head-split queries `q`, when computed) over
+        head-split k, v (W, H, S, Dh), plain or packed (`mlxwx.ops.pack`). W may divide R: rows
+        are then window-major groups of R/W (beams, samples) sharing one window's keys."""
+        q = split_heads(self.query(x), self.n_head) if q is None else q
         scale = q.shape[-1] ** -0.5
         groups = q.shape[0] // leading(k)[0]
         if groups > 1:
@@ -159,8 +198,8 @@ class MultiHeadAttention(nn.Module):
         return self.out(merge_heads(o))
 
     def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
-        k, v = self.kv(x)
-        return self.attend(x, k, v, mask)
+        q, k, v = self.project(x)
+        return self.attend(x, k, v, mask, q)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -192,8 +231,8 @@ class ResidualAttentionBlock(nn.Module):
         mask: mx.array | None,
     ) -> mx.array:
         h = self.attn_ln(x)
-        k, v = cache.update(*self.attn.kv(h), offset)
-        return self._attend(x, h, (k, v), cross_kv, mask)
+        q, k, v = self.attn.project(h)
+        return self._attend(x, q, cache.update(k, v, offset), cross_kv, mask)
 
     def decode_static(
         self,
@@ -206,21 +245,20 @@ class ResidualAttentionBlock(nn.Module):
         """One token (B, 1, D) with its K/V written into the full cache `kv` (B, H, n_ctx, Dh) at
         slot `offset` (a scalar array, so one compiled trace serves every offset);
         attention runs over every slot under `mask`. Returns x and the updated cache."""
-        h = self.attn_ln(x)
-        k_new, v_new = self.attn.kv(h)
+        q, k_new, v_new = self.attn.project(self.attn_ln(x))
         k = mx.slice_update(kv[0], k_new, offset, axes=(2,))
         v = mx.slice_update(kv[1], v_new, offset, axes=(2,))
-        return self._attend(x, h, (k, v), cross_kv, mask), (k, v)
+        return self._attend(x, q, (k, v), cross_kv, mask), (k, v)
 
     def _attend(
         self,
         x: mx.array,
-        h: mx.array,
+        q: mx.array,
         kv: tuple[mx.array, mx.array],
         cross_kv: tuple[Keys, Keys],
         mask: mx.array | None,
     ) -> mx.array:
-        x = x + self.attn.attend(h, *kv, mask)
+        x = x + self.attn.attend(x, *kv, mask, q)
         x = x + self.cross_attn.attend(self.cross_attn_ln(x), *cross_kv, None)
         return self.mlp(x)
 
@@ -344,3 +382,9 @@ class Whisper(nn.Module):
     @property
     def dtype(self) -> mx.Dtype:
         return self.decoder.ln.weight.dtype
+
+    def fuse(self) -> None:
+        """Every self-attention's query, key and value as one matrix (`MultiHeadAttention.fuse`):
+        call once the weights are loaded in their final dtype."""
+        for block in [*self.encoder.blocks, *self.decoder.blocks]:
+            block.attn.fuse()

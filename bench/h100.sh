@@ -144,9 +144,13 @@ kv8)
   python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
   cp .carry/up2/config.json .carry/up2/mlxwx.json .carry/up2/tokenizer.json $BASE/
   export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
-  timeout 230 python3 bench/gpu.py --base $BASE --systems mlxwx-unfused,mlxwx,mlxwx-kv8 \
-    --shapes large-v3-turbo,large-v3,base --batches 1,256 --repeats 1 --budget-s 190 \
-    --out $OUT/gpu-kv8.md 2>&1 | tee $OUT/gpu-kv8.log ;;
+  timeout 190 python3 bench/gpu.py --base $BASE --systems mlxwx-unfused,mlxwx,mlxwx-kv8 \
+    --shapes large-v3,large-v3-turbo,base --batches 1,256 --repeats 2 --budget-s 150 \
+    --out $OUT/gpu-kv8.md > /tmp/gpu-kv8.raw 2>&1
+  # MLX's CUDA quantized matmul prints a block for each TMA descriptor it fails to set up
+  echo "TMA descriptor failures: $(grep -c 'Failed to initialize the TMA' /tmp/gpu-kv8.raw)"
+  grep -vE '^(TMA Desc|Error: Failed to initialize the TMA|format |dim |gmem_address|global|boxDim|elementStrides|interleave|swizzle|l2Promotion|oobFill)' \
+    /tmp/gpu-kv8.raw | tee $OUT/gpu-kv8.log ;;
 b)
   timeout 560 python3 bench/gpu.py --base $BASE --mlx-whisper-path .carry/mw \
     --budget-s 500 --out $OUT/gpu.md 2>&1 | tee $OUT/gpu.log ;;

@@ -168,15 +168,13 @@ class MultiHeadAttention(nn.Module):
     def project(self, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         """Head-split queries, keys and values (B, H, T, Dh) of `x` (B, T, D)."""
         fused = getattr(self, "_qkv", None)
-        if fused is not None and all(
-            a is b for a, b in zip(fused[2], self._sources(), strict=True)
-        ):
-            d = fused[0].shape[1]
-            y = mx.addmm(fused[1], x, fused[0].T)
-            q, k, v = y[..., :d], y[..., d : 2 * d], y[..., 2 * d :]
-        else:
+        sources = self._sources()
+        if fused is None or any(a is not b for a, b in zip(fused[2], sources, strict=True)):
             q, k, v = self.query(x), self.key(x), self.value(x)
-        return tuple(split_heads(a, self.n_head) for a in (q, k, v))  # type: ignore[return-value]
+            return tuple(split_heads(a, self.n_head) for a in (q, k, v))  # type: ignore[return-value]
+        b, t, _ = x.shape  # (B, T, 3, H, Dh): each of q, k, v a view, no copy
+        y = mx.addmm(fused[1], x, fused[0].T).reshape(b, t, 3, self.n_head, -1)
+        return tuple(y[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # type: ignore[return-value]
 
     def kv(self, x: mx.array) -> tuple[mx.array, mx.array]:
         """Head-split keys and values (B, H, T, Dh) of `x` (B, T, D)."""

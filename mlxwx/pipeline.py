@@ -153,7 +153,12 @@ def speech_files(
     """detect_speech over (position, audio) inputs, as they are read."""
     chunks = chunking(options, vad)
     for i, audio in inputs:
-        yield SpeechFile(i, tuple(detect_speech(mx.array(audio), vad, chunks, i)))
+        yield speech_file(vad, chunks, i, audio)
+
+
+def speech_file(vad: Vad | None, chunks: VadOptions, file: int, audio: np.ndarray) -> SpeechFile:
+    """detect_speech over one input, as the transcribe stage takes it."""
+    return SpeechFile(file, tuple(detect_speech(mx.array(audio), vad, chunks, file)))
 
 
 def _host(samples: mx.array) -> np.ndarray:
@@ -427,8 +432,9 @@ class _Speech:
 
     def _run(self, vad: Vad | None, options: PipelineOptions, feed: _Feed) -> None:
         try:
-            for item in speech_files(vad, options, feed.own()):
-                self.board.add(item)
+            chunks = chunking(options, vad)
+            for i, audio in feed.own():
+                self.board.add(speech_file(vad, chunks, i, audio), audio)
                 if self.board.aborted:
                     return
         except BaseException as err:
@@ -449,7 +455,7 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
     of a worker that fails go to the other processes."""
     wm, options = run.wm, run.options
     detect = wm.tokenizer.multilingual and options.transcribe.decoding.language is None
-    board = pool.Board(options.transcribe, detect, waiting=2 * options.transcribe.batch_size)
+    board = pool.Board(options.transcribe, detect, waiting=options.transcribe.batch_size)
 
     def finished(part: Transcript) -> None:
         if (whole := board.done(part)) is not None:

@@ -46,6 +46,25 @@ def test_parts_are_chunks_and_an_input_comes_back_whole():
         board.take()
 
 
+def test_parts_on_the_host_are_views_of_their_inputs_audio_where_they_can_be():
+    """A chunk of one piece waits on the board as a view of its input's samples (no copy); a
+    chunk of several pieces as a copy of its own samples. Both hold the chunk's samples."""
+    samples = np.arange(1000, dtype=np.float32)
+    audio = mx.array(samples)
+    one = AudioChunk(0, audio[100:400], (SpanSamples(100, 400),))
+    two = AudioChunk(
+        0,
+        mx.concatenate([audio[500:600], audio[700:900]]),
+        (SpanSamples(500, 600), SpanSamples(700, 900)),
+    )
+    for given in (None, samples):
+        got = pool.to_host(SpeechFile(0, (one, two)), given).chunks
+        assert np.shares_memory(got[0].audio, samples) == (given is not None)
+        assert not np.shares_memory(got[1].audio, samples)
+        for chunk, want in zip(got, (one, two), strict=True):
+            np.testing.assert_array_equal(chunk.audio, np.array(want.audio))
+
+
 def test_with_condition_on_previous_text_an_input_is_one_part():
     board = pool.Board(TranscribeOptions(condition_on_previous_text=True), False, 10)
     board.add(speech(0, (0, 100), (200, 300)))

@@ -57,10 +57,18 @@ def parts(item: SpeechFile, options: TranscribeOptions) -> list[tuple[AudioChunk
     return [(piece,) for chunk in item.chunks for piece in cut(chunk)]
 
 
-def to_host(item: SpeechFile) -> SpeechFile:
-    """`item` with its chunks' samples as numpy (for a pipe)."""
-    chunks = tuple(replace(c, audio=np.asarray(c.audio)) for c in item.chunks)
-    return replace(item, chunks=chunks)
+def to_host(item: SpeechFile, samples: np.ndarray | None = None) -> SpeechFile:
+    """`item` with its chunks' samples as numpy (for a pipe); given its input's own `samples`,
+    a chunk of one piece is a view of them instead of a copy (what waits on the board then
+    costs no memory beside the input's audio, which the run holds anyway)."""
+
+    def host(chunk: AudioChunk) -> np.ndarray:
+        if samples is not None and len(chunk.pieces) == 1:
+            piece = chunk.pieces[0]
+            return samples[piece.start : piece.end]
+        return np.asarray(chunk.audio)
+
+    return replace(item, chunks=tuple(replace(c, audio=host(c)) for c in item.chunks))
 
 
 def to_device(item: SpeechFile) -> SpeechFile:
@@ -88,9 +96,10 @@ class Board:
         self.next_key = PART_BASE
         self.closed = self.aborted = False
 
-    def add(self, item: SpeechFile) -> None:
+    def add(self, item: SpeechFile, samples: np.ndarray | None = None) -> None:
         """Put an input's parts on the board (its first alone while its language is unknown),
-        waiting while `waiting` parts are there (until the run is aborted)."""
+        waiting while `waiting` parts are there (until the run is aborted). `samples`: the
+        input's audio as numpy, which parts of one piece are views of (`to_host`)."""
         cut_parts = parts(item, self.options)
         pieces = []
         for chunks in cut_parts:
@@ -98,7 +107,7 @@ class Board:
             pieces.append(
                 SpeechFile(key, tuple(replace(c, file=key) for c in chunks), None, item.file)
             )
-        pieces = [to_host(p) for p in pieces]  # here: MLX arrays are read on their own thread
+        pieces = [to_host(p, samples) for p in pieces]  # MLX arrays read on their own thread
         state = _Input(len(pieces))
         if self.detect and len(pieces) > 1:
             state.held = pieces[1:]

@@ -2,11 +2,16 @@
 
 Commands are registered here, so the modules that define them never import the app. `main`
 also reads WhisperX's spellings (`mlxwx AUDIO --batch_size 48`, `mlxwx.cli.whisperx`) and turns
-SIGTERM into an orderly stop (exit 143; Ctrl-C: 130).
+SIGTERM into an orderly stop (exit 143; Ctrl-C: 130). A stopped run leaves the process at once
+(`os._exit`, after flushing), once it has said what it wrote: the interpreter's own shutdown
+could otherwise meet MLX's native threads still winding down and abort the process (exit -6,
+"terminate called without an active exception", seen under load) instead of exiting 130/143.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import platform
 import signal
 import sys
@@ -83,7 +88,22 @@ def main() -> None:
         app(args=translation.args, prog_name="mlxwx")
     except KeyboardInterrupt as stop:  # outside a run (a run says what it finished)
         typer.echo("interrupted", err=True)
-        sys.exit(143 if isinstance(stop, Terminated) else 130)
+        _leave(143 if isinstance(stop, Terminated) else 130)
+    except SystemExit as done:
+        if done.code in STOPPED:  # a run stopped by a signal: it has said what it wrote
+            _leave(done.code)
+        raise
+
+
+STOPPED = (130, 143)
+
+
+def _leave(code: int) -> None:
+    """Exit now with `code`, skipping the interpreter's shutdown (see the module docstring)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _commands() -> list[str]:

@@ -180,13 +180,14 @@ class MultiHeadAttention(nn.Module):
         """Head-split keys and values (B, H, T, Dh) of `x` (B, T, D)."""
         return split_heads(self.key(x), self.n_head), split_heads(self.value(x), self.n_head)
 
-    def attend(
-        self, x: mx.array, k: Keys, v: Keys, mask: mx.array | None, q: mx.array | None = None
-    ) -> mx.array:
-        """Attention of `x` (R, T, D) (or of its head-split queries `q`, when computed) over
-        head-split k, v (W, H, S, Dh), plain or packed (`mlxwx.ops.pack`). W may divide R: rows
-        are then window-major groups of R/W (beams, samples) sharing one window's keys."""
-        q = split_heads(self.query(x), self.n_head) if q is None else q
+    def attend(self, x: mx.array, k: Keys, v: Keys, mask: mx.array | None) -> mx.array:
+        """Attention of `x` (R, T, D) over head-split k, v (W, H, S, Dh), plain or packed
+        (`mlxwx.ops.pack`). W may divide R: rows are then window-major groups of R/W (beams,
+        samples) sharing one window's keys."""
+        return self.attend_heads(split_heads(self.query(x), self.n_head), k, v, mask)
+
+    def attend_heads(self, q: mx.array, k: Keys, v: Keys, mask: mx.array | None) -> mx.array:
+        """`attend` given the head-split queries (R, H, T, Dh) (`project`'s)."""
         scale = q.shape[-1] ** -0.5
         groups = q.shape[0] // leading(k)[0]
         if groups > 1:
@@ -197,7 +198,7 @@ class MultiHeadAttention(nn.Module):
 
     def __call__(self, x: mx.array, mask: mx.array | None = None) -> mx.array:
         q, k, v = self.project(x)
-        return self.attend(x, k, v, mask, q)
+        return self.attend_heads(q, k, v, mask)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -256,7 +257,7 @@ class ResidualAttentionBlock(nn.Module):
         cross_kv: tuple[Keys, Keys],
         mask: mx.array | None,
     ) -> mx.array:
-        x = x + self.attn.attend(x, *kv, mask, q)
+        x = x + self.attn.attend_heads(q, *kv, mask)
         x = x + self.cross_attn.attend(self.cross_attn_ln(x), *cross_kv, None)
         return self.mlp(x)
 

@@ -94,6 +94,7 @@ from mlxwx.asr.decoding import DecodingOptions, decode_features, encode  # noqa:
 from mlxwx.asr.model import WhisperModel, load_model  # noqa: E402
 from mlxwx.asr.tokenizer import Tokenizer  # noqa: E402
 from mlxwx.models.whisper import ModelDimensions, Whisper  # noqa: E402
+from mlxwx.ops import PACK_GROUP  # noqa: E402
 from mlxwx.weights.folder import cache_dir  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
@@ -356,12 +357,12 @@ def decoder_step_bytes(
 ) -> float:
     """Bytes one decode step must read from memory, averaged over the decode (see FORMULA);
     `cross_bits`: cross-attention keys and values packed in that many bits (plus a scale and
-    an offset in the model's dtype per 64 values)."""
+    an offset in the model's dtype per PACK_GROUP values)."""
     dims, itemsize = model.dims, model.dtype.size
     skip = (".cross_attn.key.", ".cross_attn.value.", "positional_embedding")
     weights = sum(v.size for k, v in flat(model.decoder) if not any(s in f".{k}" for s in skip))
     per_row = batch * dims.n_text_layer * 2 * dims.n_text_state
-    cross = itemsize if cross_bits is None else cross_bits / 8 + 2 * itemsize / 64
+    cross = itemsize if cross_bits is None else cross_bits / 8 + 2 * itemsize / PACK_GROUP
     own = prompt + (tokens + 1) / 2
     return (weights + per_row * own) * itemsize + per_row * dims.n_audio_ctx * cross
 
@@ -864,7 +865,7 @@ def load_mlx_whisper(args: argparse.Namespace, clock: Clock, failures: list[str]
 def kv8_check(dtype: mx.Dtype) -> str:
     """8-bit packed attention against attention over the values the packing stands for, at a
     beam-5 step's shapes (64 windows, 20 heads, 1500 keys): the device's quantized kernels."""
-    from mlxwx.ops import PACK_GROUP, attention, pack
+    from mlxwx.ops import attention, pack
 
     shapes = [(64, 20, 5, 64), (64, 20, 1500, 64), (64, 20, 1500, 64)]
     q, k, v = (mx.random.normal(s, key=mx.random.key(i)) for i, s in enumerate(shapes))

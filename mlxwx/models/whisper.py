@@ -157,17 +157,14 @@ class MultiHeadAttention(nn.Module):
         self._qkv = (w, b, self._sources())
 
     def _sources(self) -> tuple[mx.array, ...]:
-        return (
-            self.query.weight,
-            self.key.weight,
-            self.value.weight,
-            self.query.bias,
-            self.value.bias,
-        )
+        """The arrays the fused matrix was made of, read as dict entries (modules are dicts):
+        `project` checks them on every call, where attribute access costs 5x more."""
+        q, k, v = self["query"], self["key"], self["value"]
+        return q["weight"], k["weight"], v["weight"], q["bias"], v["bias"]
 
     def project(self, x: mx.array) -> tuple[mx.array, mx.array, mx.array]:
         """Head-split queries, keys and values (B, H, T, Dh) of `x` (B, T, D)."""
-        fused = getattr(self, "_qkv", None)
+        fused = self.get("_qkv")
         sources = self._sources()
         if fused is None or any(a is not b for a, b in zip(fused[2], sources, strict=True)):
             q, k, v = self.query(x), self.key(x), self.value(x)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -164,13 +164,17 @@ def import_silero() -> ModuleType:
     return silero
 
 
-def transcribe_arrays(wm, audios, options=None, vad=None, progress=None, vad_options=None):
+def transcribe_arrays(
+    wm, audios, options=None, vad=None, progress=None, vad_options=None, aligned=True
+):
     """`Pipeline.transcribe` of 16 kHz arrays with a loaded Whisper: transcribe-stage `options`
-    (default: the library's), no VAD unless `vad` (a loaded one) is given."""
+    (default: the library's), no VAD unless `vad` (a loaded one) is given; `aligned`: the
+    library's default word alignment, else none (segment times are Whisper's timestamps)."""
     from mlxwx.asr.engine import TranscribeOptions
     from mlxwx.pipeline import Pipeline, PipelineOptions
 
     options = PipelineOptions(options or TranscribeOptions(), vad=None, vad_options=vad_options)
+    options = options if aligned else replace(options, align=None)
     return Pipeline(wm, options, vad=vad).transcribe(list(audios), progress=progress)
 
 

@@ -161,11 +161,9 @@ def test_translate_reaches_every_window(runner, tmp_path, jfk_path, base_dir, mo
     tasks = []
     real = engine.decode_features
 
-    def spy(
-        wm, audio, options, languages=None, contexts=None, limits=None, seeds=None, cross_kv=None
-    ):
+    def spy(wm, audio, options, *rest, **named):
         tasks.append(options.task)
-        return real(wm, audio, options, languages, contexts, limits)
+        return real(wm, audio, options, *rest, **named)
 
     monkeypatch.setattr(engine, "decode_features", spy)
     args = ("--model", base_dir, "--task", "translate", "-o", tmp_path, "-f", "json", "-q")

@@ -60,6 +60,30 @@ def test_timestamp_pairing_and_monotonic(wm):
     assert word in ok and not any(t >= ts for t in ok)
 
 
+def test_a_row_held_to_its_end_cannot_end_after_a_pair_before_it(wm):
+    """`hold_until` (finish_chunks): after a pair of timestamps earlier than a row's hold,
+    <|endoftext|> is banned (text must follow), also when it is the likeliest token; at or
+    after the hold, and after a lone closing timestamp, the row may end as before."""
+    tok, vocab = wm.tokenizer, wm.dims.n_vocab
+    ts, eot, word = tok.timestamp_begin, tok.eot, tok.encode(" hello")[0]
+    f = LogitFilters(wm, DecodingOptions())
+    rows = [
+        [ts, word, ts + 30, ts + 30],  # pair at 0.60, held to 1.00: no end
+        [ts, word, ts + 50, ts + 50],  # pair at 1.00, held to 1.00: may end
+        [ts, word, word, ts + 30],  # lone closing timestamp at 0.60: may end
+        [ts, word, ts + 30, ts + 30],  # no hold (-1): may end
+    ]
+    state = state_after(rows, ts, eot)
+    state.hold_until = mx.array([ts + 50, ts + 50, ts + 50, -1], dtype=mx.int32)
+    logits = text_favoured(vocab, ts) + mx.zeros((4, 1))
+    logits[:, eot] = 5.0  # the end is the likeliest token of every row
+    ok = allowed(f.timestamp_rules(logits, state))
+    assert eot not in ok[0] and word in ok[0]
+    assert eot in ok[1] and eot in ok[2] and eot in ok[3]
+    picked = mx.argmax(f.timestamp_rules(logits, state), axis=-1).tolist()
+    assert picked[0] != eot and picked[1:] == [eot, eot, eot]
+
+
 def test_timestamp_mass_beats_best_text_token(wm):
     tok, vocab = wm.tokenizer, wm.dims.n_vocab
     ts, word = tok.timestamp_begin, tok.encode(" hello")[0]

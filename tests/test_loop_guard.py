@@ -13,7 +13,7 @@ import pytest
 
 from mlxwx.asr import engine
 from mlxwx.asr.decoding import DecodingOptions, decode_features, encode
-from mlxwx.asr.engine import TranscribeOptions, decode_with_fallback
+from mlxwx.asr.engine import Rows, TranscribeOptions, decode_with_fallback
 from mlxwx.asr.guards import LOOP_HISTORY, LOOP_SPAN, fresh_history, loop_at_end, looping_rows
 from mlxwx.asr.logits import LogitFilters
 from mlxwx.asr.segments import Thresholds, build_window
@@ -100,7 +100,7 @@ def test_the_ladder_stops_every_rung_and_keeps_the_likeliest(wm, features, loopi
 
     monkeypatch.setattr(engine, "decode_features", spy)
     options = TranscribeOptions(DecodingOptions(beam_size=1, best_of=2))
-    (kept,) = decode_with_fallback(wm, features, options, ["en"], [[]], ([11.0], [0]))
+    (kept,) = decode_with_fallback(wm, features, options, ["en"], [[]], Rows([11.0], [0], None))
     rungs = [r for rows in seen for r in rows]
     assert [t for t, *_ in rungs] == list(options.temperatures)  # every rung failed
     assert all(looped and n < 120 for _, n, _, looped in rungs)  # not run to 224 tokens

@@ -179,6 +179,7 @@ def decode_features(
     limits: list[int] | None = None,
     seeds: list[int] | None = None,
     cross_kv: CrossKV | None = None,
+    ends: Sequence[float | None] | None = None,
 ) -> list[DecodingResult]:
     """Decode encoded windows `audio` (B, n_audio_ctx, D).
 
@@ -189,7 +190,8 @@ def decode_features(
     seeds: per window, the key of its sampling noise (`mlxwx.asr.noise`; default: drawn from
     MLX's random state), so that a window samples the same tokens in any batch; cross_kv: the
     windows' cross-attention keys and values (`TextDecoder.cross_kv(audio)`), when already
-    computed.
+    computed; ends: per window, the second before which its text may not end after a pair of
+    timestamps (Whisper's sign that an utterance runs past the window; None: no such rule).
     """
     tok, batch = wm.tokenizer, audio.shape[0]
     if not tok.multilingual:
@@ -206,10 +208,14 @@ def decode_features(
     limits = limits if limits is not None and options.stop_loops else [1 << 30] * batch
     row_limits = mx.array([n for n in limits for _ in range(repeat)], dtype=mx.int32)
     seeds = seeds if seeds is not None else [draw_seed() for _ in range(batch)]
+    ends = ends if ends is not None else [None] * batch
     rung = round(options.temperature * 1000)
     keys = mx.array([mix(s, rung, r) for s in seeds for r in range(repeat)], dtype=mx.uint32)
+    holds = [-1 if e is None else tok.timestamp_begin + round(e / TIME_PRECISION) for e in ends]
+    row_holds = mx.array([h for h in holds for _ in range(repeat)], dtype=mx.int32)
     cross_kv = cross_kv or window_kv(wm, audio, options)
-    decoded = _decode_rows(wm, cross_kv, prompts, sot_len, options, batch, (row_limits, keys))
+    rows = (row_limits, keys, row_holds)
+    decoded = _decode_rows(wm, cross_kv, prompts, sot_len, options, batch, rows)
     return [
         _result(wm, *d, lang, options, limit)
         for d, lang, limit in zip(decoded, languages, limits, strict=True)
@@ -248,13 +254,13 @@ def _decode_rows(
     sot_len: int,
     options: DecodingOptions,
     batch: int,
-    rows: tuple[mx.array, mx.array],
+    rows: tuple[mx.array, mx.array, mx.array],
 ) -> list[tuple[list[int], float, int, float]]:
     """(tokens, sum logprob, length, no-speech prob) per window, from its repeat rows.
 
     cross_kv: the cross-attention keys and values of one window per `batch` entry; its rows
-    (beams, samples) share them. rows: each row's most tokens (`stop_loops`) and its
-    sampling key."""
+    (beams, samples) share them. rows: each row's most tokens (`stop_loops`), its sampling
+    key and the timestamp token before which it may not end after a pair (-1: none)."""
     model, tok = wm.model, wm.tokenizer
     prompt, pad = left_pad(prompts, tok.eot)
     n_rows, width = prompt.shape

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import mlx.core as mx
 import numpy as np
@@ -51,6 +51,8 @@ SILENCE_DBFS = -60.0  # a window whose loudest 20 ms frame is below this holds n
 # margin (timestamps included; fast read speech is ~4 text tokens and ~0.5 segments a second).
 SAMPLE_TOKENS_PER_SECOND = 8
 SAMPLE_TOKENS_MARGIN = 24
+# A window holding the end of its chunk reads it to its last END_SECONDS (`finish_chunks`).
+END_SECONDS = 1.0
 
 ProgressHook = Callable[..., None]
 
@@ -76,6 +78,11 @@ class TranscribeOptions:
             (`mlxwx.asr.pool`); None: one per core, at most two. Ignored on a GPU.
         token_times: time each window's text tokens by Whisper's cross-attention while its
             encoder features are at hand (`mlxwx.asr.timing`; `--align whisper` needs them).
+        finish_chunks: a window that holds the end of its chunk decodes it to the end: its text
+            may not end after a pair of timestamps (Whisper's sign that an utterance runs past
+            the window, which its seek rule decodes again in a window of its own) earlier than
+            END_SECONDS before the end of its audio, and a chunk's last END_SECONDS are never
+            a window of their own. False: openai-whisper's seek rule.
         loop_guard: a bounded fallback ladder: a row whose text loops ends at once and its
             window fails (`mlxwx.asr.guards`); samples at temperatures above 0 end after
             SAMPLE_TOKENS_PER_SECOND tokens a second of the window's audio (plus
@@ -99,6 +106,7 @@ class TranscribeOptions:
     hotwords: str | None = None
     workers: int | None = None
     token_times: bool = False
+    finish_chunks: bool = True
     loop_guard: bool = True
     seed: int | None = None
 
@@ -168,6 +176,16 @@ def is_quiet(audio: mx.array, start: int, end: int) -> bool:
     return bool(np.asarray(mx.max(power)) < 10 ** (SILENCE_DBFS / 10))
 
 
+class Rows(NamedTuple):
+    """Per window of a batch: its seconds of audio (for the loop guard's length limit of
+    samples; None: no limit), the key of its sampling noise, and the second before which its
+    text may not end after a timestamp pair (`finish_chunks`; None: no such rule)."""
+
+    seconds: list[float] | None
+    seeds: list[int]
+    ends: list[float | None] | None
+
+
 def sample_limit(seconds: float) -> int:
     """The most tokens a sampled attempt at a window of `seconds` of audio may decode."""
     return int(SAMPLE_TOKENS_PER_SECOND * seconds) + SAMPLE_TOKENS_MARGIN
@@ -179,18 +197,17 @@ def decode_with_fallback(
     options: TranscribeOptions,
     languages: list[str | None],
     contexts: list[list[int]],
-    windows: tuple[list[float], list[int]] | None = None,
+    windows: Rows | None = None,
     cross_kv: CrossKV | None = None,
 ) -> list[DecodingResult]:
     """Decode every window; re-decode only the failing ones, together, at the next temperature.
-    windows: each window's seconds of audio (for the loop guard's length limit of samples) and
-    the key of its sampling noise (default: drawn from MLX's random state); cross_kv: the
-    windows' cross-attention keys and values, computed once for every rung."""
+    windows: what each row holds (default: keys drawn from MLX's random state, no limits);
+    cross_kv: the windows' cross-attention keys and values, computed once for every rung."""
     results: list[DecodingResult] = []
     best: list[DecodingResult] = []
     todo = list(range(audio.shape[0]))
     thresholds, guard = options.thresholds, options.loop_guard
-    seconds, seeds = windows or (None, [draw_seed() for _ in todo])
+    seconds, seeds, ends = windows or Rows(None, [draw_seed() for _ in todo], None)
     cross_kv = cross_kv or window_kv(wm, audio, options.decoding)
     for temperature in options.temperatures:
         opts = replace(options.decoding, temperature=temperature, stop_loops=guard)
@@ -208,6 +225,7 @@ def decode_with_fallback(
             limits,
             [seeds[i] for i in todo],
             cross_kv if every else take_kv(cross_kv, todo),
+            None if ends is None else [ends[i] for i in todo],
         )
         if not results:
             results, best = list(found), list(found)
@@ -360,6 +378,25 @@ class Engine:
         """The key of a window's sampling noise: the run's seed, its input, its first sample."""
         return mix(self.options.seed or 0, self.open[lane.chunk.file].source, lane.at)
 
+    def _rows(self, lanes: list[Lane]) -> Rows:
+        rest = [ln.chunk.length - ln.pos for ln in lanes]
+        seconds = [min(N_SAMPLES, n) / SAMPLE_RATE for n in rest]
+        seeds = [self._seed(ln) for ln in lanes]
+        if not self.options.finish_chunks:
+            return Rows(seconds, seeds, None)
+        ends = [s - END_SECONDS for s in seconds]  # a window past its chunk's end: no rule
+        return Rows(
+            seconds, seeds, [e if n <= N_SAMPLES else None for e, n in zip(ends, rest, strict=True)]
+        )
+
+    def _step(self, lane: Lane, step: int) -> int:
+        """`step`, or the rest of the lane's chunk when less than END_SECONDS would be left
+        (`finish_chunks`)."""
+        rest = lane.chunk.length - lane.pos
+        if self.options.finish_chunks and rest - step < END_SECONDS * SAMPLE_RATE:
+            return max(step, rest)
+        return step
+
     def _batch(self, lanes: list[Lane]) -> None:
         """Decode the next window of every lane (digitally silent windows are skipped)."""
         wm, options = self.wm, self.options
@@ -375,10 +412,8 @@ class Engine:
             cross_kv = window_kv(wm, features, options.decoding)  # every rung, token timing
             languages = self._languages(features, lanes, cross_kv)
             contexts = prompt_contexts(wm, lanes, options)
-            seconds = [min(N_SAMPLES, ln.chunk.length - ln.pos) / SAMPLE_RATE for ln in lanes]
-            seeds = [self._seed(ln) for ln in lanes]
             results = decode_with_fallback(
-                wm, features, options, languages, contexts, (seconds, seeds), cross_kv
+                wm, features, options, languages, contexts, self._rows(lanes), cross_kv
             )
             thresholds, ts_begin = options.thresholds, wm.tokenizer.timestamp_begin
             built = [
@@ -393,7 +428,7 @@ class Engine:
                 silent = thresholds.is_silence(result)
                 if options.condition_on_previous_text and result.temperature <= 0.5 and not silent:
                     lane.context = list(result.tokens)
-                self._advance(lane, step)
+                self._advance(lane, self._step(lane, step))
         if self.progress is not None:
             self.progress("transcribe", completed=self.done, total=self.total)
 

@@ -84,15 +84,28 @@ class LogitFilters:
         # special columns only <|endoftext|> is open (`static`).
         ts_mass = logsumexp(stamps, axis=-1)
         text_best = mx.where(after_lone, -mx.inf, mx.max(x[:, :eot], axis=-1))
-        force = ts_mass > mx.maximum(text_best, x[:, eot])
+        # A row whose window holds speech past its last timestamp may not end after a pair.
+        hold = after_pair & (state.max_ts < state.hold_until)
+        end_logit = mx.where(hold, -mx.inf, x[:, eot])
+        force = ts_mass > mx.maximum(text_best, end_logit)
         text_end = mx.where(force, ts, mx.where(after_lone, eot, 0))  # columns before it banned
-        return _ban(x, self.ids, ts, text_end[:, None], stamps_end[:, None])
+        return _ban(x, self.ids, ts, eot, text_end[:, None], stamps_end[:, None], hold[:, None])
 
 
 @functools.partial(mx.compile, shapeless=True)  # one trace for any number of rows
-def _ban(x: mx.array, ids: mx.array, ts: int, text_end: mx.array, stamps_end: mx.array) -> mx.array:
-    """-inf at columns [0, text_end) and [ts, stamps_end) of each row, in one fused pass."""
-    return mx.where((ids < text_end) | ((ids >= ts) & (ids < stamps_end)), -mx.inf, x)
+def _ban(
+    x: mx.array,
+    ids: mx.array,
+    ts: int,
+    eot: int,
+    text_end: mx.array,
+    stamps_end: mx.array,
+    hold: mx.array,
+) -> mx.array:
+    """-inf at columns [0, text_end) and [ts, stamps_end) of each row, and at <|endoftext|>
+    where `hold`, in one fused pass."""
+    banned = (ids < text_end) | ((ids >= ts) & (ids < stamps_end)) | (hold & (ids == eot))
+    return mx.where(banned, -mx.inf, x)
 
 
 @dataclass
@@ -113,10 +126,15 @@ class DecodeState:
     stop: mx.array
     limit: mx.array
     keys: mx.array
+    hold_until: mx.array
 
     @classmethod
     def start(
-        cls, batch: int, limit: mx.array | None = None, keys: mx.array | None = None
+        cls,
+        batch: int,
+        limit: mx.array | None = None,
+        keys: mx.array | None = None,
+        hold_until: mx.array | None = None,
     ) -> DecodeState:
         none = mx.full((batch,), -1, dtype=mx.int32)
         return cls(
@@ -130,10 +148,11 @@ class DecodeState:
             mx.zeros((batch,), mx.bool_),
             mx.full((batch,), 1 << 30, dtype=mx.int32) if limit is None else limit,
             mx.zeros((batch,), mx.uint32) if keys is None else keys,
+            none if hold_until is None else hold_until,
         )
 
     FIELDS = ("last", "penult", "max_ts", "finished", "sum_logprob", "length", "history", "stop",
-              "limit", "keys")  # fmt: skip
+              "limit", "keys", "hold_until")  # fmt: skip
 
     def take(self, rows: mx.array) -> None:
         """Reorder rows (beam search): row i becomes old row rows[i]."""

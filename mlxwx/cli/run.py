@@ -259,6 +259,7 @@ def build_options(
     temperature_fallback: bool,
     batch_size: int,
     loop_guard: bool = _RUN.loop_guard,
+    finish_chunks: bool = _RUN.finish_chunks,
     condition_on_previous_text: bool,
     initial_prompt: str | None,
     hotwords: str | None,
@@ -305,6 +306,7 @@ def build_options(
         hotwords=hotwords,
         workers=workers,
         loop_guard=loop_guard,
+        finish_chunks=finish_chunks,
         seed=seed,
     )
     chunking = run_vad_options(vad, vad_onset, vad_offset, chunk_size)
@@ -400,6 +402,14 @@ def run(
             "likeliest attempt (off: openai-whisper's fallback)."
         ),
     ] = _RUN.loop_guard,
+    finish_chunks: Annotated[
+        bool,
+        typer.Option(
+            help="Decode a window holding the end of its speech chunk to that end (off: "
+            "openai-whisper's seek rule decodes the chunk's last utterance again in a window "
+            "of its own)."
+        ),
+    ] = _RUN.finish_chunks,
     condition_on_previous_text: Annotated[
         bool, typer.Option(help="Prompt each window with the previous window's text.")
     ] = _RUN.condition_on_previous_text,
@@ -528,7 +538,7 @@ def run(
             task=task, language=language, beam_size=beam_size, best_of=best_of,
             patience=patience, without_timestamps=without_timestamps,
             temperature_fallback=temperature_fallback, batch_size=batch_size,
-            loop_guard=loop_guard,
+            loop_guard=loop_guard, finish_chunks=finish_chunks,
             condition_on_previous_text=condition_on_previous_text,
             initial_prompt=initial_prompt, hotwords=hotwords, workers=workers, vad=vad,
             vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,

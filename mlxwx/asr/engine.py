@@ -52,7 +52,7 @@ SILENCE_DBFS = -60.0  # a window whose loudest 20 ms frame is below this holds n
 SAMPLE_TOKENS_PER_SECOND = 8
 SAMPLE_TOKENS_MARGIN = 24
 # A window holding the end of its chunk reads it to its last END_SECONDS (`finish_chunks`).
-END_SECONDS = 1.0
+END_SECONDS = 0.3
 
 ProgressHook = Callable[..., None]
 

@@ -165,13 +165,22 @@ def _attention_cpu(
 Packed = tuple[mx.array, mx.array, mx.array]  # `pack`ed values: (data, scales, offsets)
 Keys = mx.array | Packed
 PACK_GROUP = 64  # values that share a scale and an offset (a Whisper head is 64 wide)
+# Packed values come in rows of a multiple of this: the attention probabilities that multiply
+# them are then rows of a multiple of 16 bytes in float16, as MLX's CUDA quantized matmul needs
+# to load them by TMA (1500 audio frames are 3000 bytes: it printed an error and fell back).
+VALUE_ROWS = 8
 
 
-def pack(x: mx.array, bits: int) -> Packed:
+def pack(x: mx.array, bits: int, values: bool = False) -> Packed:
     """`x` in `bits` bits along its last axis (`mx.quantize`: a scale and an offset, in `x`'s
-    dtype, per PACK_GROUP values), for `attention` to read as keys or values."""
+    dtype, per PACK_GROUP values), for `attention` to read as keys or (`values`) values: their
+    rows (axis -2) made a multiple of VALUE_ROWS by repeating the last, which the attention
+    weighs by zero."""
     if x.shape[-1] % PACK_GROUP:
         raise ValueError(f"packing needs a last axis that is a multiple of {PACK_GROUP}")
+    extra = -x.shape[-2] % VALUE_ROWS if values else 0
+    if extra:
+        x = mx.concatenate([x, mx.repeat(x[..., -1:, :], extra, axis=-2)], axis=-2)
     data, scales, offsets = mx.quantize(x, group_size=PACK_GROUP, bits=bits)
     return data, scales, offsets
 
@@ -209,6 +218,9 @@ def _packed_attention(
     if mask is not None:
         s = mx.where(mask, s, -mx.inf) if mask.dtype == mx.bool_ else s + mask
     p = mx.softmax(s.astype(mx.float32), axis=-1).astype(q.dtype)
+    extra = v[0].shape[-2] - p.shape[-1]  # the rows `pack(values=True)` added
+    if extra:
+        p = mx.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, extra)])
     return _packed_matmul(p, v, transpose=False)
 
 

@@ -162,11 +162,16 @@ def test_packed_keys_attend_as_their_unpacked_values(bits, masked):
     if masked:
         allow = mx.random.uniform(shape=(2, 1, 5, 150), key=r) > 0.3
         mask = allow if masked == "bool" else mx.where(allow, 0.0, -1e9)
-    pk, pv = ops.pack(k, bits), ops.pack(v, bits)
+    pk, pv = ops.pack(k, bits), ops.pack(v, bits, values=True)
     assert ops.leading(pk) == (2, 3, 150) and pk[0].dtype == mx.uint32
+    assert ops.leading(pv) == (2, 3, 152)  # rows in multiples of VALUE_ROWS
     dk, dv = (mx.dequantize(*p, group_size=ops.PACK_GROUP, bits=bits) for p in (pk, pv))
     got = np.array(ops.attention(q, pk, pv, 0.125, mask))
-    np.testing.assert_allclose(got, reference_attention(q, dk, dv, 0.125, mask), atol=2e-5)
+    want = reference_attention(q, dk, dv[:, :, :150], 0.125, mask)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    unpadded = ops.pack(v, bits)
+    same = np.array(ops.attention(q, pk, unpadded, 0.125, mask))
+    np.testing.assert_allclose(same, got, atol=1e-6)
     if bits == 8:
         plain = reference_attention(q, k, v, 0.125, mask)
         assert np.abs(got - plain).max() < 0.02

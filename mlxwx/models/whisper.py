@@ -297,9 +297,10 @@ class TextDecoder(nn.Module):
         out: CrossKV = []
         for block in self.blocks:
             k, v = block.cross_attn.kv(audio)
-            out.append(
-                (pack(k, bits), pack(v, bits)) if bits else (mx.contiguous(k), mx.contiguous(v))
-            )
+            if bits:
+                out.append((pack(k, bits), pack(v, bits, values=True)))
+            else:
+                out.append((mx.contiguous(k), mx.contiguous(v)))
         return out
 
     def new_cache(self, batch: int, dtype: mx.Dtype) -> list[KVCache]:

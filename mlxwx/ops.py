@@ -30,6 +30,7 @@ import logging
 import math
 import platform
 import shutil
+from typing import NamedTuple
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -162,51 +163,71 @@ def _attention_cpu(
     return out.reshape(b, h, tq, -1).astype(dtype)
 
 
-Packed = tuple[mx.array, mx.array, mx.array]  # `pack`ed values: (data, scales, offsets)
+class Packed(NamedTuple):
+    """Values `pack`ed along their last axis: `rows` of them (axis -2), stored in rows of a
+    multiple of PACK_ROWS (the last row repeated)."""
+
+    data: mx.array
+    scales: mx.array
+    offsets: mx.array
+    rows: int
+
+
 Keys = mx.array | Packed
 PACK_GROUP = 64  # values that share a scale and an offset (a Whisper head is 64 wide)
-# Packed values come in rows of a multiple of this: the attention probabilities that multiply
-# them are then rows of a multiple of 16 bytes in float16, as MLX's CUDA quantized matmul needs
-# to load them by TMA (1500 audio frames are 3000 bytes: it printed an error and fell back).
-VALUE_ROWS = 8
+# Packed rows are stored in multiples of this: q k^T is then rows of a multiple of 16 bytes in
+# float16, as MLX's CUDA quantized matmul needs to set up its TMA loads (1500 audio frames are
+# 3000 bytes: it printed an error for each and computed wrong scores).
+PACK_ROWS = 8
 
 
-def pack(x: mx.array, bits: int, values: bool = False) -> Packed:
+def pack(x: mx.array, bits: int) -> Packed:
     """`x` in `bits` bits along its last axis (`mx.quantize`: a scale and an offset, in `x`'s
-    dtype, per PACK_GROUP values), for `attention` to read as keys or (`values`) values: their
-    rows (axis -2) made a multiple of VALUE_ROWS by repeating the last, which the attention
-    weighs by zero."""
+    dtype, per PACK_GROUP values), for `attention` to read as keys or values."""
     if x.shape[-1] % PACK_GROUP:
         raise ValueError(f"packing needs a last axis that is a multiple of {PACK_GROUP}")
-    extra = -x.shape[-2] % VALUE_ROWS if values else 0
-    if extra:
+    rows = x.shape[-2]
+    if extra := -rows % PACK_ROWS:
         x = mx.concatenate([x, mx.repeat(x[..., -1:, :], extra, axis=-2)], axis=-2)
     data, scales, offsets = mx.quantize(x, group_size=PACK_GROUP, bits=bits)
-    return data, scales, offsets
+    return Packed(data, scales, offsets, rows)
+
+
+def unpack(p: Packed) -> mx.array:
+    """The values `p` stands for."""
+    bits = p.data.shape[-1] * 32 // (p.scales.shape[-1] * PACK_GROUP)
+    whole = mx.dequantize(p.data, p.scales, p.offsets, group_size=PACK_GROUP, bits=bits)
+    return whole[..., : p.rows, :]
 
 
 def _packed_matmul(x: mx.array, p: Packed, transpose: bool) -> mx.array:
-    """x @ p^T (`transpose`) or x @ p, p `pack`ed; its bits follow from its shapes."""
-    width = p[1].shape[-1] * PACK_GROUP
-    bits = p[0].shape[-1] * 32 // width
-    return mx.quantized_matmul(x, *p, transpose=transpose, group_size=PACK_GROUP, bits=bits)
+    """x @ p^T (`transpose`: only its `rows` columns) or x @ p (x's last axis as long as p's
+    stored rows), p `pack`ed; its bits follow from its shapes."""
+    bits = p.data.shape[-1] * 32 // (p.scales.shape[-1] * PACK_GROUP)
+    out = mx.quantized_matmul(
+        x, p.data, p.scales, p.offsets, transpose=transpose, group_size=PACK_GROUP, bits=bits
+    )
+    return out[..., : p.rows] if transpose and p.data.shape[-2] > p.rows else out
 
 
 def rows_of(x: Keys, index: object) -> Keys:
-    """x[index] for an array or each part of a `pack`ed one (its leading axes are x's)."""
-    if isinstance(x, tuple):
-        return tuple(a[index] for a in x)  # type: ignore[return-value]
+    """x[index] for an array or each part of a `pack`ed one (its leading axes are x's; `index`
+    must not cut its rows)."""
+    if isinstance(x, Packed):
+        return Packed(x.data[index], x.scales[index], x.offsets[index], x.rows)  # type: ignore[index]
     return x[index]  # type: ignore[index]
 
 
 def leading(x: Keys) -> tuple[int, ...]:
     """The shape of `x` but its last axis (`pack`ed or not)."""
-    return (x[0] if isinstance(x, tuple) else x).shape[:-1]
+    if isinstance(x, Packed):
+        return (*x.data.shape[:-2], x.rows)
+    return x.shape[:-1]
 
 
 def scores(q: mx.array, k: Keys) -> mx.array:
     """q k^T over the last axis, `k` (B, H, S, D) plain or `pack`ed."""
-    if isinstance(k, tuple):
+    if isinstance(k, Packed):
         return _packed_matmul(q, k, transpose=True)
     return q @ k.swapaxes(-1, -2)
 
@@ -218,8 +239,7 @@ def _packed_attention(
     if mask is not None:
         s = mx.where(mask, s, -mx.inf) if mask.dtype == mx.bool_ else s + mask
     p = mx.softmax(s.astype(mx.float32), axis=-1).astype(q.dtype)
-    extra = v[0].shape[-2] - p.shape[-1]  # the rows `pack(values=True)` added
-    if extra:
+    if (extra := v.data.shape[-2] - p.shape[-1]) > 0:  # v's stored rows past its own: weight 0
         p = mx.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, extra)])
     return _packed_matmul(p, v, transpose=False)
 
@@ -230,7 +250,7 @@ def attention(
     """softmax(q k^T * scale + mask) v for (B, H, T, D) arrays; `mask` additive or boolean
     (True = attend), broadcastable to (B, H, Tq, Tk). Keys and values may be `pack`ed (both):
     read in their bits by `mx.quantized_matmul`."""
-    if isinstance(k, tuple) and isinstance(v, tuple):
+    if isinstance(k, Packed) and isinstance(v, Packed):
         return _packed_attention(q, k, v, scale, mask)
     assert isinstance(k, mx.array) and isinstance(v, mx.array)
     if _on_cpu():

@@ -870,7 +870,7 @@ def kv8_check(dtype: mx.Dtype) -> str:
     shapes = [(64, 20, 5, 64), (64, 20, 1500, 64), (64, 20, 1500, 64)]
     q, k, v = (mx.random.normal(s, key=mx.random.key(i)) for i, s in enumerate(shapes))
     q, k, v = q.astype(dtype), k.astype(dtype), v.astype(dtype)
-    pk, pv = pack(k, 8), pack(v, 8)
+    pk, pv = pack(k, 8, keys=True), pack(v, 8)
     dk, dv = unpack(pk), unpack(pv)
     got = attention(q, pk, pv, 0.125).astype(mx.float32)
     want = mx.fast.scaled_dot_product_attention(q, dk, dv, scale=0.125).astype(mx.float32)

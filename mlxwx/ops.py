@@ -164,57 +164,63 @@ def _attention_cpu(
 
 
 class Packed(NamedTuple):
-    """Values `pack`ed along their last axis: `rows` of them (axis -2), stored in rows of a
-    multiple of PACK_ROWS (the last row repeated)."""
+    """`rows` vectors (axis -2 of what was packed) in `bits` bits: a scale and an offset, in the
+    vectors' dtype, per PACK_GROUP values. Values are packed along their last axis; keys
+    (`keys`) transposed, each channel along its rows, padded to whole groups (the last row
+    repeated)."""
 
     data: mx.array
     scales: mx.array
     offsets: mx.array
     rows: int
+    keys: bool
 
 
 Keys = mx.array | Packed
 PACK_GROUP = 64  # values that share a scale and an offset (a Whisper head is 64 wide)
-# Packed rows are stored in multiples of this: q k^T is then rows of a multiple of 16 bytes in
-# float16, as MLX's CUDA quantized matmul needs to set up its TMA loads (1500 audio frames are
-# 3000 bytes: it printed an error for each and computed wrong scores).
-PACK_ROWS = 8
 
 
-def pack(x: mx.array, bits: int) -> Packed:
-    """`x` in `bits` bits along its last axis (`mx.quantize`: a scale and an offset, in `x`'s
-    dtype, per PACK_GROUP values), for `attention` to read as keys or values."""
-    if x.shape[-1] % PACK_GROUP:
-        raise ValueError(f"packing needs a last axis that is a multiple of {PACK_GROUP}")
+def pack(x: mx.array, bits: int, keys: bool = False) -> Packed:
+    """`x` in `bits` bits (`mx.quantize`), for `attention` to read as values or as `keys`.
+    Keys are packed per channel, as KIVI does (their outliers sit in a few channels), and read
+    as q @ K^T from the transposed layout: MLX's CUDA quantized matmul computes
+    x @ unpacked^T (`transpose=True`) wrongly for 64-wide vectors (bench/RESULTS.md)."""
     rows = x.shape[-2]
-    if extra := -rows % PACK_ROWS:
-        x = mx.concatenate([x, mx.repeat(x[..., -1:, :], extra, axis=-2)], axis=-2)
+    if keys:
+        if extra := -rows % PACK_GROUP:
+            x = mx.concatenate([x, mx.repeat(x[..., -1:, :], extra, axis=-2)], axis=-2)
+        x = x.swapaxes(-1, -2)
+    elif x.shape[-1] % PACK_GROUP:
+        raise ValueError(f"packing needs a last axis that is a multiple of {PACK_GROUP}")
     data, scales, offsets = mx.quantize(x, group_size=PACK_GROUP, bits=bits)
-    return Packed(data, scales, offsets, rows)
+    return Packed(data, scales, offsets, rows, keys)
+
+
+def _bits(p: Packed) -> int:
+    return p.data.shape[-1] * 32 // (p.scales.shape[-1] * PACK_GROUP)
 
 
 def unpack(p: Packed) -> mx.array:
-    """The values `p` stands for."""
-    bits = p.data.shape[-1] * 32 // (p.scales.shape[-1] * PACK_GROUP)
-    whole = mx.dequantize(p.data, p.scales, p.offsets, group_size=PACK_GROUP, bits=bits)
-    return whole[..., : p.rows, :]
+    """The vectors `p` stands for, as they were packed."""
+    whole = mx.dequantize(p.data, p.scales, p.offsets, group_size=PACK_GROUP, bits=_bits(p))
+    return whole.swapaxes(-1, -2)[..., : p.rows, :] if p.keys else whole
 
 
-def _packed_matmul(x: mx.array, p: Packed, transpose: bool) -> mx.array:
-    """x @ p^T (`transpose`: only its `rows` columns) or x @ p (x's last axis as long as p's
-    stored rows), p `pack`ed; its bits follow from its shapes."""
-    bits = p.data.shape[-1] * 32 // (p.scales.shape[-1] * PACK_GROUP)
+def _packed_matmul(x: mx.array, p: Packed) -> mx.array:
+    """x @ K^T (`p.keys`: only its `rows` columns) or x @ V."""
+    bits = _bits(p)
     out = mx.quantized_matmul(
-        x, p.data, p.scales, p.offsets, transpose=transpose, group_size=PACK_GROUP, bits=bits
+        x, p.data, p.scales, p.offsets, transpose=False, group_size=PACK_GROUP, bits=bits
     )
-    return out[..., : p.rows] if transpose and p.data.shape[-2] > p.rows else out
+    return out[..., : p.rows] if p.keys and out.shape[-1] > p.rows else out
 
 
 def rows_of(x: Keys, index: object) -> Keys:
     """x[index] for an array or each part of a `pack`ed one (its leading axes are x's; `index`
-    must not cut its rows)."""
+    must not reach its rows)."""
     if isinstance(x, Packed):
-        return Packed(x.data[index], x.scales[index], x.offsets[index], x.rows)  # type: ignore[index]
+        parts = (x.data[index], x.scales[index], x.offsets[index])  # type: ignore[index]
+        return Packed(*parts, x.rows, x.keys)
     return x[index]  # type: ignore[index]
 
 
@@ -226,9 +232,9 @@ def leading(x: Keys) -> tuple[int, ...]:
 
 
 def scores(q: mx.array, k: Keys) -> mx.array:
-    """q k^T over the last axis, `k` (B, H, S, D) plain or `pack`ed."""
+    """q k^T over the last axis, `k` (B, H, S, D) plain or `pack`ed as keys."""
     if isinstance(k, Packed):
-        return _packed_matmul(q, k, transpose=True)
+        return _packed_matmul(q, k)
     return q @ k.swapaxes(-1, -2)
 
 
@@ -239,9 +245,7 @@ def _packed_attention(
     if mask is not None:
         s = mx.where(mask, s, -mx.inf) if mask.dtype == mx.bool_ else s + mask
     p = mx.softmax(s.astype(mx.float32), axis=-1).astype(q.dtype)
-    if (extra := v.data.shape[-2] - p.shape[-1]) > 0:  # v's stored rows past its own: weight 0
-        p = mx.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, extra)])
-    return _packed_matmul(p, v, transpose=False)
+    return _packed_matmul(p, v)
 
 
 def attention(

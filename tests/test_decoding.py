@@ -309,7 +309,7 @@ def test_take_kv_gives_the_rows_asked_for_as_a_list_or_an_array(rows, packed):
 
     kv = [(mx.random.normal((4, 2, 5, 64)), mx.random.normal((4, 2, 5, 64))) for _ in range(2)]
     if packed:
-        kv = [(pack(k, 8), pack(v, 8)) for k, v in kv]  # type: ignore[misc]
+        kv = [(pack(k, 8, keys=True), pack(v, 8)) for k, v in kv]  # type: ignore[misc]
     flat = lambda x: [np.asarray(a) for a in (x[:3] if packed else (x,))]  # noqa: E731
     expect = [([a[rows] for a in flat(k)], [a[rows] for a in flat(v)]) for k, v in kv]
     for got in (take_kv(kv, rows), take_kv(kv, mx.array(rows, dtype=mx.int32))):

@@ -298,7 +298,7 @@ class TextDecoder(nn.Module):
         for block in self.blocks:
             k, v = block.cross_attn.kv(audio)
             if bits:
-                out.append((pack(k, bits), pack(v, bits)))
+                out.append((pack(k, bits, keys=True), pack(v, bits)))
             else:
                 out.append((mx.contiguous(k), mx.contiguous(v)))
         return out

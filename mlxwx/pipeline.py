@@ -538,6 +538,8 @@ class Pipeline:
         options = with_token_times(options or self.options)
         check_language(self.whisper, options.transcribe.decoding.language)
         vad = self.vad(options.vad)
+        if vad is None and options.transcribe.finish_chunks:  # see TranscribeOptions
+            options = replace(options, transcribe=replace(options.transcribe, finish_chunks=False))
         if self.custom_vad is not None:
             options = replace(options, transcribe=replace(options.transcribe, workers=1))
         if options.transcribe.seed is None:  # one seed for every process of the run

@@ -511,3 +511,23 @@ def test_a_window_holding_its_chunks_end_reads_it_to_the_end(wm):
     assert len(runs[True].windows) == len(chunks) < len(runs[False].windows)
     truth = " ".join(text)
     assert wer([truth], [runs[True].text]) <= wer([truth], [runs[False].text]) + 0.02
+
+
+def test_chunks_are_finished_only_with_a_vad(wm, clips, monkeypatch):
+    """Without a VAD the audio after Whisper's last timestamp may hold no speech: the pipeline
+    then follows openai-whisper's seek rule (no window is held to its end)."""
+    from mlxwx.vad.silero import SileroVad
+
+    ends = []
+    real = engine.decode_features
+
+    def spy(*args, **named):
+        ends.append(args[8])
+        return real(*args, **named)
+
+    monkeypatch.setattr(engine, "decode_features", spy)
+    transcribe_arrays(wm, [clips[0]], GREEDY)
+    assert ends and all(e is None for e in ends)
+    ends.clear()
+    transcribe_arrays(wm, [clips[0]], GREEDY, vad=SileroVad())
+    assert ends and all(e is not None and e[0] is not None for e in ends)

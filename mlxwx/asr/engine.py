@@ -82,7 +82,9 @@ class TranscribeOptions:
             may not end after a pair of timestamps (Whisper's sign that an utterance runs past
             the window, which its seek rule decodes again in a window of its own) earlier than
             END_SECONDS before the end of its audio, and a chunk's last END_SECONDS are never
-            a window of their own. False: openai-whisper's seek rule.
+            a window of their own. False: openai-whisper's seek rule. The pipeline follows it
+            only with a VAD, whose chunks end where speech ends: without one the audio after the
+            last timestamp may hold none, and a text made to go on there is made up.
         loop_guard: a bounded fallback ladder: a row whose text loops ends at once and its
             window fails (`mlxwx.asr.guards`); samples at temperatures above 0 end after
             SAMPLE_TOKENS_PER_SECOND tokens a second of the window's audio (plus

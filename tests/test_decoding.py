@@ -63,7 +63,8 @@ def test_timestamp_pairing_and_monotonic(wm):
 def test_a_row_held_to_its_end_cannot_end_after_a_pair_before_it(wm):
     """`hold_until` (finish_chunks): after a pair of timestamps earlier than a row's hold,
     <|endoftext|> is banned (text must follow), also when it is the likeliest token; at or
-    after the hold, and after a lone closing timestamp, the row may end as before."""
+    after the hold, after a lone closing timestamp and after the first timestamp alone, the row
+    may end as before."""
     tok, vocab = wm.tokenizer, wm.dims.n_vocab
     ts, eot, word = tok.timestamp_begin, tok.eot, tok.encode(" hello")[0]
     f = LogitFilters(wm, DecodingOptions())
@@ -72,16 +73,20 @@ def test_a_row_held_to_its_end_cannot_end_after_a_pair_before_it(wm):
         [ts, word, ts + 50, ts + 50],  # pair at 1.00, held to 1.00: may end
         [ts, word, word, ts + 30],  # lone closing timestamp at 0.60: may end
         [ts, word, ts + 30, ts + 30],  # no hold (-1): may end
+        [ts + 30],  # the first timestamp alone (an empty window): may end
     ]
-    state = state_after(rows, ts, eot)
-    state.hold_until = mx.array([ts + 50, ts + 50, ts + 50, -1], dtype=mx.int32)
-    logits = text_favoured(vocab, ts) + mx.zeros((4, 1))
+    state = state_after(rows[:4], ts, eot)
+    first = state_after([rows[4]], ts, eot)
+    for name in DecodeState.FIELDS:  # row 4: after its first token only
+        setattr(state, name, mx.concatenate([getattr(state, name), getattr(first, name)]))
+    state.hold_until = mx.array([ts + 50, ts + 50, ts + 50, -1, ts + 50], dtype=mx.int32)
+    logits = text_favoured(vocab, ts) + mx.zeros((5, 1))
     logits[:, eot] = 5.0  # the end is the likeliest token of every row
     ok = allowed(f.timestamp_rules(logits, state))
     assert eot not in ok[0] and word in ok[0]
-    assert eot in ok[1] and eot in ok[2] and eot in ok[3]
+    assert eot in ok[1] and eot in ok[2] and eot in ok[3] and eot in ok[4]
     picked = mx.argmax(f.timestamp_rules(logits, state), axis=-1).tolist()
-    assert picked[0] != eot and picked[1:] == [eot, eot, eot]
+    assert picked[0] != eot and picked[1:] == [eot, eot, eot, eot]
 
 
 def test_timestamp_mass_beats_best_text_token(wm):

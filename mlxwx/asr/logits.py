@@ -84,8 +84,9 @@ class LogitFilters:
         # special columns only <|endoftext|> is open (`static`).
         ts_mass = logsumexp(stamps, axis=-1)
         text_best = mx.where(after_lone, -mx.inf, mx.max(x[:, :eot], axis=-1))
-        # A row whose window holds speech past its last timestamp may not end after a pair.
-        hold = after_pair & (state.max_ts < state.hold_until)
+        # A row whose window holds speech past its last timestamp may not end after a pair
+        # (not after the first timestamp alone: an empty window may end there).
+        hold = last_ts & (state.penult >= ts) & (state.max_ts < state.hold_until)
         end_logit = mx.where(hold, -mx.inf, x[:, eot])
         force = ts_mass > mx.maximum(text_best, end_logit)
         text_end = mx.where(force, ts, mx.where(after_lone, eot, 0))  # columns before it banned

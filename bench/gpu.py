@@ -357,14 +357,19 @@ def decoder_step_bytes(
 ) -> float:
     """Bytes one decode step must read from memory, averaged over the decode (see FORMULA);
     `cross_bits`: cross-attention keys and values packed in that many bits (plus a scale and
-    an offset in the model's dtype per PACK_GROUP values)."""
+    an offset in the model's dtype per PACK_GROUP values; keys stored in whole groups of
+    PACK_GROUP frames, `mlxwx.ops.pack`)."""
     dims, itemsize = model.dims, model.dtype.size
     skip = (".cross_attn.key.", ".cross_attn.value.", "positional_embedding")
     weights = sum(v.size for k, v in flat(model.decoder) if not any(s in f".{k}" for s in skip))
     per_row = batch * dims.n_text_layer * 2 * dims.n_text_state
-    cross = itemsize if cross_bits is None else cross_bits / 8 + 2 * itemsize / PACK_GROUP
+    frames, key_frames = dims.n_audio_ctx, dims.n_audio_ctx
+    cross = float(itemsize)
+    if cross_bits is not None:
+        cross = cross_bits / 8 + 2 * itemsize / PACK_GROUP
+        key_frames = -(-frames // PACK_GROUP) * PACK_GROUP
     own = prompt + (tokens + 1) / 2
-    return (weights + per_row * own) * itemsize + per_row * dims.n_audio_ctx * cross
+    return (weights + per_row * own) * itemsize + per_row * (frames + key_frames) / 2 * cross
 
 
 FORMULA = (
@@ -375,7 +380,8 @@ FORMULA = (
     "2*d*(n_audio_ctx) = cross-attention K+V per row and layer, P + (N+1)/2 = mean self-attention "
     "positions read (P = prompt tokens, N = decoded tokens), s = bytes per element (2 for fp16), "
     "BW = HBM bandwidth; for mlxwx-kv8 the cross-attention K+V count 1 + 4/64 bytes an element "
-    "(8 bits, a float16 scale and offset per 64)"
+    "(8 bits, a float16 scale and offset per 64), the keys over whole groups of 64 frames (1536 "
+    "for 1500)"
 )
 
 

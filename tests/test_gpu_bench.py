@@ -163,6 +163,12 @@ def test_decoder_step_bytes_formula(tiny: WhisperModel) -> None:
         kv = batch * layers * 2 * d * (DIMS.n_audio_ctx + 3 + (100 + 1) / 2)
         got = gpu.decoder_step_bytes(tiny.model, batch, prompt=3, tokens=100)
         assert got == pytest.approx(4 * (weights + kv))
+        # 8-bit keys and values: 1 + 2 * 4 / 64 bytes an element, keys over whole groups of 64
+        own = batch * layers * 2 * d * (3 + (100 + 1) / 2)
+        frames = DIMS.n_audio_ctx + -(-DIMS.n_audio_ctx // 64) * 64
+        packed = batch * layers * d * frames * (1 + 8 / 64)
+        got = gpu.decoder_step_bytes(tiny.model, batch, prompt=3, tokens=100, cross_bits=8)
+        assert got == pytest.approx(4 * (weights + own) + packed)
 
 
 def test_base_weights_joined_from_parts(tmp_path: Path, tokenizer_json: Path) -> None:

@@ -386,10 +386,10 @@ class Engine:
         seeds = [self._seed(ln) for ln in lanes]
         if not self.options.finish_chunks:
             return Rows(seconds, seeds, None)
-        ends = [s - END_SECONDS for s in seconds]  # a window past its chunk's end: no rule
-        return Rows(
-            seconds, seeds, [e if n <= N_SAMPLES else None for e, n in zip(ends, rest, strict=True)]
-        )
+        ends = [  # a window that stops short of its chunk's end: no rule
+            s - END_SECONDS if n <= N_SAMPLES else None for s, n in zip(seconds, rest, strict=True)
+        ]
+        return Rows(seconds, seeds, ends)
 
     def _step(self, lane: Lane, step: int) -> int:
         """`step`, or the rest of the lane's chunk when less than END_SECONDS would be left

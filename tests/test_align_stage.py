@@ -3,7 +3,9 @@ sentence segments with their characters, and the CLI's fail-fast check of the wa
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from mlxwx.align import Aligners, AlignOptions, align, wav2vec2_installed
 from mlxwx.align.whisper import align_whisper
 from mlxwx.audio import read_audio
 from mlxwx.cli import app
+from mlxwx.errors import LoadOnce, MlxwxError
 from mlxwx.pipeline import Pipeline, PipelineOptions
 from mlxwx.types import Result
 
@@ -53,6 +56,44 @@ def test_auto_without_a_local_wav2vec2_model_aligns_with_whisper(jfk, caplog, mo
     assert first == again == align_whisper(result, True, audio)
     said = [r.getMessage() for r in caplog.records if "cross-attention" in r.getMessage()]
     assert len(said) == 1  # once per language, not per input
+
+
+def test_a_remembered_load_failure_keeps_no_caller_alive():
+    """A failed load is raised again as a fresh error: one instance raised for every input
+    would chain each raise into its traceback, holding every caller's frame (and audio)."""
+    once, raised = LoadOnce(), []
+
+    def fail() -> None:
+        raise MlxwxError("no model")
+
+    def caller(audio: np.ndarray) -> None:
+        with pytest.raises(MlxwxError, match="no model") as err:
+            once.get("key", fail)
+        raised.append(err.value.with_traceback(None))
+
+    inputs = [np.zeros(4, np.float32) for _ in range(3)]
+    held = [weakref.ref(a) for a in inputs]
+    for a in inputs:
+        caller(a)
+    del inputs, a
+    gc.collect()
+    assert [h() for h in held] == [None] * 3
+    assert len({id(e) for e in raised}) == 3
+
+
+def test_inputs_whose_aligner_failed_to_load_are_released(jfk, tmp_path, monkeypatch):
+    pytest.importorskip("torch", reason="pip install 'mlxwx[align]'")
+    # pytest keeps every log record, and with the error logged its frames: not a run's doing
+    monkeypatch.setattr(logging.getLogger("mlxwx.align"), "disabled", True)
+    audio, result = jfk
+    options, aligners = AlignOptions("wav2vec2", model=str(tmp_path / "missing")), Aligners()
+    copies = [audio.copy() for _ in range(2)]
+    held = [weakref.ref(a) for a in copies]
+    for a in copies:
+        align(result, a, options, aligners)
+    del copies, a
+    gc.collect()
+    assert [h() for h in held] == [None, None]
 
 
 def test_wav2vec2_times_every_word_and_keeps_characters_across_sentences(jfk, tiny_w2v):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._callable import make_callable
-from ..errors import MlxwxError
+from ..errors import LoadOnce, MlxwxError
 from ..types import Result
 from .ctc import INTERPOLATIONS
 from .whisper import align_whisper
@@ -95,7 +95,7 @@ class Aligners:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.said: set[str] = set()
-        self.loaded: dict[tuple[str | None, str | None, bool], Aligner | MlxwxError] = {}
+        self.once = LoadOnce()
 
     def say(self, message: str) -> None:
         """Log `message` (info) the first time only."""
@@ -111,19 +111,18 @@ class Aligners:
 
         local = options.method == "auto"
         key = (options.model, language if options.model is None else None, local)
-        with self.lock:
-            if key not in self.loaded:
-                try:
-                    self.loaded[key] = load_aligner(language, options.model, local_files_only=local)
-                    logger.info("aligning %s with wav2vec2 (%s)", language, self.loaded[key].name)  # type: ignore[union-attr]
-                except MlxwxError as err:
-                    self.loaded[key] = err
-                    if local:
-                        logger.info("%s; aligning with Whisper's cross-attention", err)
-            found = self.loaded[key]
-        if isinstance(found, MlxwxError):
-            raise found
-        return found
+
+        def load() -> Aligner:
+            try:
+                aligner = load_aligner(language, options.model, local_files_only=local)
+            except MlxwxError as err:
+                if local:
+                    logger.info("%s; aligning with Whisper's cross-attention", err)
+                raise
+            logger.info("aligning %s with wav2vec2 (%s)", language, aligner.name)
+            return aligner
+
+        return self.once.get(key, load)
 
 
 def align(

@@ -18,16 +18,14 @@ speakers.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._callable import make_callable
-from ..errors import MlxwxError
+from ..errors import LoadOnce, MlxwxError
 from ..rttm import read_turns
 from ..types import Result, Turn
 from .assign import assign_speakers
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
     from .pyannote import Diarizer, Speakers
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 METHODS = ("pyannote", "rttm")
 DEFAULT_PIPELINE = "pyannote/speaker-diarization-community-1"
@@ -93,32 +90,18 @@ class Diarizers:
     a failure remembered and not tried again) and RTTM files read. Thread-safe."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.loaded: dict[object, object] = {}  # what was loaded, or the MlxwxError raised
-
-    def _once(self, key: object, load: Callable[[], T]) -> T:
-        """`load()`'s value for `key`, loaded once; its MlxwxError remembered and raised again."""
-        with self.lock:
-            if key not in self.loaded:
-                try:
-                    self.loaded[key] = load()
-                except MlxwxError as err:
-                    self.loaded[key] = err
-            found = self.loaded[key]
-        if isinstance(found, MlxwxError):
-            raise found
-        return found  # type: ignore[return-value]
+        self.once = LoadOnce()
 
     def pipeline(self, options: DiarizeOptions) -> Diarizer:
         """The pyannote pipeline of `options`; raises the MlxwxError of one that cannot load."""
         from .pyannote import load_diarizer
 
         key = ("pipeline", options.model, options.token is not None)
-        return self._once(key, lambda: load_diarizer(options.model, options.token))
+        return self.once.get(key, lambda: load_diarizer(options.model, options.token))
 
     def rttm(self, path: str | Path) -> dict[str, list[Turn]]:
         """The turns of an RTTM file per file id; raises the RttmError of an unreadable one."""
-        return self._once(("rttm", str(path)), lambda: read_turns(path))
+        return self.once.get(("rttm", str(path)), lambda: read_turns(path))
 
     def check(self, options: DiarizeOptions | None) -> None:
         """Load what `options` need now (before any audio), raising a one-line MlxwxError."""

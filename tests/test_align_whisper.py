@@ -340,6 +340,7 @@ def test_a_translation_is_split_into_english_words():
     assert english.language == "ja"
 
 
+@pytest.mark.slow
 def test_windows_timed_in_small_groups_get_the_times_of_one_batch(wm, clips, monkeypatch):
     """The teacher-forced pass runs over as many windows at a time as fit in SCORES_BYTES (a
     CPU process's peak memory): windows timed one at a time get the same token times."""

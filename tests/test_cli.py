@@ -34,6 +34,7 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_run_short_name_converts_pack_once_and_writes_outputs(
     runner, tmp_path, jfk_path, monkeypatch
 ):
@@ -153,6 +154,7 @@ def test_run_with_each_vad_method(runner, tmp_path, jfk_path, tiny_en_dir, vad):
     assert all(0 <= s["start"] < s["end"] <= 11.1 for s in data["segments"])
 
 
+@pytest.mark.slow
 def test_translate_reaches_every_window(runner, tmp_path, jfk_path, base_dir, monkeypatch):
     """--task translate: every window is decoded with the translate task (its prompt holds
     <|translate|>), and English speech comes out in English."""

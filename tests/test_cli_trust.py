@@ -133,6 +133,7 @@ def test_language_checked_against_the_model(runner, tmp_path, jfk_path, tiny_en_
                 mlxwx.DecodingOptions(language="de"))))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_skip_existing_resumes(runner, tmp_path, jfk_path, tiny_en_dir):
     a, b = copies(jfk_path, tmp_path, "a.flac", "b.flac")
     out = tmp_path / "out"

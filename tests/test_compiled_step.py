@@ -61,7 +61,7 @@ def both_ways(wm, features, opts: DecodingOptions, contexts) -> tuple[list, list
     return [[r.tokens for r in rs] for rs in results]
 
 
-@pytest.mark.parametrize("beam_size", [1, 5])
+@pytest.mark.parametrize("beam_size", [1, pytest.param(5, marks=pytest.mark.slow)])
 def test_compiled_step_decodes_the_same_tokens(wm, features, traces, beam_size):
     context = wm.tokenizer.encode(" President Kennedy speaking in Washington.")
     opts = DecodingOptions(beam_size=beam_size)

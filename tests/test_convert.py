@@ -502,6 +502,7 @@ def run_theirs(model, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(audio), np.array(model.decoder(mx.array(TOKENS), audio)[0])
 
 
+@pytest.mark.slow
 def test_mlx_whisper_loads_our_folders(hf, hf_mlx, hf_ours, tmp_path):
     load_models = pytest.importorskip("mlx_whisper.load_models")
     theirs = load_models.load_model(str(hf_mlx), dtype=mx.float32)

@@ -64,6 +64,7 @@ def pipeline(wm) -> Pipeline:
     return Pipeline(wm)
 
 
+@pytest.mark.slow
 def test_rttm_speakers_on_synthconv_words(pipeline):
     options = PipelineOptions(diarize=DiarizeOptions("rttm", rttm=DATA / "synthconv.rttm"))
     result = pipeline.transcribe(str(DATA / "synthconv.wav"), options)
@@ -76,6 +77,7 @@ def test_rttm_speakers_on_synthconv_words(pipeline):
     assert all(s.speaker in ("slt", "rms") for s in result.segments)
 
 
+@pytest.mark.slow
 def test_rttm_speakers_on_pyannotes_sample(pipeline):
     options = PipelineOptions(diarize=DiarizeOptions("rttm", rttm=DATA / "sample.rttm"))
     result = pipeline.transcribe(str(DATA / "sample.wav"), options)

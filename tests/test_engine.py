@@ -184,6 +184,7 @@ def test_no_speech_threshold_none_never_marks_silence(wm, monkeypatch):
     assert options.thresholds.is_silence(DecodingResult([], "", "en", -5.0, 1.0, 0.0)) is False
 
 
+@pytest.mark.slow
 def test_language_detected_once_per_file_on_its_first_decoded_window(
     base_dir, jfk_path, monkeypatch
 ):
@@ -448,7 +449,7 @@ def test_loops_of_three_words_or_more_are_cut_in_every_window(wm):
     assert text(collapse_segments(segments)[-2][1]) == " Thank you, thank you,"
 
 
-@pytest.mark.parametrize("condition", [False, True])
+@pytest.mark.parametrize("condition", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_condition_on_previous_text_prompts_the_next_window(wm, clips, monkeypatch, condition):
     """With condition_on_previous_text, each window after the first of a lane is prompted with
     the previous window's tokens (after <|startofprev|>); without, with nothing."""
@@ -488,6 +489,7 @@ def test_inputs_without_speech_are_yielded_as_they_are_pulled(wm):
     assert list(out) == []
 
 
+@pytest.mark.slow
 def test_a_window_holding_its_chunks_end_reads_it_to_the_end(wm):
     """Real speech (the corpus's clips one after another, about 45 s) in Silero's chunks: with
     `finish_chunks` (the default) every chunk is one window, where openai-whisper's seek rule

@@ -67,8 +67,8 @@ def test_the_device_and_host_rules_agree():
     "options",
     [
         DecodingOptions(beam_size=1),
-        DecodingOptions(beam_size=5),
-        DecodingOptions(temperature=0.6, best_of=3),
+        pytest.param(DecodingOptions(beam_size=5), marks=pytest.mark.slow),
+        pytest.param(DecodingOptions(temperature=0.6, best_of=3), marks=pytest.mark.slow),
     ],
     ids=["greedy", "beam5", "sampling"],
 )
@@ -90,6 +90,7 @@ def test_a_sample_ends_at_its_window_limit(wm, features):
     assert not plain.looped and len(plain.tokens) > 20  # no limit given
 
 
+@pytest.mark.slow
 def test_the_ladder_stops_every_rung_and_keeps_the_likeliest(wm, features, looping, monkeypatch):
     seen = []
 

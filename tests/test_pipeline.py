@@ -61,6 +61,7 @@ def test_run_gives_the_json_of_the_engine_before_the_stages(variant, tiny_en_dir
         )
 
 
+@pytest.mark.slow
 def test_alignment_keeps_the_decoded_text(tiny_en_dir, tmp_path):
     """Aligned (the default), the same segments as the golden JSON but for their times, and
     every word timed within its segment."""
@@ -126,6 +127,7 @@ def test_later_stages_run_while_the_decoder_works_on_the_next_inputs(wm, clips):
     assert overlapped == [True] and sorted(results) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_inputs_are_loaded_ahead_of_need_not_all_at_once(wm, clips):
     """However many inputs a run has, only a few are loaded and not yet finished at any time."""
     events: list[str] = []

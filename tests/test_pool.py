@@ -121,6 +121,7 @@ def test_a_rows_noise_is_its_own_whatever_the_batch():
     assert not np.array_equal(alone, np.array(noise.gumbel(keys[1:2], 6, 1000)))
 
 
+@pytest.mark.slow
 def test_a_window_samples_the_same_alone_or_in_a_batch(wm, clips):
     """decode_features at temperature 1 with per-window seeds: a window's samples do not
     depend on the windows decoded beside it."""

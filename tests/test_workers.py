@@ -59,6 +59,7 @@ def records(results):  # scores differ in the last float bits between batch layo
     return [[(w.spans, [s.tokens for s in w.segments]) for w in r.windows] for r in results]
 
 
+@pytest.mark.slow
 def test_workers_give_the_transcripts_of_one_process(wm, clips, taken):
     alone = transcribe_arrays(wm, clips, replace(GREEDY, workers=1))
     assert not taken

@@ -276,9 +276,9 @@ def test_signal_stops_run_and_workers(tmp_path, jfk_path, tiny_en_dir, sig, code
                str(out), "-q", "--workers", "3"]  # fmt: skip
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_children(proc.pid)) < 2:
+    while time.monotonic() < deadline and len(_workers(proc.pid)) < 2:
         time.sleep(0.2)
-    children = _children(proc.pid)
+    children = _workers(proc.pid)
     assert len(children) == 2, "the workers did not start"
     time.sleep(1.0)
     proc.send_signal(sig)
@@ -296,6 +296,19 @@ def test_signal_stops_run_and_workers(tmp_path, jfk_path, tiny_en_dir, sig, code
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return [int(p) for p in found.stdout.split()]
+
+
+def _workers(pid: int) -> list[int]:
+    """The decoding worker processes among `pid`'s children (not a short-lived helper)."""
+    found = []
+    for child in _children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"mlxwx.asr.workers" in command:
+            found.append(child)
+    return found
 
 
 def _running(pid: int) -> bool:

@@ -26,6 +26,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -455,7 +456,7 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
     of a worker that fails go to the other processes."""
     wm, options = run.wm, run.options
     detect = wm.tokenizer.multilingual and options.transcribe.decoding.language is None
-    board = pool.Board(options.transcribe, detect, waiting=options.transcribe.batch_size)
+    board = pool.Board(options.transcribe, detect, options.transcribe.batch_size, takers=n)
 
     def finished(part: Transcript) -> None:
         if (whole := board.done(part)) is not None:
@@ -468,7 +469,12 @@ def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
         for k in range(1, n):
             job = workers.Job.of(wm, POOL_STAGE, share_lanes(options, k, n).transcribe)
             worker = workers.Worker(
-                job, threads, board.take, finished, board.give_back, run.progress.transcribe
+                job,
+                threads,
+                partial(board.take, taker=k),
+                finished,
+                board.give_back,
+                run.progress.transcribe,
             )
             crew.append(worker)
             run.progress.workers.append(worker)

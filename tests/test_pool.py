@@ -87,6 +87,29 @@ def test_an_inputs_other_parts_wait_for_the_language_of_its_first():
     assert board.take(wait=False) is None
 
 
+def test_processes_with_busy_lanes_take_only_their_share_of_the_parts_left():
+    """11 parts of one input, two processes with 8 lanes each: the first to ask fills 6 lanes,
+    not 8, and leaves 5 for the other; an idle process always takes a part."""
+    board = pool.Board(TranscribeOptions(), detect=False, waiting=16, takers=2)
+    board.add(speech(0, *((i * 100, i * 100 + 50) for i in range(11))))
+    board.close()
+
+    def fill(taker: int) -> list:
+        got = [board.take(wait=True, taker=taker)]  # no busy lane yet
+        while len(got) < 8 and (part := board.take(wait=False, taker=taker)) is not None:
+            got.append(part)
+        return got
+
+    first, second = fill(0), fill(1)
+    assert (len(first), len(second)) == (6, 5)
+    for _, part in first[:4]:
+        board.done(back(part, "en"))
+    board.give_back(second[:3])  # 3 waiting, 2 + 2 in flight: a share is 4 of the 7
+    got = [board.take(wait=False, taker=0), board.take(wait=False, taker=0)]
+    assert None not in got and board.take(wait=False, taker=0) is None  # one still waits
+    assert board.take(wait=True, taker=0) is not None  # an idle process takes it
+
+
 def test_parts_of_a_failed_process_are_taken_first():
     board = pool.Board(TranscribeOptions(), detect=False, waiting=10)
     for i in range(3):

@@ -37,8 +37,8 @@ def taken(monkeypatch):
     calls: dict[str, list[int]] = {}
     take = pool.Board.take
 
-    def spy(self, *wait):
-        item = take(self, *wait)
+    def spy(self, *args, **kwargs):
+        item = take(self, *args, **kwargs)
         if item is not None:
             calls.setdefault(threading.current_thread().name, []).append(item[0])
         return item

@@ -5,8 +5,9 @@ A thread of this process finds each input's speech (its chunks) and cuts it into
 chunk each (all of an input's chunks with `condition_on_previous_text`, which carries text from
 one to the next; an input read without VAD in parts of about UNIT_SAMPLES, cut at quiet
 moments). Parts wait on a shared board, at most `waiting` of them; this process's lanes and each
-worker process's (`mlxwx.asr.workers`) take the next part whenever one of them is free, so no
-process idles while another holds a slow window. A process with a busy lane is never kept
+worker process's (`mlxwx.asr.workers`) take the next part whenever one of them is free (a
+process with busy lanes no more than its even share of the parts left), so no process idles
+while another holds a slow window. A process with a busy lane is never kept
 waiting for a part (a part may wait for its input's language, found by another part in
 flight). Parts come back as transcripts and are put together per input, which is finished with
 its last part. A multilingual model with no language given detects an input's language on its
@@ -85,10 +86,17 @@ class _Input:
 
 
 class Board:
-    """The parts waiting for a process, and the inputs they are put back together into."""
+    """The parts waiting for a process, and the inputs they are put back together into.
 
-    def __init__(self, options: TranscribeOptions, detect: bool, waiting: int):
+    `takers` processes take parts (numbered from 0). A process with a busy lane takes one more
+    only while it holds less than its even share of the parts left (waiting and in flight), so
+    that the last parts of a run, or the few parts of one short input, are split between the
+    processes instead of filling the lanes of the first to ask; an idle process always takes."""
+
+    def __init__(self, options: TranscribeOptions, detect: bool, waiting: int, takers: int = 1):
         self.options, self.detect, self.waiting = options, detect, waiting
+        self.takers = takers
+        self.holder: dict[int, int] = {}  # part key -> the taker it is in flight with
         self.cond = threading.Condition()
         self.items: deque[SpeechFile] = deque()
         self.inputs: dict[int, _Input] = {}
@@ -120,11 +128,11 @@ class Board:
             self.items.extend(pieces)
             self.cond.notify_all()
 
-    def take(self, wait: bool = True) -> tuple[int, SpeechFile] | None:
-        """The next part for a process, as (key, part); None when none is ready and not `wait`.
-        Raises StopIteration once no part is left or will be: the board is closed and every
-        part is done (a part in flight may yet come back from a process that fails), or the
-        run was aborted."""
+    def take(self, wait: bool = True, taker: int = 0) -> tuple[int, SpeechFile] | None:
+        """The next part for process `taker`, as (key, part); None when none is ready, or it
+        holds its share, and not `wait` (its lanes are busy). Raises StopIteration once no part
+        is left or will be: the board is closed and every part is done (a part in flight may
+        yet come back from a process that fails), or the run was aborted."""
         with self.cond:
             while not self.items:
                 if self.aborted or (self.closed and not self.owner):
@@ -132,19 +140,30 @@ class Board:
                 if not wait:
                     return None
                 self.cond.wait(0.5)
+            if not wait and self._holds_share(taker):
+                return None
             item = self.items.popleft()
+            self.holder[item.file] = taker
             self.cond.notify_all()
             return item.file, item
+
+    def _holds_share(self, taker: int) -> bool:
+        left = len(self.items) + len(self.holder)
+        held = sum(1 for t in self.holder.values() if t == taker)
+        return held * self.takers >= left
 
     def give_back(self, items: list[tuple[int, SpeechFile]]) -> None:
         """Parts a failed process did not finish: first in line for the others."""
         with self.cond:
+            for key, _ in items:
+                self.holder.pop(key, None)
             self.items.extendleft(reversed([p for _, p in items]))
             self.cond.notify_all()
 
     def done(self, part: Transcript) -> Transcript | None:
         """Take a part's transcript; its input's `Transcript` when that was its last part."""
         with self.cond:
+            self.holder.pop(part.file, None)
             file = self.owner.pop(part.file)
             state = self.inputs[file]
             state.language = state.language or part.language

@@ -145,6 +145,7 @@ def transcribe_files(
 ) -> Iterator[Transcript]:
     """detect_speech and transcribe in this process over (position, audio) inputs, read as the
     decoder needs them; a `Transcript` per input as each is finished."""
+    options = for_chunks(options, vad is not None)
     return transcribe_stream(wm, speech_files(vad, options, inputs), options.transcribe, progress)
 
 
@@ -180,6 +181,14 @@ def with_token_times(options: PipelineOptions) -> PipelineOptions:
     if options.align is None or not options.align.token_times or options.transcribe.token_times:
         return options
     return replace(options, transcribe=replace(options.transcribe, token_times=True))
+
+
+def for_chunks(options: PipelineOptions, vad: bool) -> PipelineOptions:
+    """`options` for chunks cut by a VAD or not: without one, `finish_chunks` off (see
+    `TranscribeOptions`)."""
+    if vad or not options.transcribe.finish_chunks:
+        return options
+    return replace(options, transcribe=replace(options.transcribe, finish_chunks=False))
 
 
 def text_language(options: PipelineOptions) -> str | None:
@@ -544,8 +553,7 @@ class Pipeline:
         options = with_token_times(options or self.options)
         check_language(self.whisper, options.transcribe.decoding.language)
         vad = self.vad(options.vad)
-        if vad is None and options.transcribe.finish_chunks:  # see TranscribeOptions
-            options = replace(options, transcribe=replace(options.transcribe, finish_chunks=False))
+        options = for_chunks(options, vad is not None)
         if self.custom_vad is not None:
             options = replace(options, transcribe=replace(options.transcribe, workers=1))
         if options.transcribe.seed is None:  # one seed for every process of the run

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import MlxwxError
 from ..inputs import expand
-from ..pipeline import PipelineOptions, with_token_times
+from ..pipeline import PipelineOptions, for_chunks, with_token_times
 from ..writers import ALL_FORMATS, SubtitleOptions, output_stems
 from .operators import Finisher, Transcriber, prepare
 from .storage import Destination
@@ -135,6 +135,7 @@ def transcribe(
     ray = import_ray()
     started = time.perf_counter()
     options = with_token_times(_seeded(options or PipelineOptions()))
+    options = for_chunks(options, options.vad is not None)
     ray_options = ray_options or RayOptions()
     destination = Destination(str(output_dir))
     destination.check()

@@ -27,7 +27,10 @@ conditioning on previous text, each tool's default temperature fallback unless s
   the same OpenBLAS that `import mlxwx` preloads (without it, mlx on Linux is 15-40x slower).
 - fw-int8 / fw-float32: faster-whisper `WhisperModel(...).transcribe`, sequential, beam 5,
   vad_filter=False, cpu_threads = usable cores. float32 runs with CT2_USE_MKL=1 (its fast path
-  per docs/OFFLINE.md), int8 with the default environment.
+  per docs/OFFLINE.md), int8 with the default environment. Every fw- system runs with
+  MLXWX_BLAS=none: CTranslate2 exports the BLAS and MKL functions it links statically, and a
+  library that `import mlxwx` loads into the global scope (OpenBLAS or MKL) would take its
+  calls over (MKL did: other int8 results; before 2026-12-07 OpenBLAS took its float32 calls).
 - fw-batched-int8 / fw-batched-float32: faster-whisper `BatchedInferencePipeline`, batch 16,
   beam 5. It needs speech chunks: with vad_filter=False and no clip_timestamps it refuses
   audio over 30 s, so it runs its default Silero VAD (the ONNX model bundled in faster-whisper,
@@ -517,6 +520,10 @@ def run_system(system: str, wav: Path, samples: int, args: argparse.Namespace) -
     command += ["--samples", str(samples), "--out", str(out), "--ct2-dir", args.ct2_dir]
     command += ["--many-beam", str(args.many_beam), "--many-files", str(args.many_files)]
     env = dict(os.environ)
+    if system.startswith("fw-"):
+        # CTranslate2 exports the BLAS and MKL functions it links statically; a BLAS that
+        # `import mlxwx` loads into the global scope would take its calls over.
+        env["MLXWX_BLAS"] = "none"
     if system.endswith("float32") and system.startswith("fw-"):
         env["CT2_USE_MKL"] = "1"
     row = Row(system, samples / SAMPLE_RATE)

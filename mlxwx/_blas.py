@@ -1,9 +1,11 @@
 """Fast matmuls on Linux CPUs: load an optimised BLAS before MLX's CPU backend.
 
 The `mlx-cpu` wheel bundles the reference (netlib) BLAS, 15-40x slower than OpenBLAS. `libmlx.so`
-resolves `cblas_sgemm` at load time through the global symbol scope, so loading OpenBLAS with
-RTLD_GLOBAL before `mlx.core` is first imported makes every matmul and conv use it (results
-unchanged). This runs on `import mlxwx`; `MLXWX_BLAS=/path/libblas.so` picks another library and
+resolves `cblas_sgemm` at load time through the global symbol scope, so loading a BLAS with
+RTLD_GLOBAL before `mlx.core` is first imported makes every matmul and conv use it. This runs on
+`import mlxwx`: Intel's MKL where the `mkl` wheel is installed (the `cpu` extra on x86-64: its
+matmuls of a few rows against a large matrix, a decoder step's, skip OpenBLAS's repacking of the
+large one), else the system OpenBLAS. `MLXWX_BLAS=/path/libblas.so` picks another library and
 `MLXWX_BLAS=none` turns it off.
 """
 
@@ -35,8 +37,23 @@ def _needed() -> bool:
 
 
 def _already_fast() -> bool:
-    preload = os.environ.get("LD_PRELOAD", "")
-    return "blas" in preload.lower()
+    preload = os.environ.get("LD_PRELOAD", "").lower()
+    return "blas" in preload or "mkl" in preload
+
+
+def mkl_library() -> str | None:
+    """The path of MKL's single dynamic library where the `mkl` wheel is installed, else None."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("mkl") or []
+        dist = metadata.distribution("mkl")
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name.startswith("libmkl_rt.so"):
+            return str(Path(str(dist.locate_file(f))).resolve())
+    return None
 
 
 def preload() -> str:
@@ -49,7 +66,7 @@ def preload() -> str:
         status = "too late: mlx.core was imported before mlxwx"
         return status
     override = os.environ.get("MLXWX_BLAS")
-    for path in (override,) if override else CANDIDATES:
+    for path in (override,) if override else (mkl_library(), *CANDIDATES):
         if path and Path(path).exists():
             try:
                 ctypes.CDLL(path, mode=os.RTLD_GLOBAL)
@@ -80,14 +97,24 @@ def warn_if_slow() -> None:
         )
 
 
+THREAD_CALLS = (  # (get, set) of each library's thread count, as the global scope names them
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+)
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # for a child process's environment
+
+
 def set_threads(n: int) -> int | None:
-    """Make OpenBLAS use `n` threads; returns the count before, or None where the loaded BLAS is
-    not OpenBLAS (nothing changed)."""
+    """Make the loaded OpenBLAS or MKL use `n` threads; returns the count before, or None where
+    neither is loaded (nothing changed)."""
     try:
         lib = ctypes.CDLL(None)  # the global scope: the library preloaded above or by LD_PRELOAD
-        get, set_ = lib.openblas_get_num_threads, lib.openblas_set_num_threads
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    before = int(get())
-    set_(n)
-    return before
+    for get_name, set_name in THREAD_CALLS:
+        get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
+        if get is not None and set_ is not None:
+            before = int(get())
+            set_(n)
+            return before
+    return None

@@ -1,4 +1,4 @@
-"""The OpenBLAS preload: MLX's Linux CPU backend must not run on the reference BLAS."""
+"""The BLAS preload: MLX's Linux CPU backend must not run on the reference BLAS."""
 
 from __future__ import annotations
 
@@ -17,17 +17,20 @@ needs_openblas = pytest.mark.skipif(
 )
 
 
+MKL = _blas.mkl_library()  # the `cpu` extra installs it on x86-64 Linux
+
+
 @needs_openblas
-def test_import_mlxwx_loads_openblas():
-    assert _blas.status == str(DEBIAN_OPENBLAS)
+def test_import_mlxwx_loads_mkl_where_installed_else_openblas():
+    assert _blas.status == (MKL or str(DEBIAN_OPENBLAS))
 
 
-def sgemm_library(code_before: str) -> str:
+def sgemm_library(code_before: str, blas: str = "") -> str:
     """The library that MLX's `cblas_sgemm` calls bind to in a fresh process running
     `code_before` and then a matmul, as the dynamic linker reports it (LD_DEBUG=bindings):
     evidence of which BLAS runs, with no timing."""
     script = code_before + "\nimport mlx.core as mx\na = mx.ones((64, 64))\nmx.eval(a @ a)\n"
-    env = {"MLXWX_BLAS": "", "PATH": "/usr/bin:/bin", "LD_DEBUG": "bindings"}
+    env = {"MLXWX_BLAS": blas, "PATH": "/usr/bin:/bin", "LD_DEBUG": "bindings"}
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
@@ -38,9 +41,23 @@ def sgemm_library(code_before: str) -> str:
 
 
 @needs_openblas
-def test_preload_makes_mlx_call_openblas():
-    assert Path(sgemm_library("import mlxwx")).resolve() == DEBIAN_OPENBLAS.resolve()
-    assert Path(sgemm_library("")).resolve() != DEBIAN_OPENBLAS.resolve()  # the bundled one
+def test_preload_makes_mlx_call_the_fast_blas():
+    chosen = Path(MKL) if MKL else DEBIAN_OPENBLAS
+    assert Path(sgemm_library("import mlxwx")).resolve() == chosen.resolve()
+    assert Path(sgemm_library("")).resolve() != chosen.resolve()  # the bundled one
+    # MLXWX_BLAS picks the library
+    openblas = sgemm_library("import mlxwx", blas=str(DEBIAN_OPENBLAS))
+    assert Path(openblas).resolve() == DEBIAN_OPENBLAS.resolve()
+
+
+@pytest.mark.skipif(MKL is None, reason="the mkl wheel is not installed")
+def test_mkl_is_found_in_its_wheel_and_takes_a_thread_count():
+    assert MKL is not None
+    assert Path(MKL).name.startswith("libmkl_rt.so") and Path(MKL).is_file()
+    if _blas.status == MKL:
+        before = _blas.set_threads(1)
+        assert before is not None and before >= 1
+        assert _blas.set_threads(before) == 1
 
 
 def test_late_import_is_reported(monkeypatch):

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 
 import mlx.core as mx
 
+from .. import _blas
 from ..weights.folder import CONFIG_FILE
 from .engine import Transcript
 from .model import WhisperModel, load_model
@@ -100,7 +101,7 @@ main()
 
 
 def _start(threads: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    env = dict(os.environ, **{name: str(threads) for name in _blas.THREAD_VARIABLES})
     init = Path(__file__).resolve().parent.parent / "__init__.py"
     command = [sys.executable, "-c", _BOOT.format(init=str(init))]
     # A session of its own: a Ctrl-C at the terminal reaches the parent only, which ends it.

@@ -8,7 +8,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from mlxwx.asr.decoding import DecodingOptions, decode
-from mlxwx.asr.model import load_model
+from mlxwx.asr.model import column_major, column_major_steps, load_model
 from mlxwx.audio import load_audio, window_mel
 from mlxwx.models.whisper import ModelDimensions, Whisper
 
@@ -86,6 +86,34 @@ def test_fused_projections_compute_what_the_three_layers_do():
     assert not np.allclose(changed[0], fused[0], atol=1e-3)
     del block["_qkv"]
     np.testing.assert_allclose(run()[0], changed[0], rtol=1e-4, atol=1e-4)
+
+
+def test_column_major_step_matrices_compute_the_same():
+    """`column_major_steps` (the CPU's layout for a decode step's matrices) changes how the
+    weights are stored, not what they are: the same parameters, the same logits, prompt and
+    one-token steps alike."""
+    dims = ModelDimensions(80, 1500, 64, 2, 2, 51864, 448, 64, 1, 2)
+    model = Whisper(dims)
+    mx.eval(model.parameters())
+    audio = model.encoder(mx.random.normal((2, 3000, 80), key=mx.random.key(1)))
+    tokens = mx.array([[50257, 50362, 440, 1110], [50257, 50362, 50363, 290]])
+
+    def run() -> list[np.ndarray]:
+        cache = model.decoder.new_cache(2, mx.float32)
+        kv = model.decoder.cross_kv(audio)
+        prompt = model.decoder(tokens[:, :3], kv, cache, 0)
+        return [np.array(prompt), np.array(model.decoder(tokens[:, 3:], kv, cache, 3))]
+
+    model.fuse()
+    before = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    plain = run()
+    model.fuse(column_major)
+    column_major_steps(model)
+    for a, b in zip(plain, run(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    after = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
 def test_loaded_models_are_fused(wm):

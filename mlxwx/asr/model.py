@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from ..errors import ModelError
 from ..models.whisper import ModelDimensions, Whisper
@@ -51,8 +52,37 @@ def load_whisper(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
     model: Whisper = load_folder(path, "whisper", dtype or default_dtype())  # type: ignore[assignment]
     # the sinusoid table too: an array left lazy here belongs to this thread's stream
     mx.eval(model.encoder._positional_embedding)
-    model.fuse()
+    if mx.default_device() == mx.cpu:
+        model.fuse(column_major)
+        column_major_steps(model)
+    else:
+        model.fuse()
     return model
+
+
+def column_major(w: mx.array) -> mx.array:
+    """`w` (out, in), same shape and values, stored column by column: `x @ w.T` then gives the
+    BLAS a row-major (in, out) matrix, which a CPU BLAS multiplies by a few rows without first
+    copying the large matrix into a layout of its own."""
+    out = mx.contiguous(w.T).T
+    mx.eval(out)
+    return out
+
+
+def column_major_steps(model: Whisper) -> None:
+    """On the CPU, the matrices that a decode step multiplies by one token of each row stored
+    column by column (`column_major`): the decoder's self-attention output, cross-attention
+    query and output, MLP, and the token embedding (the output layer). The cross-attention keys
+    and values (projected from 1,500 frames per window) and the encoder keep their layout;
+    quantized layers are left as they are."""
+    for block in model.decoder.blocks:
+        linears = (block.attn.out, block.cross_attn.query, block.cross_attn.out)
+        for layer in (*linears, block.mlp1, block.mlp2):
+            if type(layer) is nn.Linear:
+                layer.weight = column_major(layer.weight)
+    embedding = model.decoder.token_embedding
+    if type(embedding) is nn.Embedding:
+        embedding.weight = column_major(embedding.weight)
 
 
 def load_tokenizer(path: Path, dims: ModelDimensions) -> Tokenizer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,16 +142,19 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(n_state, n_state)
         self.out = nn.Linear(n_state, n_state)
 
-    def fuse(self) -> None:
+    def fuse(self, layout: Callable[[mx.array], mx.array] | None = None) -> None:
         """Lay the query, key and value weights out as one (3D, D) matrix, of which the three
         layers' weights become views (no more memory), so that `project` runs one matmul
-        instead of three. Quantized layers are left as they are; weights replaced later
-        (`update`, `set_dtype`) are seen, and projected apart again."""
+        instead of three; `layout` may store that matrix otherwise (same shape and values).
+        Quantized layers are left as they are; weights replaced later (`update`, `set_dtype`)
+        are seen, and projected apart again."""
         layers = (self.query, self.key, self.value)
         if not all(type(m) is nn.Linear for m in layers):
             return
         d = self.query.weight.shape[0]
         w = mx.concatenate([m.weight for m in layers])
+        if layout is not None:
+            w = layout(w)
         b = mx.concatenate([self.query.bias, mx.zeros_like(self.value.bias), self.value.bias])
         self.query.weight, self.key.weight, self.value.weight = w[:d], w[d : 2 * d], w[2 * d :]
         mx.eval(w, b, self.query.weight, self.key.weight, self.value.weight)
@@ -380,8 +384,11 @@ class Whisper(nn.Module):
     def dtype(self) -> mx.Dtype:
         return self.decoder.ln.weight.dtype
 
-    def fuse(self) -> None:
-        """Every self-attention's query, key and value as one matrix (`MultiHeadAttention.fuse`):
-        call once the weights are loaded in their final dtype."""
-        for block in [*self.encoder.blocks, *self.decoder.blocks]:
+    def fuse(self, decoder_layout: Callable[[mx.array], mx.array] | None = None) -> None:
+        """Every self-attention's query, key and value as one matrix (`MultiHeadAttention.fuse`),
+        the decoder's in `decoder_layout`: call once the weights are loaded in their final
+        dtype."""
+        for block in self.encoder.blocks:
             block.attn.fuse()
+        for block in self.decoder.blocks:
+            block.attn.fuse(decoder_layout)

@@ -16,6 +16,9 @@ checkpoint here use seeded random weights.
   (`Whisper.fuse` undone for the run: mlxwx before it fused them at load).
 - mlxwx-kv8: the same with `DecodingOptions(cross_kv_bits=8)` (cross-attention keys and values
   read in 8 bits, a scale and an offset per 64 values).
+- mlxwx-q8 / mlxwx-q4: mlxwx on the same weights quantized as mlx-community's Whisper folders are
+  (`nn.quantize`, groups of 64, every Linear and Embedding: what `load_model` reads from such a
+  folder), 8 or 4 bits.
 - mlx-whisper: `mlx_whisper.decoding.decode` (its DecodingTask: one window at a time in its
   transcribe), batch 1, `suppress_tokens=[-1, eot]`, `sample_len=--tokens`.
 - transformers: `WhisperForConditionalGeneration` with `attn_implementation="sdpa"`, batched
@@ -66,7 +69,7 @@ import tempfile
 import time
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +102,19 @@ from mlxwx.weights.folder import cache_dir  # noqa: E402
 
 WINDOW_S = 30.0  # audio seconds in one encoder window
 HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3, NVIDIA's datasheet figure
-SYSTEMS = ("mlxwx", "mlxwx-compiled", "mlxwx-unfused", "mlxwx-kv8", "mlx-whisper", "transformers")
-OURS = ("mlxwx", "mlxwx-compiled", "mlxwx-unfused", "mlxwx-kv8")
+SYSTEMS = (
+    "mlxwx",
+    "mlxwx-compiled",
+    "mlxwx-unfused",
+    "mlxwx-kv8",
+    "mlxwx-q8",
+    "mlxwx-q4",
+    "mlx-whisper",
+    "transformers",
+)
+OURS = ("mlxwx", "mlxwx-compiled", "mlxwx-unfused", "mlxwx-kv8", "mlxwx-q8", "mlxwx-q4")
+QUANTIZED = {"mlxwx-q8": 8, "mlxwx-q4": 4}  # bits of the weights
+QUANT_GROUP = 64  # mlx-community's group size
 SHAPES = {  # ModelDimensions of the public checkpoints (their config.json)
     "base": ModelDimensions(80, 1500, 512, 8, 6, 51865, 448, 512, 8, 6),
     "large-v3": ModelDimensions(128, 1500, 1280, 20, 32, 51866, 448, 1280, 20, 32),
@@ -228,6 +242,18 @@ def random_model(dims: ModelDimensions, tokenizer: Tokenizer, dtype: mx.Dtype) -
         suppress_tokens=tokenizer.suppress_tokens(),
         begin_suppress_tokens=(space, tokenizer.eot),
     )
+
+
+def quantized(wm: WhisperModel, bits: int) -> WhisperModel:
+    """A copy of `wm` whose Linear and Embedding layers are quantized to `bits` in groups of
+    QUANT_GROUP (`nn.quantize`'s default choice of layers, as mlx-community's folders); `wm` is
+    left as it is."""
+    model = Whisper(wm.dims)
+    model.update(tree_unflatten(flat(wm.model)))
+    nn.quantize(model, group_size=QUANT_GROUP, bits=bits)
+    mx.eval(model.parameters())
+    model.fuse()  # as `load_model` does: the quantized projections stay apart
+    return dataclasses.replace(wm, model=model)
 
 
 def join_parts(folder: Path, into: Path) -> Path:
@@ -361,7 +387,7 @@ def decoder_step_bytes(
     PACK_GROUP frames, `mlxwx.ops.pack`)."""
     dims, itemsize = model.dims, model.dtype.size
     skip = (".cross_attn.key.", ".cross_attn.value.", "positional_embedding")
-    weights = sum(v.size for k, v in flat(model.decoder) if not any(s in f".{k}" for s in skip))
+    weights = sum(v.nbytes for k, v in flat(model.decoder) if not any(s in f".{k}" for s in skip))
     per_row = batch * dims.n_text_layer * 2 * dims.n_text_state
     frames, key_frames = dims.n_audio_ctx, dims.n_audio_ctx
     cross = float(itemsize)
@@ -369,14 +395,15 @@ def decoder_step_bytes(
         cross = cross_bits / 8 + 2 * itemsize / PACK_GROUP
         key_frames = -(-frames // PACK_GROUP) * PACK_GROUP
     own = prompt + (tokens + 1) / 2
-    return (weights + per_row * own) * itemsize + per_row * (frames + key_frames) / 2 * cross
+    return weights + per_row * own * itemsize + per_row * (frames + key_frames) / 2 * cross
 
 
 FORMULA = (
-    "bound per step = [W + B * L * 2 * d * (n_audio_ctx + P + (N + 1) / 2)] * s / BW, where W = "
-    "decoder parameters read per step (all but the cross-attention K/V projections, which run "
-    "once per window, and the positional table, of which one row is read; the token embedding "
-    "counted once, as the output projection), B = batch, L = decoder layers, d = width, "
+    "bound per step = [W + B * L * 2 * d * (n_audio_ctx + P + (N + 1) / 2) * s] / BW, where W = "
+    "bytes of the decoder parameters read per step (all but the cross-attention K/V projections, "
+    "which run once per window, and the positional table, of which one row is read; the token "
+    "embedding counted once, as the output projection; quantized layers (mlxwx-q8/q4) as stored: "
+    "packed weights, scales and offsets), B = batch, L = decoder layers, d = width, "
     "2*d*(n_audio_ctx) = cross-attention K+V per row and layer, P + (N+1)/2 = mean self-attention "
     "positions read (P = prompt tokens, N = decoded tokens), s = bytes per element (2 for fp16), "
     "BW = HBM bandwidth; for mlxwx-kv8 the cross-attention K+V count 1 + 4/64 bytes an element "
@@ -625,6 +652,7 @@ class Shape:
     wm: WhisperModel
     mel: np.ndarray  # (max batch, 2 * n_audio_ctx, n_mels) float32
     hf: Any = None  # the transformers model, while its rows run
+    variants: dict[str, WhisperModel] = field(default_factory=dict)  # quantized copies of wm
 
 
 def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace, mw: Any) -> Row:
@@ -633,6 +661,10 @@ def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace,
     memory = Memory(system, torch_device)
     memory.reset()
     mel = mx.array(shape.mel[:batch]).astype(wm.model.dtype)
+    if system in QUANTIZED:
+        if system not in shape.variants:
+            shape.variants = {system: quantized(shape.wm, QUANTIZED[system])}  # one at a time
+        wm = shape.variants[system]
     if system in OURS:
         runner = mlxwx_runner(wm, mel, args.tokens, stamps, system)
     elif system == "mlx-whisper":

@@ -20,6 +20,9 @@
 #   sh bench/h100.sh e2e2h     issue 18: bench/gpu_e2e.py on 2 hours in 40 files (from corpus10.npz)
 #   sh bench/h100.sh kv8       issue 18: bench/gpu.py, mlxwx against mlxwx-unfused and mlxwx-kv8
 #                              on random weights (carried: .carry/up1, then .carry/up2 with this)
+#   sh bench/h100.sh quant     issue 18: bench/gpu.py, mlxwx against its weights quantized to 8 and
+#                              4 bits as mlx-community's folders are (random weights; carried as
+#                              for kv8)
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
@@ -32,6 +35,12 @@ set -u
 export PYTHONPATH=/root/mlxsite:/tmp/site:/tmp/stubs:$PWD PYTHONUNBUFFERED=1
 export MLXWX_CACHE=$PWD/.carry/cache HF_HUB_OFFLINE=1
 BASE=/root/base
+random_weights_setup() {  # mlx-cuda (stage 1's part and this call's) and the base config
+  mkdir -p /root/mlxsite $BASE && cp .carry/up2/mlx-cuda.part.* /root/stage/
+  cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
+  python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
+  cp .carry/up2/config.json .carry/up2/mlxwx.json .carry/up2/tokenizer.json $BASE/
+}
 case "$1" in
 stage)
   mkdir -p /root/stage && cp -r ".carry/up$2/." /root/stage/ && ls /root/stage | wc -l ;;
@@ -95,6 +104,13 @@ hard)
   timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/hard10.npz \
     --devices gpu --batches 16,64 --configs greedy-nofb,greedy,beam5-nofb,beam5 --repeat 3 \
     2>&1 | tee $OUT/hard.txt ;;
+quant)
+  random_weights_setup
+  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
+  timeout 540 python3 bench/gpu.py --base $BASE --systems mlxwx,mlxwx-q8,mlxwx-q4 \
+    --shapes large-v3,large-v3-turbo,base --batches 1,256 --repeats 2 --budget-s 450 \
+    --out $OUT/gpu-quant.md 2>&1 | grep -vE '^(TMA Desc|format |dim |gmem_address|global|boxDim|elementStrides|interleave|swizzle|l2Promotion|oobFill)' \
+    | tee $OUT/gpu-quant.log ;;
 ray)
   mkdir -p /root/rw /tmp/raysite && cat /root/stage/rw.part.* | tar -x -C /root/rw
   # only the wheels whose module this machine lacks (its own torch stack keeps its versions)
@@ -139,10 +155,7 @@ kv8)
   # issue 18: bench/gpu.py with 8-bit cross-attention keys and the fused query/key/value
   # projections against mlxwx before them, on random weights (only mlx-cuda and the base
   # config carried: two calls, `stage 1` then this)
-  mkdir -p /root/mlxsite $BASE && cp .carry/up2/mlx-cuda.part.* /root/stage/
-  cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
-  python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
-  cp .carry/up2/config.json .carry/up2/mlxwx.json .carry/up2/tokenizer.json $BASE/
+  random_weights_setup
   export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
   tma='Failed to initialize the TMA'
   for n in 1500 1504; do  # which shapes MLX's CUDA quantized matmul cannot load by TMA

@@ -46,11 +46,10 @@ def mkl_library() -> str | None:
     from importlib import metadata
 
     try:
-        files = metadata.files("mkl") or []
         dist = metadata.distribution("mkl")
     except metadata.PackageNotFoundError:
         return None
-    for f in files:
+    for f in dist.files or []:
         if f.name.startswith("libmkl_rt.so"):
             return str(Path(str(dist.locate_file(f))).resolve())
     return None

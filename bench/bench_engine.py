@@ -24,7 +24,7 @@ conditioning on previous text, each tool's default temperature fallback unless s
   Greedy only: its beam search raises NotImplementedError. fp16=False, and its parameters cast
   to float32 (its loader keeps the folder's float16 weights otherwise). It is given the waveform,
   not the path: it decodes files with the ffmpeg CLI, which these machines lack. It runs with
-  the same OpenBLAS that `import mlxwx` preloads (without it, mlx on Linux is 15-40x slower).
+  the same BLAS that `import mlxwx` preloads (without one, mlx on Linux is 15-40x slower).
 - fw-int8 / fw-float32: faster-whisper `WhisperModel(...).transcribe`, sequential, beam 5,
   vad_filter=False, cpu_threads = usable cores. float32 runs with CT2_USE_MKL=1 (its fast path
   per docs/OFFLINE.md), int8 with the default environment. Every fw- system runs with
@@ -76,7 +76,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
+import mlxwx  # first: preloads a fast BLAS (MKL or OpenBLAS) on Linux before mlx.core loads
 
 # isort: split
 import numpy as np

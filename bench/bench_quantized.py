@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
+import mlxwx  # first: preloads a fast BLAS (MKL or OpenBLAS) on Linux before mlx.core loads
 
 # isort: split
 from bench.bench_engine import build_input, wer

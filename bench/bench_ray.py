@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-import mlxwx  # noqa: F401  (first: preloads OpenBLAS on Linux before mlx.core loads)
+import mlxwx  # noqa: F401  (first: preloads a fast BLAS (MKL or OpenBLAS) on Linux before mlx.core loads)
 
 # isort: split
 import numpy as np

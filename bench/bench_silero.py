@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-import mlxwx  # first: preloads OpenBLAS on Linux before mlx.core loads
+import mlxwx  # first: preloads a fast BLAS (MKL or OpenBLAS) on Linux before mlx.core loads
 
 # isort: split
 import mlx.core as mx

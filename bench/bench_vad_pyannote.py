@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mlxwx  # noqa: F401  first of all: loads OpenBLAS before mlx.core on Linux
+import mlxwx  # noqa: F401  first of all: loads a fast BLAS before mlx.core on Linux
 
 # isort: split
 import mlx.core as mx

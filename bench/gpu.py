@@ -83,7 +83,7 @@ except ImportError:
     # GPU machine has no PyAV wheel. An empty module lets `import mlxwx` work there.
     sys.modules["av"] = types.ModuleType("av")
 
-import mlxwx  # noqa: E402 (first: preloads OpenBLAS on Linux CPUs before mlx.core loads)
+import mlxwx  # noqa: E402 (first: preloads a fast BLAS on Linux CPUs before mlx.core loads)
 
 # isort: split
 import mlx.core as mx  # noqa: E402

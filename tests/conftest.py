@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import mlxwx  # noqa: F401  first of all: loads OpenBLAS before mlx.core (see mlxwx/_blas.py)
+import mlxwx  # noqa: F401  first of all: loads a fast BLAS before mlx.core (see mlxwx/_blas.py)
 
 # isort: split
 import mlx.core as mx

@@ -20,9 +20,9 @@
 #   sh bench/h100.sh e2e2h     issue 18: bench/gpu_e2e.py on 2 hours in 40 files (from corpus10.npz)
 #   sh bench/h100.sh kv8       issue 18: bench/gpu.py, mlxwx against mlxwx-unfused and mlxwx-kv8
 #                              on random weights (carried: .carry/up1, then .carry/up2 with this)
-#   sh bench/h100.sh quant     issue 18: bench/gpu.py, mlxwx against its weights quantized to 8 and
-#                              4 bits as mlx-community's folders are (random weights; carried as
-#                              for kv8)
+#   sh bench/h100.sh quant [SHAPES [BUDGET_S]]  issue 18: bench/gpu.py, mlxwx against its weights
+#                              quantized to 8 and 4 bits as mlx-community's folders are (random
+#                              weights; carried as for kv8)
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
@@ -108,7 +108,8 @@ quant)
   random_weights_setup
   export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
   timeout 540 python3 bench/gpu.py --base $BASE --systems mlxwx,mlxwx-q8,mlxwx-q4 \
-    --shapes large-v3,large-v3-turbo,base --batches 1,256 --repeats 2 --budget-s 450 \
+    --shapes "${2:-large-v3,large-v3-turbo,base}" --batches 1,256 --repeats 2 \
+    --budget-s "${3:-450}" \
     --out $OUT/gpu-quant.md 2>&1 | grep -vE '^(TMA Desc|format |dim |gmem_address|global|boxDim|elementStrides|interleave|swizzle|l2Promotion|oobFill)' \
     | tee $OUT/gpu-quant.log ;;
 ray)

@@ -69,7 +69,7 @@ import tempfile
 import time
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -652,7 +652,7 @@ class Shape:
     wm: WhisperModel
     mel: np.ndarray  # (max batch, 2 * n_audio_ctx, n_mels) float32
     hf: Any = None  # the transformers model, while its rows run
-    variants: dict[str, WhisperModel] = field(default_factory=dict)  # quantized copies of wm
+    variant: tuple[str, WhisperModel] | None = None  # the last quantized copy of wm made
 
 
 def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace, mw: Any) -> Row:
@@ -662,9 +662,9 @@ def measure_row(shape: Shape, system: str, batch: int, args: argparse.Namespace,
     memory.reset()
     mel = mx.array(shape.mel[:batch]).astype(wm.model.dtype)
     if system in QUANTIZED:
-        if system not in shape.variants:
-            shape.variants = {system: quantized(shape.wm, QUANTIZED[system])}  # one at a time
-        wm = shape.variants[system]
+        if shape.variant is None or shape.variant[0] != system:  # one copy at a time
+            shape.variant = (system, quantized(shape.wm, QUANTIZED[system]))
+        wm = shape.variant[1]
     if system in OURS:
         runner = mlxwx_runner(wm, mel, args.tokens, stamps, system)
     elif system == "mlx-whisper":

@@ -35,11 +35,12 @@ set -u
 export PYTHONPATH=/root/mlxsite:/tmp/site:/tmp/stubs:$PWD PYTHONUNBUFFERED=1
 export MLXWX_CACHE=$PWD/.carry/cache HF_HUB_OFFLINE=1
 BASE=/root/base
-random_weights_setup() {  # mlx-cuda (stage 1's part and this call's) and the base config
+random_weights_setup() {  # mlx-cuda (stage 1's part and this call's), the base config, no av
   mkdir -p /root/mlxsite $BASE && cp .carry/up2/mlx-cuda.part.* /root/stage/
   cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
   python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
   cp .carry/up2/config.json .carry/up2/mlxwx.json .carry/up2/tokenizer.json $BASE/
+  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
 }
 case "$1" in
 stage)
@@ -106,7 +107,6 @@ hard)
     2>&1 | tee $OUT/hard.txt ;;
 quant)
   random_weights_setup
-  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
   timeout 540 python3 bench/gpu.py --base $BASE --systems mlxwx,mlxwx-q8,mlxwx-q4 \
     --shapes "${2:-large-v3,large-v3-turbo,base}" --batches 1,256 --repeats 2 \
     --budget-s "${3:-450}" \
@@ -157,7 +157,6 @@ kv8)
   # projections against mlxwx before them, on random weights (only mlx-cuda and the base
   # config carried: two calls, `stage 1` then this)
   random_weights_setup
-  export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
   tma='Failed to initialize the TMA'
   for n in 1500 1504; do  # which shapes MLX's CUDA quantized matmul cannot load by TMA
     timeout 60 python3 -c "

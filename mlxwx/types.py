@@ -230,9 +230,11 @@ class TokenTimes:
 
     `tokens` are the window's text tokens, `counts` how many belong to each of its segments.
     `texts[i]` is the text that token i completes: a character spread over several tokens is
-    the last one's text, the others' is "". Token i spans seconds [starts[i], starts[i + 1])
-    from the window's start (`starts` has one entry more: the end of the last token). `probs`:
-    each token's probability under the model, teacher-forced.
+    the last one's text, the others' is "". Token i is attended over seconds
+    [starts[i], starts[i + 1]) from the window's start (`starts` has one entry more: the end of
+    the last token), openai-whisper's token times; it is spoken `lag` seconds earlier (the
+    model's heads trail speech: `mlxwx.weights.heads.LAGS`). `probs`: each token's probability
+    under the model, teacher-forced.
     """
 
     tokens: tuple[int, ...]
@@ -240,6 +242,11 @@ class TokenTimes:
     texts: tuple[str, ...]
     starts: tuple[float, ...]
     probs: tuple[float, ...]
+    lag: float = 0.0
+
+    def spoken(self, i: int) -> float:
+        """When token i starts being spoken, in seconds from the window's start."""
+        return max(0.0, self.starts[i] - self.lag)
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,8 @@ def test_token_times_are_mlx_whisper_s_find_alignment(wm, jfk, timing):
     tokenizer = pytest.importorskip("mlx_whisper.tokenizer").get_tokenizer(multilingual=False)
     audio, result = jfk
     (window,) = result.windows
+    assert window.token_times is not None and window.token_times.lag == wm.timing_lag
+    window = replace(window, token_times=replace(window.token_times, lag=0.0))  # theirs: no lag
     text = [t for s in window.segments for t in s.tokens if t < wm.tokenizer.eot]
     mel = window_mel(mx.array(audio), 0, audio.size, 80)
     theirs = timing.find_alignment(
@@ -200,7 +202,7 @@ def test_no_align_leaves_segments_without_words(wm, jfk):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "model, exact, real",
-    [("tiny_en_dir", (40, 0.85), (140, 0.3)), ("base_dir", (40, 0.9), (60, 0.75))],
+    [("tiny_en_dir", (40, 0.9), (60, 0.7)), ("base_dir", (40, 0.9), (60, 0.75))],
 )
 def test_word_starts_on_exact_and_on_real_speech(request, model, exact, real):
     """Median |start error| (ms) and share within 100 ms, bounded a little above the figures
@@ -265,6 +267,29 @@ def test_a_folder_without_heads_loaded_by_name_gets_openai_whisper_s_published_h
     ]
     published_alignment_heads(model, "base")  # base's table does not fit tiny's decoder
     assert model.alignment_heads.tolist() == wm.model.alignment_heads.tolist()
+
+
+def test_tiny_en_words_are_timed_its_heads_lag_earlier_than_openai_whisper_s(wm):
+    """tiny.en's published heads trail speech by 0.1 s (bench/RESULTS.md): its token times keep
+    openai-whisper's values and its words are timed that much earlier, never before the window;
+    other heads (base's, a folder's own) have no lag."""
+    from mlxwx.models.whisper import Whisper
+    from mlxwx.types import SpanSamples, TokenTimes, Window
+    from mlxwx.weights.heads import heads_lag, published_heads
+
+    assert wm.timing_lag == 0.1
+    assert heads_lag(wm.model.alignment_heads.tolist(), wm.dims) == 0.1
+    assert heads_lag(Whisper(wm.dims).alignment_heads.tolist(), wm.dims) == 0.0  # upper half
+    base = replace(wm.dims, n_text_state=512, n_text_head=8, n_text_layer=6, n_vocab=51865)
+    assert heads_lag(published_heads("base", base) or [], base) == 0.0
+    span = (SpanSamples(16000, 16000 + 5 * 16000),)
+    times = TokenTimes((1, 2), (2,), (" one", " two"), (0.05, 1.0, 2.0), (0.9, 0.9), lag=0.1)
+    segments = (Segment(1.0, 6.0, " one two", (1, 2)),)
+    window = Window(0, span, "en", segments, token_times=times)
+    (words,) = timed_words(window)
+    assert [t for w in words for t in (w.start, w.end)] == pytest.approx([1.0, 1.9, 1.9, 2.9])
+    (raw,) = timed_words(replace(window, token_times=replace(times, lag=0.0)))
+    assert [t for w in raw for t in (w.start, w.end)] == pytest.approx([1.05, 2.0, 2.0, 3.0])
 
 
 def _tones(spans: list[tuple[float, float]], seconds: float) -> np.ndarray:

@@ -49,8 +49,8 @@ def timed_words(
             if not piece.text.strip():
                 continue
             first, last = at + piece.first, at + piece.last
-            start = window.to_file(times.starts[first])
-            end = window.to_file(times.starts[last], end=True)
+            start = window.to_file(times.spoken(first))
+            end = window.to_file(times.spoken(last), end=True)
             score = float(np.mean(times.probs[first:last]))
             words.append(Word(piece.text.strip(), start, max(start, end), score))
         out.append(words)

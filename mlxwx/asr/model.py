@@ -14,12 +14,13 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from ..errors import ModelError
 from ..models.whisper import ModelDimensions, Whisper
 from ..weights import hub, packs
 from ..weights.folder import load_folder, parameters
-from ..weights.heads import published_heads
+from ..weights.heads import heads_lag, published_heads
 from ..weights.whisper import META_FILE, TOKENIZER_FILE
 from .tokenizer import Tokenizer
 
@@ -35,6 +36,7 @@ class WhisperModel:
     path: Path
     suppress_tokens: tuple[int, ...]
     begin_suppress_tokens: tuple[int, ...]
+    timing_lag: float = 0.0  # seconds its alignment heads trail speech (`heads.LAGS`)
 
     @property
     def dims(self) -> ModelDimensions:
@@ -134,6 +136,7 @@ def load_model(name_or_path: str | Path, dtype: mx.Dtype | None = None) -> Whisp
         path=path,
         suppress_tokens=tokenizer.suppress_tokens(tuple(base) if base is not None else None),
         begin_suppress_tokens=tuple(begin),
+        timing_lag=heads_lag(np.asarray(model.alignment_heads).tolist(), model.dims),
     )
 
 

@@ -187,6 +187,7 @@ def token_times(
         texts=tuple(unit_texts(wm, tokens)),
         starts=tuple(starts.tolist()),
         probs=tuple(probs.tolist()),
+        lag=wm.timing_lag,
     )
 
 

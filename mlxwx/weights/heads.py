@@ -5,6 +5,13 @@ A model folder carries its own (`alignment_heads` in its weights: the offline pa
 mlx-community's checkpoints and our converted ones). For a folder without them, loaded by one of
 openai-whisper's model names, `PUBLISHED` holds the heads openai-whisper publishes for that model
 (its `_ALIGNMENT_HEADS`: base85 gzip dumps of (n_text_layer, n_text_head) boolean masks).
+
+Some models' heads attend each token a steady while after it is spoken. `LAGS` holds, for the
+published heads of a model measured against known word times, the seconds by which they trail
+(bench/RESULTS.md, session 20): tiny.en's run 74 ms late at the median on synthconv (exact
+times) and 112 ms on jfk (pocketsphinx), so its token times are moved 0.1 s earlier; base's
+run early by amounts that differ from corpus to corpus (-14 to -169 ms), so it keeps its own.
+Models not measured (no weights offline) keep theirs.
 """
 
 from __future__ import annotations
@@ -72,6 +79,18 @@ def alignment_pairs(value: Any, dims: ModelDimensions) -> list[list[int]]:
             f"{dims.n_text_head} heads: {bad[:4]}"
         )
     return pairs
+
+
+LAGS = {"tiny.en": 0.1}
+
+
+def heads_lag(heads: list[list[int]], dims: ModelDimensions) -> float:
+    """Seconds by which `heads` (a model's alignment heads) trail the speech: `LAGS`' entry of
+    the model whose published heads they are (the same decoder shape and heads), else 0."""
+    for name, lag in LAGS.items():
+        if published_heads(name, dims) == heads:
+            return lag
+    return 0.0
 
 
 def published_heads(name: str, dims: ModelDimensions) -> list[list[int]] | None:

@@ -89,8 +89,9 @@ def test_an_inputs_other_parts_wait_for_the_language_of_its_first():
 
 def test_processes_with_busy_lanes_take_only_their_share_of_the_parts_left():
     """11 parts of one input, two processes with 8 lanes each: the first to ask fills 6 lanes,
-    not 8, and leaves 5 for the other; an idle process always takes a part."""
-    board = pool.Board(TranscribeOptions(), detect=False, waiting=16, takers=2)
+    not 8, and leaves 5 for the other; an idle process always takes a part. (A clock that
+    stands still: the others' batches count whole, see the next test.)"""
+    board = pool.Board(TranscribeOptions(), False, waiting=16, takers=2, clock=lambda: 0.0)
     board.add(speech(0, *((i * 100, i * 100 + 50) for i in range(11))))
     board.close()
 
@@ -108,6 +109,31 @@ def test_processes_with_busy_lanes_take_only_their_share_of_the_parts_left():
     got = [board.take(wait=False, taker=0), board.take(wait=False, taker=0)]
     assert None not in got and board.take(wait=False, taker=0) is None  # one still waits
     assert board.take(wait=True, taker=0) is not None  # an idle process takes it
+
+
+@pytest.mark.parametrize("other_began, taken", [(0.0, 4), (9.0, 8)])
+def test_a_process_that_frees_up_leaves_half_to_one_about_to_finish(other_began, taken):
+    """24 parts, two processes with 8 lanes. Process 1 takes 8 at 0 s and has them done at 10 s
+    (1.25 s a part); process 0 took 8 at `other_began`. With 8 parts waiting, process 1 takes
+    half when process 0 is due to finish (began at 0 s), all 8 when it has far to go (9 s)."""
+    now = [0.0]
+    board = pool.Board(TranscribeOptions(), False, waiting=24, takers=2, clock=lambda: now[0])
+    board.add(speech(0, *((i * 100, i * 100 + 50) for i in range(24))))
+    board.close()
+
+    def fill(taker: int) -> list:
+        got = [board.take(wait=True, taker=taker)]
+        while len(got) < 8 and (part := board.take(wait=False, taker=taker)) is not None:
+            got.append(part)
+        return got
+
+    first = fill(1)
+    now[0] = other_began
+    assert (len(first), len(fill(0))) == (8, 8)
+    now[0] = 10.0
+    for _, part in first:
+        board.done(back(part, "en"))
+    assert len(fill(1)) == taken
 
 
 def test_parts_of_a_failed_process_are_taken_first():

@@ -6,7 +6,7 @@ chunk each (all of an input's chunks with `condition_on_previous_text`, which ca
 one to the next; an input read without VAD in parts of about UNIT_SAMPLES, cut at quiet
 moments). Parts wait on a shared board, at most `waiting` of them; this process's lanes and each
 worker process's (`mlxwx.asr.workers`) take the next part whenever one of them is free (a
-process with busy lanes no more than its even share of the parts left), so no process idles
+process with busy lanes no more than its even share of the work left), so no process idles
 while another holds a slow window. A process with a busy lane is never kept
 waiting for a part (a part may wait for its input's language, found by another part in
 flight). Parts come back as transcripts and are put together per input, which is finished with
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,34 @@ def to_device(item: SpeechFile) -> SpeechFile:
 
 
 @dataclass
+class _Pace:
+    """When each part in flight was taken, and how long the last part to come back was out (a
+    process's parts come back together, at the end of its batch): how much of a process's batch
+    is still to do."""
+
+    clock: Callable[[], float]
+    taken: dict[int, float] = field(default_factory=dict)  # part key -> when it was taken
+    last: float | None = None
+
+    def took(self, key: int) -> None:
+        self.taken[key] = self.clock()
+
+    def back(self, key: int, done: bool = True) -> None:
+        """Part `key` came back: `done`, or handed back by a process that failed."""
+        at = self.taken.pop(key, None)
+        if at is not None and done:
+            self.last = self.clock() - at
+
+    def left(self, keys: list[int]) -> float:
+        """The share still to do of a batch holding parts `keys`, by the age of its oldest
+        against the last part's time out (all of it before any part came back)."""
+        if self.last is None or not keys:
+            return 1.0
+        age = self.clock() - min(self.taken.get(k, self.clock()) for k in keys)
+        return min(1.0, max(0.0, 1.0 - age / max(self.last, 1e-9)))
+
+
+@dataclass
 class _Input:
     parts: int  # parts not yet transcribed
     language: str | None = None
@@ -89,13 +118,24 @@ class Board:
     """The parts waiting for a process, and the inputs they are put back together into.
 
     `takers` processes take parts (numbered from 0). A process with a busy lane takes one more
-    only while it holds less than its even share of the parts left (waiting and in flight), so
-    that the last parts of a run, or the few parts of one short input, are split between the
-    processes instead of filling the lanes of the first to ask; an idle process always takes."""
+    only while it holds less than its even share of the work left: the parts waiting, its own in
+    flight, and what remains of the others' batches. So the last parts of a run, or
+    the few parts of one short input, are split between the processes instead of filling the
+    lanes of the first to ask: a process that frees up just before another finishes its batch
+    takes half of what waits, not all of it, and all of it when the other has just begun
+    (`_Pace`). An idle process always takes. `clock`: seconds, for that pace."""
 
-    def __init__(self, options: TranscribeOptions, detect: bool, waiting: int, takers: int = 1):
+    def __init__(
+        self,
+        options: TranscribeOptions,
+        detect: bool,
+        waiting: int,
+        takers: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.options, self.detect, self.waiting = options, detect, waiting
         self.takers = takers
+        self.pace = _Pace(clock)
         self.holder: dict[int, int] = {}  # part key -> the taker it is in flight with
         self.cond = threading.Condition()
         self.items: deque[SpeechFile] = deque()
@@ -143,20 +183,25 @@ class Board:
             if not wait and self._holds_share(taker):
                 return None
             item = self.items.popleft()
+            self.pace.took(item.file)
             self.holder[item.file] = taker
             self.cond.notify_all()
             return item.file, item
 
     def _holds_share(self, taker: int) -> bool:
-        left = len(self.items) + len(self.holder)
-        held = sum(1 for t in self.holder.values() if t == taker)
-        return held * self.takers >= left
+        keys: dict[int, list[int]] = {}
+        for key, t in self.holder.items():
+            keys.setdefault(t, []).append(key)
+        mine = len(keys.get(taker, []))
+        others = sum(len(k) * self.pace.left(k) for t, k in keys.items() if t != taker)
+        return mine * self.takers >= len(self.items) + mine + others
 
     def give_back(self, items: list[tuple[int, SpeechFile]]) -> None:
         """Parts a failed process did not finish: first in line for the others."""
         with self.cond:
             for key, _ in items:
                 self.holder.pop(key, None)
+                self.pace.back(key, done=False)
             self.items.extendleft(reversed([p for _, p in items]))
             self.cond.notify_all()
 
@@ -164,6 +209,7 @@ class Board:
         """Take a part's transcript; its input's `Transcript` when that was its last part."""
         with self.cond:
             self.holder.pop(part.file, None)
+            self.pace.back(part.file)
             file = self.owner.pop(part.file)
             state = self.inputs[file]
             state.language = state.language or part.language

@@ -80,13 +80,14 @@ def to_device(item: SpeechFile) -> SpeechFile:
 
 @dataclass
 class _Pace:
-    """When each part in flight was taken, and how long the last part to come back was out (a
-    process's parts come back together, at the end of its batch): how much of a process's batch
-    is still to do."""
+    """When each part in flight was taken, and the longest a part was out (a process's parts
+    come back together, at the end of its batch: a batch's time; the longest, so that a part
+    back at once, as one without speech, does not make the others' batches look done): how much
+    of a process's batch is still to do."""
 
     clock: Callable[[], float]
     taken: dict[int, float] = field(default_factory=dict)  # part key -> when it was taken
-    last: float | None = None
+    longest: float | None = None
 
     def took(self, key: int) -> None:
         self.taken[key] = self.clock()
@@ -95,15 +96,15 @@ class _Pace:
         """Part `key` came back: `done`, or handed back by a process that failed."""
         at = self.taken.pop(key, None)
         if at is not None and done:
-            self.last = self.clock() - at
+            self.longest = max(self.longest or 0.0, self.clock() - at)
 
     def left(self, keys: list[int]) -> float:
         """The share still to do of a batch holding parts `keys`, by the age of its oldest
-        against the last part's time out (all of it before any part came back)."""
-        if self.last is None or not keys:
+        against the longest time out (all of it before any part came back)."""
+        if not self.longest or not keys:
             return 1.0
         age = self.clock() - min(self.taken.get(k, self.clock()) for k in keys)
-        return min(1.0, max(0.0, 1.0 - age / max(self.last, 1e-9)))
+        return min(1.0, max(0.0, 1.0 - age / self.longest))
 
 
 @dataclass

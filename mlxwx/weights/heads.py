@@ -10,7 +10,7 @@ Some models' heads attend each token a steady while after it is spoken. `LAGS` h
 published heads of a model measured against known word times, the seconds by which they trail
 (bench/RESULTS.md, session 20): tiny.en's run 74 ms late at the median on synthconv (exact
 times) and 112 ms on jfk (pocketsphinx), so its token times are moved 0.1 s earlier; base's
-run early by amounts that differ from corpus to corpus (-14 to -169 ms), so it keeps its own.
+run early by amounts that differ from corpus to corpus (-32 to -169 ms), so it keeps its own.
 Models not measured (no weights offline) keep theirs.
 """
 

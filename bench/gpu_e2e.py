@@ -7,9 +7,13 @@ timing included) after the chosen VAD, on each --devices entry (MLX's default de
 `mlxwx.use_device`; float16 on a GPU, float32 on the CPU, as `mlxwx run` does), each --batches
 size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fallback ladder;
 "-noalign": no alignment, so no token timing; "-kv8": cross-attention keys and values read in
-8 bits, `DecodingOptions.cross_kv_bits=8`; flags combine, e.g. greedy-nofb-noalign),
+8 bits, `DecodingOptions.cross_kv_bits=8`; "-w2v" / "-w2v32": `--align wav2vec2` with a
+base-sized wav2vec2 of random weights (tests/speech.py's; speed does not depend on the values)
+at its default precision (float16 on a GPU) / in float32; flags combine, e.g.
+greedy-nofb-noalign),
 and prints the median wall time of --repeat runs (VAD included, audio already in memory), the
-seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls),
+seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls) or in
+the wav2vec2 align stage (`align_result`, and of it the model's forward, `emissions`),
 real-time factor, WER against the ground truth (numbers spelled out, bench_engine's rule) and
 MLX's peak memory. A warm-up run of each config on the first minute precedes each device's runs.
 
@@ -30,9 +34,11 @@ holds appends its clips again in new seeded orders (e.g. 2 hours from the 10-min
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +58,7 @@ from bench.bench_engine import (
     build_input,
     wer,
 )
+from mlxwx.align import wav2vec2
 from mlxwx.asr import engine
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
@@ -83,7 +90,13 @@ def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptio
     token timing (the default alignment) or (-noalign) without alignment, with (-kv8) 8-bit
     cross-attention keys and values."""
     name, *flags = config.split("-")
-    if name not in ("beam5", "greedy") or not set(flags) <= {"nofb", "noalign", "kv8"}:
+    if name not in ("beam5", "greedy") or not set(flags) <= {
+        "nofb",
+        "noalign",
+        "kv8",
+        "w2v",
+        "w2v32",
+    }:
         raise SystemExit(f"unknown config {config!r}")
     beam = 5 if name == "beam5" else 1
     decoding = DecodingOptions(
@@ -96,15 +109,27 @@ def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptio
     if "nofb" in flags:
         transcribe = replace(transcribe, temperatures=(0.0,))
     options = mlxwx.PipelineOptions(transcribe, vad=vad)
+    if "w2v" in flags or "w2v32" in flags:
+        precision = "float32" if "w2v32" in flags else "auto"
+        align = mlxwx.AlignOptions("wav2vec2", model=random_wav2vec2(), precision=precision)
+        options = replace(options, align=align)
     return replace(options, align=None) if "noalign" in flags else options
 
 
-class Clock:
-    """Seconds spent in Whisper's token timing (`annotate`, called by the engine per batch)."""
+@functools.cache
+def random_wav2vec2() -> str:
+    from tests.speech import save_random_wav2vec2
 
-    def __init__(self) -> None:
+    return str(save_random_wav2vec2(Path(tempfile.mkdtemp())))
+
+
+class Clock:
+    """Seconds spent in `module.name` (e.g. Whisper's token timing, `engine.annotate`, called by
+    the engine per batch)."""
+
+    def __init__(self, module: object, name: str) -> None:
         self.seconds = 0.0
-        inner = engine.annotate
+        inner = getattr(module, name)
 
         def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
             start = time.perf_counter()
@@ -113,7 +138,7 @@ class Clock:
             finally:
                 self.seconds += time.perf_counter() - start
 
-        engine.annotate = timed
+        setattr(module, name, timed)
 
 
 def save_input(long: Input, path: str) -> None:
@@ -188,7 +213,7 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
         for config in args.configs.split(","):
             options = options_for(config, batch, method)
             mx.reset_peak_memory()
-            CLOCK.seconds = 0.0
+            CLOCK.seconds = W2V.seconds = FORWARD.seconds = 0.0
             walls, text = [], ""
             for _ in range(args.repeat):
                 wall, text = run_once(pipeline, inputs, options)
@@ -198,6 +223,7 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
             print(
                 f"| {device} | {dtype} | {batch} | {config} | {args.vad} | {args.files} "
                 f"| {seconds / 60:.1f} | {wall:.2f} | {CLOCK.seconds / args.repeat:.2f} "
+                f"| {W2V.seconds / args.repeat:.2f} ({FORWARD.seconds / args.repeat:.2f}) "
                 f"| {seconds / wall:.1f}x "
                 f"| {100 * wer([reference], [text]):.1f}% | {mx.get_peak_memory() / 2**30:.2f} GiB "
                 f"| {' '.join(f'{w:.2f}' for w in walls)} |",
@@ -205,7 +231,8 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
             )
 
 
-CLOCK = Clock()
+CLOCK = Clock(engine, "annotate")
+W2V, FORWARD = Clock(wav2vec2, "align_result"), Clock(wav2vec2, "emissions")
 
 
 def main() -> None:
@@ -221,9 +248,9 @@ def main() -> None:
     print(f"mlx {mx.__version__}, gpu available: {mx.is_available(mx.gpu)}, model {args.model}")
     print(
         "| device | dtype | batch | config | VAD | files | audio min | wall s | token timing s "
-        "| RTF | WER | peak | runs |"
+        "| wav2vec2 s (forward) | RTF | WER | peak | runs |"
     )
-    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for device in args.devices.split(","):
         bench_device(device, args, long)
 

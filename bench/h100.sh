@@ -2,7 +2,8 @@
 # GPU runs for bench/RESULTS.md on the lent H100 (no internet; at most 64 MiB carried per call,
 # so files travel in git-ignored .carry/upN folders over consecutive calls, the machine staying
 # warm between them):
-#   sh bench/h100.sh stage N   copy .carry/upN (this call's carry) into /root/stage
+#   sh bench/h100.sh stage N   copy .carry/upN (this call's carry; a name: .carry/NAME) into
+#                              /root/stage
 #   sh bench/h100.sh setup     unpack the MLX CUDA wheel (mlx-cuda.part.*), join the real base
 #                              weights (weights.safetensors.part*), install carried wheels
 #   sh bench/h100.sh a1        CPU/GPU parity (bench/gpu_parity.py), beam 5 and greedy
@@ -23,6 +24,12 @@
 #   sh bench/h100.sh quant [SHAPES [BUDGET_S]]  issue 18: bench/gpu.py, mlxwx against its weights
 #                              quantized to 8 and 4 bits as mlx-community's folders are (random
 #                              weights; carried as for kv8)
+#   sh bench/h100.sh w2v       issue 14: bench/gpu_e2e.py on the 10-minute corpus input with the
+#                              wav2vec2 aligner (random base-sized weights) in float16 and
+#                              float32, against no alignment and Whisper's token timing (after
+#                              `stage w1` .. `stage w4` and `setup`: the MLX CUDA wheel, base's
+#                              weights as weights.xz.part*, corpus10.npz, stubs/ with an empty av
+#                              and a jiwer.wer)
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
@@ -44,7 +51,8 @@ random_weights_setup() {  # mlx-cuda (stage 1's part and this call's), the base 
 }
 case "$1" in
 stage)
-  mkdir -p /root/stage && cp -r ".carry/up$2/." /root/stage/ && ls /root/stage | wc -l ;;
+  case "$2" in [0-9]*) from=".carry/up$2" ;; *) from=".carry/$2" ;; esac
+  mkdir -p /root/stage && cp -r "$from/." /root/stage/ && ls /root/stage | wc -l ;;
 setup)
   mkdir -p /root/mlxsite $BASE /tmp/site /tmp/stubs
   cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
@@ -145,6 +153,12 @@ timing)
       --configs greedy-nofb,greedy-nofb-noalign,beam5,beam5-noalign 2>&1) \
       | tee $OUT/timing-$(basename $code).txt
   done ;;
+w2v)
+  export PYTHONPATH=$PYTHONPATH:/root/stage/stubs
+  timeout 560 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
+    --devices gpu --batches 16,64 --repeat 3 \
+    --configs beam5-noalign,beam5,beam5-w2v,beam5-w2v32,greedy-nofb-noalign,greedy-nofb-w2v \
+    2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/w2v.txt ;;
 e2e2h)
   # issue 18: the whole pipeline (Silero, transcription, Whisper word timing) on 2 hours in 40
   # files, built from the carried 10-minute corpus input (its clips in new seeded orders)

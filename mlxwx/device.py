@@ -4,11 +4,14 @@ load, because the default dtype follows it (float16 on a GPU, float32 on the CPU
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import mlx.core as mx
 
 from .errors import MlxwxError
+
+logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "gpu")
 _chosen = "auto"  # what `use_device` was last asked for
@@ -49,3 +52,18 @@ def torch_device(torch: Any) -> str:
         return "cuda"
     mps = getattr(torch.backends, "mps", None)
     return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def check_cudnn(torch: Any, doing: str) -> None:
+    """Turn torch's cuDNN off when it cannot start in this process: MLX's CUDA backend loads its
+    own cuDNN first, and torch refuses an older one than it was built with (its convolutions
+    and LSTMs would then fail on every input). Without cuDNN torch runs the same layers with its
+    own kernels; the log says so once, with what is being done (`doing`)."""
+    if not torch.backends.cudnn.enabled:
+        return
+    try:
+        torch.backends.cudnn.is_acceptable(torch.zeros(1, device="cuda"))
+    except RuntimeError as err:
+        logger.warning("torch cannot use cuDNN in this process (%s); %s without it",
+                       str(err).split(".")[0], doing)  # fmt: skip
+        torch.backends.cudnn.enabled = False

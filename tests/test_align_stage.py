@@ -40,10 +40,20 @@ def tiny_w2v(tmp_path_factory) -> Path:
 
 
 def test_options_are_checked():
-    for bad in ({"method": "ctc"}, {"segment_resolution": "word"}, {"interpolate": "cubic"}):
+    bad_ones = ({"method": "ctc"}, {"segment_resolution": "word"}, {"interpolate": "cubic"},
+                {"precision": "half"})  # fmt: skip
+    for bad in bad_ones:
         with pytest.raises(ValueError, match="choose from"):
             AlignOptions(**bad)
     assert AlignOptions().token_times and not AlignOptions("wav2vec2").token_times
+
+
+def test_each_precision_gets_its_own_wav2vec2_model(tiny_w2v):
+    torch = pytest.importorskip("torch")
+    aligners, folder = Aligners(), str(tiny_w2v)
+    low = aligners.get("en", AlignOptions("wav2vec2", model=folder, precision="bfloat16"))
+    full = aligners.get("en", AlignOptions("wav2vec2", model=folder))  # auto: float32 here
+    assert (low.autocast, full.autocast) == (torch.bfloat16, None)
 
 
 def test_auto_without_a_local_wav2vec2_model_aligns_with_whisper(jfk, caplog, monkeypatch):

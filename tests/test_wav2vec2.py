@@ -17,6 +17,7 @@ from mlxwx.align.wav2vec2 import (
     EXTRA_HINT,
     Aligner,
     align_segments,
+    autocast_dtype,
     emissions,
     frame_counts,
     load_aligner,
@@ -109,6 +110,60 @@ def test_emissions_are_the_models_log_probs(any_aligner: Aligner) -> None:
     (got,) = emissions(aligner, [audio])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.allclose(np.exp(got).sum(axis=1), 1, atol=1e-5)
+
+
+def test_precision_auto_is_half_on_a_gpu_and_float32_on_the_cpu() -> None:
+    import torch
+
+    assert autocast_dtype(torch, "cpu") is None
+    assert autocast_dtype(torch, "cuda") is torch.float16
+    assert autocast_dtype(torch, "cuda:1", "float32") is None
+    assert autocast_dtype(torch, "cpu", "bfloat16") is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        autocast_dtype(torch, "cpu", "half")
+
+
+def test_bfloat16_runs_the_model_under_autocast(aligner: Aligner) -> None:
+    """The batched path under autocast computes the model's own forward under autocast, which
+    is not float32's."""
+    import dataclasses
+
+    import torch
+
+    audio = SEGMENTS[2][0]
+    normalized = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = aligner.model(torch.from_numpy(normalized)[None]).logits.float()
+    expected = torch.log_softmax(logits, dim=-1)[0].numpy()
+    (got,) = emissions(dataclasses.replace(aligner, autocast=torch.bfloat16), [audio])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    (full,) = emissions(aligner, [audio])
+    assert np.abs(full - got).max() > 0.1
+
+
+def test_a_half_precision_overflow_runs_again_in_float32(
+    aligner: Aligner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+
+    import torch
+
+    head = aligner.model.lm_head
+    half = dataclasses.replace(aligner, autocast=torch.bfloat16)
+    forward = head.forward
+
+    def overflowing(hidden: torch.Tensor) -> torch.Tensor:
+        out = forward(hidden)
+        return out * torch.inf if torch.is_autocast_enabled("cpu") else out
+
+    monkeypatch.setattr(head, "forward", overflowing)
+    audios = [audio for audio, _, _ in SEGMENTS]
+    with caplog.at_level("WARNING", logger="mlxwx.align.wav2vec2"):
+        got = emissions(half, audios)
+    assert "runs again in float32" in caplog.text
+    monkeypatch.undo()
+    for a, b in zip(got, emissions(aligner, audios), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_padding_invariance(any_aligner: Aligner) -> None:
@@ -244,3 +299,22 @@ def test_uncached_model_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelError, match="no-such-wav2vec2"):
         load_aligner("en", name)
+
+
+def test_torch_runs_without_cudnn_where_mlx_loaded_an_older_one(caplog) -> None:
+    """On CUDA, MLX's cuDNN is in the process first; torch refuses it and must do without."""
+    from types import SimpleNamespace
+
+    from mlxwx.device import check_cudnn
+
+    def refuse(_: object) -> bool:
+        raise RuntimeError("cuDNN version incompatibility: PyTorch was compiled against 91900")
+
+    cudnn = SimpleNamespace(enabled=True, is_acceptable=refuse)
+    torch = SimpleNamespace(backends=SimpleNamespace(cudnn=cudnn), zeros=lambda *a, **k: 0)
+    with caplog.at_level("WARNING", logger="mlxwx.device"):
+        check_cudnn(torch, "aligning")
+        check_cudnn(torch, "aligning")  # once off, not tried again
+    assert cudnn.enabled is False
+    assert caplog.text.count("cannot use cuDNN in this process (cuDNN version") == 1
+    assert "aligning without it" in caplog.text

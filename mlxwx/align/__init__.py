@@ -30,7 +30,7 @@ import numpy as np
 from .._callable import make_callable
 from ..errors import LoadOnce, MlxwxError
 from ..types import Result
-from .ctc import INTERPOLATIONS
+from .ctc import INTERPOLATIONS, PRECISIONS
 from .whisper import align_whisper
 from .words import split_sentences
 
@@ -56,6 +56,9 @@ class AlignOptions:
         timed words around them) or "ignore" (left without times).
     return_char_alignments: wav2vec2: each segment's characters with their times (`chars`).
     batch_size: wav2vec2: segments run through the model together.
+    precision: wav2vec2: "auto" (float16 on a GPU, float32 on the CPU), "float32", "float16"
+        or "bfloat16" (the latter two under torch's autocast: matmuls and convolutions in half
+        precision).
     """
 
     method: str | None = "auto"
@@ -64,12 +67,14 @@ class AlignOptions:
     interpolate: str = "nearest"
     return_char_alignments: bool = False
     batch_size: int = 8
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
             ("alignment method", self.method, (*METHODS, None)),
             ("segment resolution", self.segment_resolution, RESOLUTIONS),
             ("interpolation method", self.interpolate, INTERPOLATIONS),
+            ("precision", self.precision, PRECISIONS),
         ):
             if value not in allowed:
                 choices = ", ".join(a for a in allowed if a is not None)
@@ -110,11 +115,13 @@ class Aligners:
         from .wav2vec2 import load_aligner
 
         local = options.method == "auto"
-        key = (options.model, language if options.model is None else None, local)
+        key = (options.model, language if options.model is None else None, local, options.precision)
 
         def load() -> Aligner:
             try:
-                aligner = load_aligner(language, options.model, local_files_only=local)
+                aligner = load_aligner(
+                    language, options.model, local_files_only=local, precision=options.precision
+                )
             except MlxwxError as err:
                 if local:
                     logger.info("%s; aligning with Whisper's cross-attention", err)

@@ -25,6 +25,7 @@ from ..types import CharTime, Word
 
 WILDCARD = -1  # token id of a character outside the vocabulary
 INTERPOLATIONS = ("nearest", "linear", "ignore")
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")  # of the model run (wav2vec2)
 Ids = Sequence[int] | np.ndarray  # token, position or word ids
 
 

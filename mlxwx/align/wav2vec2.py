@@ -14,6 +14,11 @@ its frames are then padded and the transformer runs on the batch under an attent
 segment has `_get_feat_extract_output_lengths(its samples)` frames; a frame lasts the product of
 the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the segment's start
 (WhisperX instead divides the segment's duration by its frame count, ~0.5% longer frames).
+
+Precision: on a GPU (cuda, mps) the model runs under torch's autocast in float16 by default (its
+matmuls and convolutions in half precision, normalisations and the log-softmax in float32), on
+the CPU in float32, as MLX's default dtype follows the device; a batch whose half-precision
+logits overflow runs again in float32.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from ..device import torch_device
+from ..device import check_cudnn, torch_device
 from ..errors import ModelError
 from ..types import SAMPLE_RATE, CharTime, Result, Segment, Word
 from ..weights import hub
 from .ctc import (
     INTERPOLATIONS,
+    PRECISIONS,
     TokenSpan,
     encode_chars,
     forced_align,
@@ -110,6 +116,8 @@ class Aligner:
         normalize: whether inputs are scaled to zero mean, unit variance (the model's feature
             extractor's `do_normalize`).
         seconds_per_frame: the model's frame hop (product of its conv strides) in seconds.
+        autocast: the torch dtype the model's matmuls and convolutions run in under autocast;
+            None: float32.
     """
 
     model: Any
@@ -121,6 +129,7 @@ class Aligner:
     device: str
     name: str
     language: str | None = None
+    autocast: Any = None
 
 
 @dataclass(frozen=True)
@@ -174,20 +183,44 @@ def _lower_vocab(vocab: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+def autocast_dtype(torch: Any, device: str, precision: str = "auto") -> Any:
+    """The dtype autocast runs the model in on `device` for `precision` (`PRECISIONS`), None
+    for float32: "auto" is float16 on a GPU and float32 on the CPU. float32 too where this
+    torch has no autocast for the device (said in the log)."""
+    _check_precision(precision)
+    kind = torch.device(device).type
+    if precision == "auto":
+        precision = "float32" if kind == "cpu" else "float16"
+    if precision == "float32":
+        return None
+    available = getattr(torch.amp, "is_autocast_available", None)
+    if available is not None and not available(kind):
+        logger.info("this torch has no autocast on %s: the aligner runs in float32", kind)
+        return None
+    return getattr(torch, precision)
+
+
 def load_aligner(
     language: str | None,
     model_name: str | None = None,
     device: str | None = None,
     *,
     local_files_only: bool = False,
+    precision: str = "auto",
 ) -> Aligner:
     """The wav2vec2 CTC aligner for `language`: `model_name` (a local folder or a Hugging Face
     repo id) or the language's default (`DEFAULT_ALIGN_MODELS`).
 
     The hub is not asked with `local_files_only` or `HF_HUB_OFFLINE=1`. device: None picks
-    cuda, mps or cpu. Raises a one-line ModelError for a language without a default model, a
-    model that cannot be loaded, or a missing `align` extra.
+    cuda, mps or cpu. precision: see `autocast_dtype`. Raises a one-line ModelError for a
+    language without a default model, a model that cannot be loaded, or a missing `align` extra.
     """
+    _check_precision(precision)  # before the model is fetched
     name = model_name or DEFAULT_ALIGN_MODELS.get(language or "")
     if name is None:
         raise ModelError(
@@ -213,6 +246,8 @@ def load_aligner(
     if getattr(model.config, "add_adapter", False):
         raise ModelError(f"{name!r} has an adapter stack, which the aligner does not support")
     device = device or torch_device(torch)
+    if device.startswith("cuda"):
+        check_cudnn(torch, "aligning")
     tokenizer = processor.tokenizer
     blank = model.config.pad_token_id
     blank = tokenizer.pad_token_id if blank is None else blank
@@ -227,6 +262,7 @@ def load_aligner(
         device=device,
         name=name,
         language=language,
+        autocast=autocast_dtype(torch, device, precision),
     )
 
 
@@ -252,8 +288,23 @@ def emissions(aligner: Aligner, audios: Sequence[np.ndarray]) -> list[np.ndarray
     """(T_i, C) float32 log-probabilities of each (samples,) 16 kHz segment, computed as one
     batch; T_i from the segment's own length, and the same frames as the segment alone."""
     torch, _ = _imports()
+    logits, lengths = _logits(aligner, audios, aligner.autocast)
+    if aligner.autocast is not None and not bool(torch.isfinite(logits).all()):
+        logger.warning(
+            "wav2vec2 overflowed in %s: the batch runs again in float32", aligner.autocast
+        )
+        logits, lengths = _logits(aligner, audios, None)
+    logp = torch.log_softmax(logits, dim=-1).cpu().numpy()
+    return [logp[i, :n] for i, n in enumerate(lengths)]
+
+
+def _logits(aligner: Aligner, audios: Sequence[np.ndarray], dtype: Any) -> tuple[Any, list[int]]:
+    """(B, T, C) float32 logits of a batch, run under autocast in `dtype` (None: float32), and
+    each segment's frame count."""
+    torch, _ = _imports()
     w2v, device = aligner.model.wav2vec2, aligner.device
-    with torch.inference_mode():
+    kind = torch.device(device).type
+    with torch.inference_mode(), torch.autocast(kind, dtype=dtype, enabled=dtype is not None):
         feats = [
             w2v.feature_extractor(torch.from_numpy(_prepare(a, aligner.normalize))[None].to(device))
             for a in audios
@@ -263,8 +314,8 @@ def emissions(aligner: Aligner, audios: Sequence[np.ndarray]) -> list[np.ndarray
         mask = torch.arange(x.shape[1], device=device)[None] < lengths[:, None]
         hidden, _ = w2v.feature_projection(x)
         hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
-        logp = torch.log_softmax(aligner.model.lm_head(hidden).float(), dim=-1).cpu().numpy()
-    return [logp[i, :n] for i, n in enumerate(lengths.tolist())]
+        logits = aligner.model.lm_head(hidden).float()
+    return logits, lengths.tolist()
 
 
 def _timed(

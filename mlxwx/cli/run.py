@@ -273,6 +273,7 @@ def build_options(
     align_model: str | None = None,
     interpolate_method: str = _ALIGN.interpolate,
     return_char_alignments: bool = False,
+    align_precision: str = _ALIGN.precision,
     fallback: Fallback | None = None,
     suppress: tuple[tuple[int, ...], bool] = ((), False),
     length_penalty: float | None = None,
@@ -317,7 +318,12 @@ def build_options(
         align=None
         if align is None
         else AlignOptions(
-            align, segment_resolution, align_model, interpolate_method, return_char_alignments
+            align,
+            segment_resolution,
+            align_model,
+            interpolate_method,
+            return_char_alignments,
+            precision=align_precision,
         ),
     )
 
@@ -453,6 +459,13 @@ def run(
     return_char_alignments: Annotated[
         bool, typer.Option(help="wav2vec2: each segment's characters with times in the JSON.")
     ] = False,
+    align_precision: Annotated[
+        str,
+        typer.Option(
+            help="wav2vec2: auto (float16 on a GPU, float32 on the CPU), float32, float16 or "
+            "bfloat16."
+        ),
+    ] = _ALIGN.precision,
     segment_resolution: Annotated[
         str,
         typer.Option(
@@ -544,7 +557,8 @@ def run(
             vad_onset=vad_onset, vad_offset=vad_offset, chunk_size=chunk_size,
             align=None if no_align else align, segment_resolution=segment_resolution,
             align_model=align_model, interpolate_method=interpolate_method,
-            return_char_alignments=return_char_alignments, fallback=fallback,
+            return_char_alignments=return_char_alignments, align_precision=align_precision,
+            fallback=fallback,
             suppress=(parse_suppress_tokens(suppress_tokens), suppress_numerals),
             length_penalty=length_penalty, seed=seed, cross_kv_bits=cross_kv_bits,
         )  # fmt: skip

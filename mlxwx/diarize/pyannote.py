@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..device import torch_device
+from ..device import check_cudnn, torch_device
 from ..errors import ModelError
 from ..types import SAMPLE_RATE, Turn
 from ..weights import hub
@@ -115,18 +115,6 @@ class Diarizer:
         return Speakers(turns, table)
 
 
-def _check_cudnn(torch: Any) -> None:
-    """Turn torch's cuDNN off when it cannot start in this process: MLX's CUDA backend loads its
-    own cuDNN first, and torch refuses an older one than it was built with (pyannote's LSTM would
-    then fail on every input). Without cuDNN torch runs the same layers with its own kernels."""
-    try:
-        torch.backends.cudnn.is_acceptable(torch.zeros(1, device="cuda"))
-    except RuntimeError as err:
-        logger.warning("torch cannot use cuDNN in this process (%s); diarizing without it",
-                       str(err).split(".")[0])  # fmt: skip
-        torch.backends.cudnn.enabled = False
-
-
 def load_diarizer(
     name: str = DEFAULT_PIPELINE,
     token: str | None = None,
@@ -154,7 +142,7 @@ def load_diarizer(
         raise ModelError(f"cannot load the diarization pipeline {name!r}")
     device = device or torch_device(torch)
     if device.startswith("cuda"):
-        _check_cudnn(torch)
+        check_cudnn(torch, "diarizing")
     pipeline.to(torch.device(device))
     logger.info("diarizing with %s on %s", name, device)
     return Diarizer(pipeline, device, name)

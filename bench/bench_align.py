@@ -13,7 +13,9 @@ mode, each mode in its own subprocess (peak RSS and wall time its own):
 - wav2vec2 / wav2vec2-1by1: `--align wav2vec2` with a base-sized `Wav2Vec2ForCTC` (12 layers,
   768 wide, as facebook/wav2vec2-base-960h) of random weights over a character vocabulary (no
   wav2vec2 weights ship in any package; speed does not depend on the values), segments in
-  batches of 8 / one at a time; the align stage clocked.
+  batches of 8 / one at a time; the align stage clocked; wav2vec2-bf16: batches of 8 under
+  torch's autocast in bfloat16 (`--align-precision bfloat16`; the default, auto, is float32 on
+  the CPU and float16 on a GPU).
 Alignment share = (annotate + align stage seconds) / the noalign wall time. Each mode first
 transcribes the input's first minute, untimed (MLX compiles GPU kernels for each new shape).
 
@@ -48,7 +50,7 @@ import mlxwx
 from bench.bench_engine import SAMPLE_RATE, build_input, ct2_base_dir
 from tests.speech import DATA, save_random_wav2vec2, start_errors, synthconv_words
 
-MODES = ("noalign", "whisper", "whisper-1by1", "wav2vec2", "wav2vec2-1by1")
+MODES = ("noalign", "whisper", "whisper-1by1", "wav2vec2", "wav2vec2-1by1", "wav2vec2-bf16")
 
 
 class Clock:
@@ -91,7 +93,10 @@ def work(mode: str, audio: np.ndarray, model: str) -> dict:
     if mode.startswith("wav2vec2"):
         folder = save_random_wav2vec2(Path(tempfile.mkdtemp()))
         batch = 1 if mode.endswith("1by1") else 8
-        align = mlxwx.AlignOptions("wav2vec2", model=str(folder), batch_size=batch)
+        precision = "bfloat16" if mode.endswith("bf16") else "auto"
+        align = mlxwx.AlignOptions(
+            "wav2vec2", model=str(folder), batch_size=batch, precision=precision
+        )
     options = mlxwx.PipelineOptions(
         mlxwx.TranscribeOptions(mlxwx.DecodingOptions(language="en"), workers=1), align=align
     )

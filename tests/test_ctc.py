@@ -16,6 +16,7 @@ from mlxwx.align.ctc import (
     TokenSpan,
     encode_chars,
     forced_align,
+    forced_align_batch,
     interpolate_words,
     min_frames,
     wildcard_emission,
@@ -154,6 +155,28 @@ def test_path_is_optimal_and_valid(tokens: list[int], seed: int) -> None:
     assert _collapse(tuple(labels), 0) == tokens  # a valid CTC path
     score = float(emission[np.arange(len(emission)), labels].sum())
     assert score == pytest.approx(_brute_force_best(emission, tokens, 0))
+
+
+def test_alignments_swept_together_are_each_optimal() -> None:
+    """Mixed frame and token counts in one sweep (padding to the longest of both), with a
+    wildcard, a transcript too long for its frames and an empty one: each path is the best of
+    its own alignment, as found alone."""
+    rng = np.random.default_rng(7)
+    cases = [([1, 1, 2], 7), ([3], 4), ([2, WILDCARD, 1], 6), ([1, 2, 3, 1], 3), ([], 5),
+             ([2, 3], 2), ([1, 2, 1], 5)]  # fmt: skip
+    emissions = [np.log(rng.dirichlet(np.ones(4) * 0.5, size=n)) for _, n in cases]
+    together = forced_align_batch(emissions, [t for t, _ in cases], blank=0)
+    alone = [forced_align(e, t, blank=0) for e, (t, _) in zip(emissions, cases, strict=True)]
+    assert together == alone
+    assert together[3] is None and together[4] == []
+    for emission, (tokens, _), spans in zip(emissions, cases, together, strict=True):
+        if not spans or WILDCARD in tokens:
+            continue
+        labels = [0] * len(emission)
+        for tok, span in zip(tokens, spans, strict=True):
+            labels[span.start : span.end] = [tok] * (span.end - span.start)
+        score = float(emission[np.arange(len(emission)), labels].sum())
+        assert score == pytest.approx(_brute_force_best(emission, tokens, 0))
 
 
 VOCAB = {"|": 1, "a": 2, "b": 3, "c": 4, "z": 5}

@@ -61,28 +61,41 @@ def _states(tokens: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def trellis(
-    emission: np.ndarray, labels: np.ndarray, skip: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Viterbi over the CTC states: alpha_t(s) = e_t(labels[s]) + max(alpha_{t-1}(s),
-    alpha_{t-1}(s-1), alpha_{t-1}(s-2) if skip[s]), with alpha_0 finite only at s = 0, 1.
+    scores: Sequence[np.ndarray], skips: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Viterbi over the CTC states of several alignments at once: alpha_t(s) = e_t(s) +
+    max(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2) if skip[s]), with alpha_0 finite
+    only at s = 0, 1. scores[b]: (T_b, S_b) log-probability of each state's label on each frame.
 
-    Returns the (T, S) int8 back-steps (0 stay, 1 or 2 states back; T * S bytes) and the final
-    (S,) alpha. One numpy step per frame over all states.
+    Returns per alignment its (T_b, S_b) int8 back-steps (0 stay, 1 or 2 states back) and its
+    (S_b,) alpha at its last frame. One numpy step per frame over all states of all the
+    alignments, padded to the longest (padded states are unreachable: paths only move up).
     """
-    n_frames, n_states = len(emission), len(labels)
-    steps = np.zeros((n_frames, n_states), dtype=np.int8)
-    alpha = np.full(n_states, -np.inf)
-    alpha[:2] = emission[0, labels[:2]]
-    cand = np.full((3, n_states), -np.inf)
-    cols = np.arange(n_states)
-    for t in range(1, n_frames):
-        cand[0] = alpha
-        cand[1, 1:] = alpha[:-1]
-        cand[2, 2:] = np.where(skip[2:], alpha[:-2], -np.inf)
-        best = cand.argmax(axis=0)
-        steps[t] = best
-        alpha = cand[best, cols] + emission[t, labels]
-    return steps, alpha
+    n_frames = np.array([len(e) for e in scores])
+    size, frames, states = len(scores), int(n_frames.max()), max(e.shape[1] for e in scores)
+    emit = np.full((size, frames, states), -np.inf, np.float32)
+    allow = np.zeros((size, states), dtype=bool)
+    for b, (e, skip) in enumerate(zip(scores, skips, strict=True)):
+        emit[b, : len(e), : e.shape[1]] = e
+        allow[b, : len(skip)] = skip
+    steps = np.zeros((size, frames, states), dtype=np.int8)
+    alpha = np.full((size, states), -np.inf)
+    alpha[:, :2] = emit[:, 0, :2]
+    final = alpha.copy()
+    back1, back2 = np.full_like(alpha, -np.inf), np.full_like(alpha, -np.inf)
+    for t in range(1, frames):  # ties go to the fewest states back
+        back1[:, 1:] = alpha[:, :-1]
+        np.copyto(back2[:, 2:], alpha[:, :-2], where=allow[:, 2:])
+        best = np.maximum(alpha, back1)
+        step = steps[:, t]
+        np.greater(back1, alpha, out=step, casting="unsafe")
+        step[back2 > best] = 2
+        alpha = np.maximum(best, back2, out=best) + emit[:, t]
+        ending = n_frames == t + 1
+        final[ending] = alpha[ending]
+    return [
+        (steps[b, : len(e), : e.shape[1]], final[b, : e.shape[1]]) for b, e in enumerate(scores)
+    ]
 
 
 def backtrack(steps: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
@@ -121,8 +134,36 @@ def forced_align(emission: np.ndarray, tokens: Ids, blank: int = 0) -> list[Toke
     repeat). Returns None when the tokens cannot fit in T frames (`min_frames`) or no path has
     a finite score; [] for no tokens. Raises ValueError for the blank or an unknown column.
     """
-    emission = np.asarray(emission)
-    ids = np.asarray(tokens, dtype=np.int64)
+    return forced_align_batch([emission], [tokens], blank)[0]
+
+
+def forced_align_batch(
+    emissions: Sequence[np.ndarray], tokens: Sequence[Ids], blank: int = 0
+) -> list[list[TokenSpan] | None]:
+    """`forced_align` of each emission with its tokens, the trellises swept together."""
+    out: list[list[TokenSpan] | None] = [None] * len(emissions)
+    todo = []
+    for k, (emission, ids) in enumerate(zip(emissions, tokens, strict=True)):
+        prepared = _prepare(np.asarray(emission), np.asarray(ids, dtype=np.int64), blank)
+        if isinstance(prepared, list):
+            out[k] = prepared
+        elif prepared is not None:
+            todo.append((k, *prepared))
+    if not todo:
+        return out
+    scores = [emission[:, labels] for _, emission, labels, _ in todo]
+    swept = trellis(scores, [skip for *_, skip in todo])
+    for (k, emission, labels, _), (steps, alpha) in zip(todo, swept, strict=True):
+        path = backtrack(steps, alpha)
+        out[k] = None if path is None else path_spans(path, emission, labels)
+    return out
+
+
+def _prepare(
+    emission: np.ndarray, ids: np.ndarray, blank: int
+) -> list[TokenSpan] | tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """An alignment's emission (with a wildcard column where needed), state labels and skips;
+    [] for no tokens, None for too few frames; ValueError for a bad token id."""
     if len(ids) == 0:
         return []
     n_columns = emission.shape[1]
@@ -134,8 +175,7 @@ def forced_align(emission: np.ndarray, tokens: Ids, blank: int = 0) -> list[Toke
         emission = np.concatenate([emission, wildcard_emission(emission, blank)[:, None]], axis=1)
         ids = np.where(ids == WILDCARD, n_columns, ids)
     labels, skip = _states(ids, blank)
-    path = backtrack(*trellis(emission, labels, skip))
-    return None if path is None else path_spans(path, emission, labels)
+    return emission, labels, skip
 
 
 def word_ranges(text: str, by_char: bool = False) -> list[tuple[int, int]]:

@@ -42,7 +42,7 @@ from .ctc import (
     PRECISIONS,
     TokenSpan,
     encode_chars,
-    forced_align,
+    forced_align_batch,
     interpolate_words,
     min_frames,
     words_from_chars,
@@ -337,10 +337,9 @@ def _timed(
     out: dict[int, list[TokenSpan] | None] = {}
     for at in range(0, len(order), batch_size):
         batch = order[at : at + batch_size]
-        for i, emission in zip(
-            batch, emissions(aligner, [segments[i][0] for i in batch]), strict=True
-        ):
-            out[i] = forced_align(emission, encoded[i][0], aligner.blank)
+        logps = emissions(aligner, [segments[i][0] for i in batch])
+        spans = forced_align_batch(logps, [encoded[i][0] for i in batch], aligner.blank)
+        out.update(zip(batch, spans, strict=True))
     return out
 
 

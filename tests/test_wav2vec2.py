@@ -113,14 +113,38 @@ def test_emissions_are_the_models_log_probs(any_aligner: Aligner) -> None:
 
 
 def test_precision_auto_is_half_on_a_gpu_and_float32_on_the_cpu() -> None:
+    from types import SimpleNamespace
+
     import torch
 
     assert autocast_dtype(torch, "cpu") is None
-    assert autocast_dtype(torch, "cuda") is torch.float16
-    assert autocast_dtype(torch, "cuda:1", "float32") is None
     assert autocast_dtype(torch, "cpu", "bfloat16") is torch.bfloat16
+    gpu_torch = SimpleNamespace(
+        device=torch.device, float16=torch.float16, autocast=lambda *a, **k: 0
+    )
+    assert autocast_dtype(gpu_torch, "cuda:1") is torch.float16  # a torch with autocast there
+    assert autocast_dtype(gpu_torch, "mps") is torch.float16
+    assert autocast_dtype(gpu_torch, "cuda:1", "float32") is None
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         autocast_dtype(torch, "cpu", "half")
+
+
+def test_a_torch_without_autocast_for_the_device_runs_in_float32() -> None:
+    """torch 2.3 raises for autocast on mps; others warn and turn it off."""
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    def raising(kind: str, dtype: object) -> None:
+        raise RuntimeError(f"User specified an unsupported autocast device_type '{kind}'")
+
+    def warning(kind: str, dtype: object) -> None:
+        warnings.warn("In CPU autocast, but the target dtype is not supported.", stacklevel=1)
+
+    for autocast in (raising, warning):
+        old = SimpleNamespace(device=torch.device, float16=torch.float16, autocast=autocast)
+        assert autocast_dtype(old, "mps") is None
 
 
 def test_bfloat16_runs_the_model_under_autocast(aligner: Aligner) -> None:

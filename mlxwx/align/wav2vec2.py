@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -198,11 +199,17 @@ def autocast_dtype(torch: Any, device: str, precision: str = "auto") -> Any:
         precision = "float32" if kind == "cpu" else "float16"
     if precision == "float32":
         return None
-    available = getattr(torch.amp, "is_autocast_available", None)
-    if available is not None and not available(kind):
-        logger.info("this torch has no autocast on %s: the aligner runs in float32", kind)
+    dtype = getattr(torch, precision)
+    try:  # older torch raises for a device it has no autocast for, or warns and turns it off
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            torch.autocast(kind, dtype=dtype)
+    except (RuntimeError, UserWarning):
+        logger.info(
+            "this torch has no %s autocast on %s: the aligner runs in float32", precision, kind
+        )
         return None
-    return getattr(torch, precision)
+    return dtype
 
 
 def load_aligner(

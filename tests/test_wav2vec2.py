@@ -342,3 +342,16 @@ def test_torch_runs_without_cudnn_where_mlx_loaded_an_older_one(caplog) -> None:
     assert cudnn.enabled is False
     assert caplog.text.count("cannot use cuDNN in this process (cuDNN version") == 1
     assert "aligning without it" in caplog.text
+
+
+def test_loading_prints_no_progress_bar(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """transformers draws a bar while loading weights; the library prints nothing, and leaves
+    the bars as it found them."""
+    from transformers.utils import logging as bars
+
+    folder = save_tiny_model(tmp_path / "m", "group")
+    capfd.readouterr()
+    load_aligner("en", str(folder), device="cpu")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert bars.is_progress_bar_enabled()

@@ -241,15 +241,7 @@ def load_aligner(
     offline = local_files_only or bool(constants.HF_HUB_OFFLINE)
     folder = model_folder(name, offline)  # first: a model not at hand costs no torch import
     torch, transformers = _imports()
-    try:
-        processor = transformers.Wav2Vec2Processor.from_pretrained(folder)
-        model = transformers.Wav2Vec2ForCTC.from_pretrained(folder)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:100]
-        raise ModelError(
-            f"cannot load the alignment model {name!r} ({reason}); "
-            "pick another with --align-model, or use --align whisper"
-        ) from None
+    processor, model = _from_folder(transformers, folder, name)
     if getattr(model.config, "add_adapter", False):
         raise ModelError(f"{name!r} has an adapter stack, which the aligner does not support")
     device = device or torch_device(torch)
@@ -271,6 +263,26 @@ def load_aligner(
         language=language,
         autocast=autocast_dtype(torch, device, precision),
     )
+
+
+def _from_folder(transformers: Any, folder: Path, name: str) -> tuple[Any, Any]:
+    """The processor and `Wav2Vec2ForCTC` of `folder`, loaded without transformers' progress
+    bars (the library does not print); a one-line ModelError when they cannot be."""
+    bars = transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()
+    try:
+        processor = transformers.Wav2Vec2Processor.from_pretrained(folder)
+        return processor, transformers.Wav2Vec2ForCTC.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:100]
+        raise ModelError(
+            f"cannot load the alignment model {name!r} ({reason}); "
+            "pick another with --align-model, or use --align whisper"
+        ) from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
 
 
 def frame_counts(aligner: Aligner, lengths: Sequence[int]) -> list[int]:

@@ -85,18 +85,15 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+FLAGS = {"nofb", "noalign", "kv8", "w2v", "w2v32"}
+
+
 def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptions:
     """beam5 / greedy, with the fallback ladder or (-nofb) temperature 0 only, with Whisper's
     token timing (the default alignment) or (-noalign) without alignment, with (-kv8) 8-bit
     cross-attention keys and values."""
     name, *flags = config.split("-")
-    if name not in ("beam5", "greedy") or not set(flags) <= {
-        "nofb",
-        "noalign",
-        "kv8",
-        "w2v",
-        "w2v32",
-    }:
+    if name not in ("beam5", "greedy") or not set(flags) <= FLAGS:
         raise SystemExit(f"unknown config {config!r}")
     beam = 5 if name == "beam5" else 1
     decoding = DecodingOptions(

@@ -155,6 +155,11 @@ timing)
   done ;;
 w2v)
   export PYTHONPATH=$PYTHONPATH:/root/stage/stubs
+  # bench_engine imports bench_steps, which imports mlx_whisper (not used here, not carried)
+  python3 -c 'import mlx_whisper' 2>/dev/null || { mkdir -p /tmp/stubs/mlx_whisper &&
+    touch /tmp/stubs/mlx_whisper/__init__.py /tmp/stubs/mlx_whisper/decoding.py \
+      /tmp/stubs/mlx_whisper/whisper.py &&
+    echo 'load_model = None' > /tmp/stubs/mlx_whisper/load_models.py; }
   timeout 560 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
     --devices gpu --batches 16,64 --repeat 3 \
     --configs beam5-noalign,beam5,beam5-w2v,beam5-w2v32,greedy-nofb-noalign,greedy-nofb-w2v \

@@ -54,12 +54,13 @@ def torch_device(torch: Any) -> str:
     return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
-def check_cudnn(torch: Any, doing: str) -> None:
-    """Turn torch's cuDNN off when it cannot start in this process: MLX's CUDA backend loads its
+def check_cudnn(torch: Any, device: str, doing: str) -> None:
+    """On a cuda `device`, turn torch's cuDNN off when it cannot start in this process: MLX's
+    CUDA backend loads its
     own cuDNN first, and torch refuses an older one than it was built with (its convolutions
     and LSTMs would then fail on every input). Without cuDNN torch runs the same layers with its
     own kernels; the log says so once, with what is being done (`doing`)."""
-    if not torch.backends.cudnn.enabled:
+    if not device.startswith("cuda") or not torch.backends.cudnn.enabled:
         return
     try:
         torch.backends.cudnn.is_acceptable(torch.zeros(1, device="cuda"))

@@ -337,8 +337,9 @@ def test_torch_runs_without_cudnn_where_mlx_loaded_an_older_one(caplog) -> None:
     cudnn = SimpleNamespace(enabled=True, is_acceptable=refuse)
     torch = SimpleNamespace(backends=SimpleNamespace(cudnn=cudnn), zeros=lambda *a, **k: 0)
     with caplog.at_level("WARNING", logger="mlxwx.device"):
-        check_cudnn(torch, "aligning")
-        check_cudnn(torch, "aligning")  # once off, not tried again
+        check_cudnn(torch, "cpu", "aligning")  # not a cuda device: nothing to check
+        check_cudnn(torch, "cuda", "aligning")
+        check_cudnn(torch, "cuda:0", "aligning")  # once off, not tried again
     assert cudnn.enabled is False
     assert caplog.text.count("cannot use cuDNN in this process (cuDNN version") == 1
     assert "aligning without it" in caplog.text

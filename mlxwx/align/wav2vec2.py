@@ -245,8 +245,7 @@ def load_aligner(
     if getattr(model.config, "add_adapter", False):
         raise ModelError(f"{name!r} has an adapter stack, which the aligner does not support")
     device = device or torch_device(torch)
-    if device.startswith("cuda"):
-        check_cudnn(torch, "aligning")
+    check_cudnn(torch, device, "aligning")
     tokenizer = processor.tokenizer
     blank = model.config.pad_token_id
     blank = tokenizer.pad_token_id if blank is None else blank
@@ -307,20 +306,21 @@ def emissions(aligner: Aligner, audios: Sequence[np.ndarray]) -> list[np.ndarray
     """(T_i, C) float32 log-probabilities of each (samples,) 16 kHz segment, computed as one
     batch; T_i from the segment's own length, and the same frames as the segment alone."""
     torch, _ = _imports()
-    logits, lengths = _logits(aligner, audios, aligner.autocast)
+    logits, lengths = _logits(torch, aligner, audios, aligner.autocast)
     if aligner.autocast is not None and not bool(torch.isfinite(logits).all()):
         logger.warning(
             "wav2vec2 overflowed in %s: the batch runs again in float32", aligner.autocast
         )
-        logits, lengths = _logits(aligner, audios, None)
+        logits, lengths = _logits(torch, aligner, audios, None)
     logp = torch.log_softmax(logits, dim=-1).cpu().numpy()
     return [logp[i, :n] for i, n in enumerate(lengths)]
 
 
-def _logits(aligner: Aligner, audios: Sequence[np.ndarray], dtype: Any) -> tuple[Any, list[int]]:
+def _logits(
+    torch: Any, aligner: Aligner, audios: Sequence[np.ndarray], dtype: Any
+) -> tuple[Any, list[int]]:
     """(B, T, C) float32 logits of a batch, run under autocast in `dtype` (None: float32), and
     each segment's frame count."""
-    torch, _ = _imports()
     w2v, device = aligner.model.wav2vec2, aligner.device
     kind = torch.device(device).type
     with torch.inference_mode(), torch.autocast(kind, dtype=dtype, enabled=dtype is not None):

@@ -141,8 +141,7 @@ def load_diarizer(
     if pipeline is None:
         raise ModelError(f"cannot load the diarization pipeline {name!r}")
     device = device or torch_device(torch)
-    if device.startswith("cuda"):
-        check_cudnn(torch, "diarizing")
+    check_cudnn(torch, device, "diarizing")
     pipeline.to(torch.device(device))
     logger.info("diarizing with %s on %s", name, device)
     return Diarizer(pipeline, device, name)

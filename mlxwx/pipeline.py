@@ -414,7 +414,11 @@ class _Run:
             self.audio[index] = audio
 
     def blas_threads(self, threads: int) -> None:
-        self.blas_before = _blas.set_threads(threads)
+        """The BLAS threads of this process from now on (the count before the run is kept,
+        to be restored at its end)."""
+        before = _blas.set_threads(threads)
+        if self.blas_before is None:
+            self.blas_before = before
 
     def finished(self, transcript: Transcript) -> None:
         """Hand a transcript and its input's audio to the per-input stages; the run lets go of
@@ -461,18 +465,25 @@ class _Speech:
 
 def _shared(run: _Run, feed: _Feed, vad: Vad | None, n: int) -> None:
     """The transcribe stage in this process and `n - 1` worker processes, all taking parts of
-    the inputs as they free up (`mlxwx.asr.pool`); a thread of this process runs the VAD. Parts
-    of a worker that fails go to the other processes."""
+    the inputs as they free up (`mlxwx.asr.pool`); a thread of this process runs the VAD. Each
+    process has its share of the cores' BLAS threads; once a worker has nothing left to take,
+    this process (decoding the run's last parts) takes that worker's threads too. Parts of a
+    worker that fails go to the other processes."""
     wm, options = run.wm, run.options
     detect = wm.tokenizer.multilingual and options.transcribe.decoding.language is None
-    board = pool.Board(options.transcribe, detect, options.transcribe.batch_size, takers=n)
 
     def finished(part: Transcript) -> None:
         if (whole := board.done(part)) is not None:
             run.finished(whole)
 
-    threads = max(1, (os.cpu_count() or 1) // n)
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // n)
     run.blas_threads(threads)
+
+    def idle(takers: frozenset[int]) -> None:  # the cores of processes done for the run
+        run.blas_threads(min(cores, threads * (1 + len(takers - {0}))))
+
+    board = pool.Board(options.transcribe, detect, options.transcribe.batch_size, n, idle=idle)
     crew, speech = [], None
     try:
         for k in range(1, n):

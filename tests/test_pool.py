@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -134,6 +137,27 @@ def test_a_process_that_frees_up_leaves_half_to_one_about_to_finish(other_began,
     for _, part in first:
         board.done(back(part, "en"))
     assert len(fill(1)) == taken
+
+
+def test_a_process_with_nothing_left_to_take_is_reported_idle():
+    """Taker 1 waits on a closed board whose parts are all in flight with taker 0: the board
+    reports it idle once (its cores may go to taker 0), and not any more once it takes a part
+    that a failed process gave back."""
+    seen: list[frozenset[int]] = []
+    board = pool.Board(TranscribeOptions(), False, waiting=4, takers=2, idle=seen.append)
+    board.add(speech(0, (0, 100), (200, 300)))
+    board.close()
+    a, b = board.take(taker=0), board.take(taker=0)
+    got = []
+    waiting = threading.Thread(target=lambda: got.append(board.take(taker=1)))
+    waiting.start()
+    while not seen:
+        time.sleep(0.01)
+    board.give_back([b])
+    waiting.join(5)
+    assert seen == [frozenset({1})] and got == [b] and board.idle == frozenset()
+    board.done(back(a[1], "en"))
+    assert board.done(back(b[1], "en")) is not None
 
 
 def test_parts_of_a_failed_process_are_taken_first():

@@ -17,6 +17,7 @@ import pytest
 
 import mlxwx.asr.pool as pool
 import mlxwx.asr.workers as workers
+import mlxwx.pipeline as pipeline
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
 from mlxwx.asr.model import load_model
@@ -78,6 +79,30 @@ def test_workers_give_the_transcripts_of_one_process(wm, clips, taken):
     done = [kw["completed"] for a, kw in seen if a[0] == "transcribe"]
     known = [kw["total"] for a, kw in seen if a[0] == "transcribe"]
     assert done[-1] == known[-1] == total
+
+
+@pytest.mark.slow
+def test_a_process_done_for_the_run_lends_its_cores_to_this_one(wm, clips, taken, monkeypatch):
+    """Each process decodes with its share of the cores' BLAS threads; once the board reports
+    the worker idle (nothing left to take), this process takes its threads as well; the count
+    from before the run is restored at its end."""
+    calls: list[int] = []
+    monkeypatch.setattr(pipeline._blas, "set_threads", lambda n: calls.append(n) or 7)
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 4)
+    boards: list[pool.Board] = []
+
+    class Spy(pool.Board):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            boards.append(self)
+
+    monkeypatch.setattr(pool, "Board", Spy)
+    transcribe_arrays(wm, clips, replace(GREEDY, workers=2))
+    assert len(taken) == 2 and calls[0] == 2 and calls[-1] == 7
+    assert set(calls[1:-1]) <= {2, 4}
+    boards[0].on_idle(frozenset({1}))
+    boards[0].on_idle(frozenset({0}))  # this process idle: nothing to lend it
+    assert calls[-2:] == [4, 2]
 
 
 @pytest.mark.slow

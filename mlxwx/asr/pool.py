@@ -124,7 +124,11 @@ class Board:
     the few parts of one short input, are split between the processes instead of filling the
     lanes of the first to ask: a process that frees up just before another finishes its batch
     takes half of what waits, not all of it, and all of it when the other has just begun
-    (`_Pace`). An idle process always takes. `clock`: seconds, for that pace."""
+    (`_Pace`). An idle process always takes. `clock`: seconds, for that pace.
+
+    `idle(takers)` is called (under the board's lock) each time another process waits with the
+    board closed and empty: `takers` are the processes done with the run, unless a failed one
+    gives parts back; the others may use their cores."""
 
     def __init__(
         self,
@@ -133,6 +137,7 @@ class Board:
         waiting: int,
         takers: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        idle: Callable[[frozenset[int]], None] = lambda _: None,
     ):
         self.options, self.detect, self.waiting = options, detect, waiting
         self.takers = takers
@@ -144,6 +149,7 @@ class Board:
         self.owner: dict[int, int] = {}  # part key -> input
         self.next_key = PART_BASE
         self.closed = self.aborted = False
+        self.on_idle, self.idle = idle, frozenset[int]()
 
     def add(self, item: SpeechFile, samples: np.ndarray | None = None) -> None:
         """Put an input's parts on the board (its first alone while its language is unknown),
@@ -180,9 +186,13 @@ class Board:
                     raise StopIteration
                 if not wait:
                     return None
+                if self.closed and taker not in self.idle:  # no more parts for it, but given back
+                    self.idle |= {taker}
+                    self.on_idle(self.idle)
                 self.cond.wait(0.5)
             if not wait and self._holds_share(taker):
                 return None
+            self.idle -= {taker}
             item = self.items.popleft()
             self.pace.took(item.file)
             self.holder[item.file] = taker

@@ -9,8 +9,8 @@ size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fa
 "-noalign": no alignment, so no token timing; "-kv8": cross-attention keys and values read in
 8 bits, `DecodingOptions.cross_kv_bits=8`; "-w2v" / "-w2v32": `--align wav2vec2` with a
 base-sized wav2vec2 of random weights (tests/speech.py's; speed does not depend on the values)
-at its default precision (float16 on a GPU) / in float32; flags combine, e.g.
-greedy-nofb-noalign),
+at its default precision (float16 on a GPU) / in float32; "-ab<N>": the wav2vec2 aligner's batch
+size N instead of its default for the device; flags combine, e.g. greedy-nofb-noalign),
 and prints the median wall time of --repeat runs (VAD included, audio already in memory), the
 seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls) or in
 the wav2vec2 align stage (`align_result`, and of it the model's forward, `emissions`),
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
+import re
 import statistics
 import sys
 import tempfile
@@ -93,6 +94,8 @@ def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptio
     token timing (the default alignment) or (-noalign) without alignment, with (-kv8) 8-bit
     cross-attention keys and values."""
     name, *flags = config.split("-")
+    sizes = [int(f[2:]) for f in flags if re.fullmatch(r"ab\d+", f)]
+    flags = [f for f in flags if not re.fullmatch(r"ab\d+", f)]
     if name not in ("beam5", "greedy") or not set(flags) <= FLAGS:
         raise SystemExit(f"unknown config {config!r}")
     beam = 5 if name == "beam5" else 1
@@ -108,7 +111,12 @@ def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptio
     options = mlxwx.PipelineOptions(transcribe, vad=vad)
     if "w2v" in flags or "w2v32" in flags:
         precision = "float32" if "w2v32" in flags else "auto"
-        align = mlxwx.AlignOptions("wav2vec2", model=random_wav2vec2(), precision=precision)
+        align = mlxwx.AlignOptions(
+            "wav2vec2",
+            model=random_wav2vec2(),
+            batch_size=max(sizes, default=None),
+            precision=precision,
+        )
         options = replace(options, align=align)
     return replace(options, align=None) if "noalign" in flags else options
 

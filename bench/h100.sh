@@ -24,9 +24,10 @@
 #   sh bench/h100.sh quant [SHAPES [BUDGET_S]]  issue 18: bench/gpu.py, mlxwx against its weights
 #                              quantized to 8 and 4 bits as mlx-community's folders are (random
 #                              weights; carried as for kv8)
-#   sh bench/h100.sh w2v       issue 14: bench/gpu_e2e.py on the 10-minute corpus input with the
-#                              wav2vec2 aligner (random base-sized weights) in float16 and
-#                              float32, against no alignment and Whisper's token timing (after
+#   sh bench/h100.sh w2v       issue 14: the batched feature encoder's frames against each input
+#                              alone on cuda, then bench/gpu_e2e.py on the 10-minute corpus
+#                              input with the wav2vec2 aligner (random base-sized weights) at
+#                              its default batch size and at 8 and 16, against no alignment (after
 #                              `stage w1` .. `stage w4` and `setup`: the MLX CUDA wheel, base's
 #                              weights as weights.xz.part*, corpus10.npz, stubs/ with an empty av
 #                              and a jiwer.wer)
@@ -160,9 +161,20 @@ w2v)
     touch /tmp/stubs/mlx_whisper/__init__.py /tmp/stubs/mlx_whisper/decoding.py \
       /tmp/stubs/mlx_whisper/whisper.py &&
     echo 'load_model = None' > /tmp/stubs/mlx_whisper/load_models.py; }
-  timeout 560 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
+  # the GPU's batched feature encoder against each segment alone (float32, cuda)
+  timeout 120 python3 -c "
+import tempfile; from pathlib import Path; import numpy as np
+from tests.speech import save_random_wav2vec2
+from mlxwx.align import wav2vec2 as w
+al = w.load_aligner('en', str(save_random_wav2vec2(Path(tempfile.mkdtemp()))), 'cuda', precision='float32')
+rng = np.random.default_rng(0)
+audios = [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in (1.0, 2.5, 7.3, 0.6, 12.0)]
+batched = w.emissions(al, audios)
+print('batched vs alone, max |diff| of log-probs:', max(float(np.abs(b - w.emissions(al, [a])[0]).max()) for a, b in zip(audios, batched)))
+" 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/w2v-check.txt
+  timeout 480 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
     --devices gpu --batches 16,64 --repeat 3 \
-    --configs beam5-noalign,beam5,beam5-w2v,beam5-w2v32,greedy-nofb-noalign,greedy-nofb-w2v \
+    --configs beam5-noalign,beam5-w2v-ab8,beam5-w2v,greedy-nofb-noalign,greedy-nofb-w2v-ab8,greedy-nofb-w2v,greedy-nofb-w2v-ab16 \
     2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/w2v.txt ;;
 e2e2h)
   # issue 18: the whole pipeline (Silero, transcription, Whisper word timing) on 2 hours in 40

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlxwx.align import wav2vec2
 from mlxwx.align.ctc import WILDCARD, encode_chars
 from mlxwx.align.wav2vec2 import (
     DEFAULT_ALIGN_MODELS,
     EXTRA_HINT,
     Aligner,
+    _feature_frames,
     align_segments,
     autocast_dtype,
     emissions,
@@ -200,6 +202,39 @@ def test_padding_invariance(any_aligner: Aligner) -> None:
         (alone,) = emissions(aligner, [audio])
         assert emission.shape == alone.shape == (count, 32)
         np.testing.assert_allclose(emission, alone, atol=1e-4)
+
+
+def test_the_feature_encoder_gives_each_input_of_a_batch_its_frames_alone(
+    any_aligner: Aligner,
+) -> None:
+    """The GPU's path: the convolutional feature encoder over a zero-padded batch (the first
+    layer's group norm masked) gives every input the frames it gets alone (the CPU's path),
+    and zeros past them."""
+    import torch
+
+    encoder = any_aligner.model.wav2vec2.feature_extractor
+    inputs = [torch.from_numpy(a) for a, _, _ in SEGMENTS]
+    lengths = torch.tensor(frame_counts(any_aligner, [len(a) for a in inputs]))
+    with torch.inference_mode():
+        batched = _feature_frames(torch, encoder, inputs, lengths, one_by_one=False)
+        alone = _feature_frames(torch, encoder, inputs, lengths, one_by_one=True)
+        for x, n, frames in zip(inputs, lengths.tolist(), batched, strict=True):
+            own = encoder(x[None])[0].T  # the model's own encoder on the input alone
+            np.testing.assert_allclose(frames[:n], own, rtol=1e-4, atol=1e-5)
+            assert not frames[n:].any()
+    np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_batches_run_from_shortest_to_longest_within_a_count_and_seconds_of_padding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wav2vec2, "BATCH_SECONDS", 10.0)
+    second = 16000
+    lengths = [3 * second, 1 * second, 2 * second, 12 * second, 2 * second, 4 * second]
+    assert wav2vec2.batches(range(6), lengths, size=3) == [[1, 2, 4], [0, 5], [3]]
+    assert wav2vec2.batches([0, 3, 5], lengths, size=8) == [[0, 5], [3]]  # 2 x 4 s fit, 12 s alone
+    assert wav2vec2.batches([2, 4, 1], lengths, size=8) == [[1, 2, 4]]
+    assert wav2vec2.batches([], lengths, size=8) == []
 
 
 def test_batched_words_equal_one_at_a_time(aligner: Aligner) -> None:

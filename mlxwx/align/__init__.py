@@ -55,7 +55,8 @@ class AlignOptions:
     interpolate: how wav2vec2 times words it cannot align: "nearest", "linear" (from the
         timed words around them) or "ignore" (left without times).
     return_char_alignments: wav2vec2: each segment's characters with their times (`chars`).
-    batch_size: wav2vec2: segments run through the model together.
+    batch_size: wav2vec2: segments run through the model together, at most (a batch also pads
+        to at most 120 s of audio); None: 8 on the CPU, 64 on a GPU.
     precision: wav2vec2: "auto" (float16 on a GPU, float32 on the CPU), "float32", "float16"
         or "bfloat16" (the latter two under torch's autocast: matmuls and convolutions in half
         precision).
@@ -66,7 +67,7 @@ class AlignOptions:
     model: str | None = None
     interpolate: str = "nearest"
     return_char_alignments: bool = False
-    batch_size: int = 8
+    batch_size: int | None = None
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class AlignOptions:
             if value not in allowed:
                 choices = ", ".join(a for a in allowed if a is not None)
                 raise ValueError(f"unknown {name} {value!r}; choose from {choices}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @property

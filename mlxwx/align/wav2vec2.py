@@ -7,10 +7,10 @@ model's log-probabilities over the segment's own audio, the Viterbi path, and wo
 characters' frames. Words the path cannot time (only wildcards, or a segment too short for its
 text) get times by interpolation and are flagged.
 
-Batching: segments run through the model several at a time, yet each gets exactly the frames it
-would get alone. The convolutional feature encoder runs on each segment by itself (the first
-layer of base models group-normalises over the whole input, so zero padding would change it);
-its frames are then padded and the transformer runs on the batch under an attention mask. Each
+Batching: segments run through the model several at a time, zero-padded, yet each gets the
+frames it would get alone. The first layer of base models' convolutional feature encoder
+group-normalises over the whole input: its statistics come from each segment's own frames
+(`_masked_group_norm`); the transformer runs under an attention mask. Each
 segment has `_get_feat_extract_output_lengths(its samples)` frames; a frame lasts the product of
 the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the segment's start
 (WhisperX instead divides the segment's duration by its frame count, ~0.5% longer frames).
@@ -53,6 +53,13 @@ from .words import interpolate as spread_words
 logger = logging.getLogger(__name__)
 
 EXTRA_HINT = "word alignment with wav2vec2 needs the align extra: pip install 'mlxwx[align]'"
+# Segments run through the model together: on a GPU as many as keep it busy (its launches per
+# batch are the same for 8 or 64); on the CPU, which gains nothing from more, few (a batch pads
+# to its longest). A batch also pads to at most BATCH_SECONDS of audio, which bounds the memory
+# of the feature encoder's first layer (512 channels x 3,200 frames a second, on a GPU for the
+# whole batch at once).
+BATCH_SIZE = {"cpu": 8, "gpu": 64}
+BATCH_SECONDS = 120.0
 NO_SPACES = frozenset({"ja", "zh"})  # WhisperX's LANGUAGES_WITHOUT_SPACES: a word per character
 
 # WhisperX 3.8 (whisperx/alignment.py). Its torchaudio pipelines (DEFAULT_ALIGN_MODELS_TORCH) are
@@ -323,13 +330,11 @@ def _logits(
     each segment's frame count."""
     w2v, device = aligner.model.wav2vec2, aligner.device
     kind = torch.device(device).type
+    samples = torch.tensor([len(a) for a in audios])
+    lengths = aligner.model._get_feat_extract_output_lengths(samples).to(device)
     with torch.inference_mode(), torch.autocast(kind, dtype=dtype, enabled=dtype is not None):
-        feats = [
-            w2v.feature_extractor(torch.from_numpy(_prepare(a, aligner.normalize))[None].to(device))
-            for a in audios
-        ]
-        lengths = torch.tensor([f.shape[-1] for f in feats], device=device)
-        x = torch.nn.utils.rnn.pad_sequence([f[0].T for f in feats], batch_first=True)
+        inputs = [torch.from_numpy(_prepare(a, aligner.normalize)) for a in audios]
+        x = _feature_frames(torch, w2v.feature_extractor, inputs, lengths, kind == "cpu")
         mask = torch.arange(x.shape[1], device=device)[None] < lengths[:, None]
         hidden, _ = w2v.feature_projection(x)
         hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
@@ -337,14 +342,62 @@ def _logits(
     return logits, lengths.tolist()
 
 
+def _feature_frames(
+    torch: Any, encoder: Any, inputs: list[Any], lengths: Any, one_by_one: bool
+) -> Any:
+    """The feature encoder's frames of each input, (B, T, C), zero past its own `lengths`
+    (B,): for the batch at once (`_features`; on a GPU, where each layer is then one launch),
+    or `one_by_one`, the encoder itself on each input (on the CPU, where a batch's first-layer
+    output, 512 channels x 3,200 frames a second, falls out of the caches and runs slower)."""
+    pad, device = torch.nn.utils.rnn.pad_sequence, lengths.device
+    if one_by_one:
+        return pad([encoder(x[None].to(device))[0].T for x in inputs], batch_first=True)
+    batch = pad(inputs, batch_first=True).to(device)
+    feats = _features(torch, encoder, batch, [len(x) for x in inputs]).transpose(1, 2)
+    return feats * (torch.arange(feats.shape[1], device=device)[None] < lengths[:, None])[..., None]
+
+
+def _features(torch: Any, encoder: Any, batch: Any, samples: list[int]) -> Any:
+    """The convolutional feature encoder's (B, C, T) output for a zero-padded batch (B, S) of
+    inputs `samples` long, each input's frames as it gets them alone: base models' first layer
+    group-normalises over the whole input, so its statistics come from each input's own frames
+    here; every other layer computes a frame from its own window of the layer below, and the
+    frames an input has alone never reach into its padding."""
+    layers = list(encoder.conv_layers)
+    x = batch[:, None]
+    first = layers[0]
+    norm = getattr(first, "layer_norm", None)
+    if isinstance(norm, torch.nn.GroupNorm):
+        conv = first.conv
+        frames = [(n - conv.kernel_size[0]) // conv.stride[0] + 1 for n in samples]
+        x = first.activation(_masked_group_norm(torch, norm, conv(x), frames))
+        layers = layers[1:]
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _masked_group_norm(torch: Any, norm: Any, x: Any, frames: list[int]) -> Any:
+    """`norm` (a `GroupNorm`) of (B, C, T) `x`, each row's statistics over its first `frames`
+    frames only; in float32, as CUDA's autocast runs group norms. The statistics one row at a
+    time (a pass over its frames each), the normalisation in one pass over the batch."""
+    c, groups = x.shape[1], norm.num_groups
+    rows = [x[i, :, :n].float().reshape(groups, c // groups, n) for i, n in enumerate(frames)]
+    stats = [torch.var_mean(r, dim=(1, 2), unbiased=False) for r in rows]
+    var, mean = torch.stack([v for v, _ in stats]), torch.stack([m for _, m in stats])
+    scale = torch.rsqrt(var + norm.eps).repeat_interleave(c // groups, dim=1) * norm.weight
+    shift = norm.bias - mean.repeat_interleave(c // groups, dim=1) * scale
+    return torch.addcmul(shift[..., None], x, scale[..., None])  # float32 out, no float copy of x
+
+
 def _timed(
     aligner: Aligner,
     segments: Sequence[tuple[np.ndarray, float, str]],
     encoded: Sequence[tuple[list[int], list[int]]],
-    batch_size: int,
+    batch_size: int | None,
 ) -> dict[int, list[TokenSpan] | None]:
     """Token spans of each segment that has tokens and frames enough for them, batched by
-    length; one batch's emissions in memory at a time."""
+    length (`batches`); one batch's emissions in memory at a time."""
     counts = frame_counts(aligner, [len(audio) for audio, _, _ in segments])
     fits = []
     for i, (tokens, _) in enumerate(encoded):
@@ -352,13 +405,24 @@ def _timed(
             fits.append(i)
         elif tokens:
             logger.warning("segment at %.2f s too short to align its text", segments[i][1])
-    order = sorted(fits, key=lambda i: len(segments[i][0]))
+    size = batch_size or BATCH_SIZE["cpu" if aligner.device.split(":")[0] == "cpu" else "gpu"]
     out: dict[int, list[TokenSpan] | None] = {}
-    for at in range(0, len(order), batch_size):
-        batch = order[at : at + batch_size]
+    for batch in batches(fits, [len(audio) for audio, _, _ in segments], size):
         logps = emissions(aligner, [segments[i][0] for i in batch])
         spans = forced_align_batch(logps, [encoded[i][0] for i in batch], aligner.blank)
         out.update(zip(batch, spans, strict=True))
+    return out
+
+
+def batches(items: Sequence[int], lengths: Sequence[int], size: int) -> list[list[int]]:
+    """`items` (indices into `lengths`, in samples) from shortest to longest in batches of at
+    most `size` that pad to at most BATCH_SECONDS of audio."""
+    out: list[list[int]] = []
+    limit = BATCH_SECONDS * SAMPLE_RATE
+    for i in sorted(items, key=lambda i: lengths[i]):
+        if not out or len(out[-1]) >= size or (len(out[-1]) + 1) * lengths[i] > limit:
+            out.append([])
+        out[-1].append(i)
     return out
 
 
@@ -367,7 +431,7 @@ def align_segments(
     segments: Sequence[tuple[np.ndarray, float, str]],
     interpolate: str = "nearest",
     return_char_alignments: bool = False,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     language: str | None = None,
 ) -> list[AlignedSegment]:
     """Words of each (audio, start, text) segment timed by `aligner`: audio (samples,) float32
@@ -376,6 +440,8 @@ def align_segments(
     interpolate: how words the CTC path cannot time get times, WhisperX's methods within the
     segment: "nearest" or "linear" (`ctc.interpolate_words`; when no word of the segment is
     timed, the words share the segment by characters), or "ignore" (start and end None).
+    batch_size: segments run through the model together, at most (`batches`); None: BATCH_SIZE
+    for the aligner's device.
     """
     if interpolate not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolate!r}; choose from {INTERPOLATIONS}")
@@ -403,7 +469,7 @@ def align_result(
     audio: np.ndarray,
     interpolate: str = "nearest",
     return_char_alignments: bool = False,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> list[Segment]:
     """The segments of `result` with their words timed by `aligner` from the input's `audio`
     ((samples,) float32, 16 kHz; each segment reads its own stretch of it, a view, not a copy)."""

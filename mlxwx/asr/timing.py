@@ -23,7 +23,7 @@ from ..audio import N_SAMPLES_PER_TOKEN, TOKENS_PER_SECOND, window_mel
 from ..dtw import dtw_batch, median_filter
 from ..kernels import dtw_starts_kernel, kernel_backend
 from ..models.whisper import split_heads
-from ..ops import rows_of
+from ..ops import logsumexp, rows_of
 from ..ops import scores as attention_scores
 from ..types import Result, TokenTimes, Window
 from .decoding import CrossKV, encode, take_kv
@@ -103,7 +103,7 @@ def token_logprobs(
     for at in range(0, len(rows), group):
         logits = dec.token_embedding.as_linear(flat[at : at + group]).astype(mx.float32)
         chosen = mx.take_along_axis(logits, targets[at : at + group, None], axis=-1)[:, 0]
-        picked.append(chosen - mx.logsumexp(logits, axis=-1))
+        picked.append(chosen - logsumexp(logits, axis=-1))
         mx.eval(picked[-1])
     out = mx.concatenate(picked)
     ends = np.cumsum([len(s) - 1 for s in sequences]).tolist()

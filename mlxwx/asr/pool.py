@@ -126,9 +126,9 @@ class Board:
     takes half of what waits, not all of it, and all of it when the other has just begun
     (`_Pace`). An idle process always takes. `clock`: seconds, for that pace.
 
-    `idle(takers)` is called (under the board's lock) each time another process waits with the
-    board closed and empty: `takers` are the processes done with the run, unless a failed one
-    gives parts back; the others may use their cores."""
+    `idle(takers)` is called (under the board's lock) each time a process starts waiting with
+    the board closed and empty: `takers` are the processes done with the run (unless a failed
+    one gives parts back), whose cores the others may use."""
 
     def __init__(
         self,
@@ -186,7 +186,7 @@ class Board:
                     raise StopIteration
                 if not wait:
                     return None
-                if self.closed and taker not in self.idle:  # no more parts for it, but given back
+                if self.closed and taker not in self.idle:  # done, unless parts are given back
                     self.idle |= {taker}
                     self.on_idle(self.idle)
                 self.cond.wait(0.5)

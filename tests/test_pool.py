@@ -151,7 +151,8 @@ def test_a_process_with_nothing_left_to_take_is_reported_idle():
     got = []
     waiting = threading.Thread(target=lambda: got.append(board.take(taker=1)))
     waiting.start()
-    while not seen:
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
         time.sleep(0.01)
     board.give_back([b])
     waiting.join(5)

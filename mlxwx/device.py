@@ -56,10 +56,10 @@ def torch_device(torch: Any) -> str:
 
 def check_cudnn(torch: Any, device: str, doing: str) -> None:
     """On a cuda `device`, turn torch's cuDNN off when it cannot start in this process: MLX's
-    CUDA backend loads its
-    own cuDNN first, and torch refuses an older one than it was built with (its convolutions
-    and LSTMs would then fail on every input). Without cuDNN torch runs the same layers with its
-    own kernels; the log says so once, with what is being done (`doing`)."""
+    CUDA backend loads its own cuDNN first, and torch refuses an older one than it was built
+    with (its convolutions and LSTMs would then fail on every input). Without cuDNN torch runs
+    the same layers with its own kernels; the log says so once, with what is being done
+    (`doing`)."""
     if not device.startswith("cuda") or not torch.backends.cudnn.enabled:
         return
     try:

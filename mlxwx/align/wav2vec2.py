@@ -9,8 +9,9 @@ text) get times by interpolation and are flagged.
 
 Batching: segments run through the model several at a time, zero-padded, yet each gets the
 frames it would get alone. The first layer of base models' convolutional feature encoder
-group-normalises over the whole input: its statistics come from each segment's own frames
-(`_masked_group_norm`); the transformer runs under an attention mask. Each
+group-normalises over the whole input: on a GPU the encoder runs over the padded batch and that
+norm takes each segment's statistics from its own frames (`_masked_group_norm`); on the CPU
+each segment runs the encoder alone. The transformer runs under an attention mask. Each
 segment has `_get_feat_extract_output_lengths(its samples)` frames; a frame lasts the product of
 the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the segment's start
 (WhisperX instead divides the segment's duration by its frame count, ~0.5% longer frames).
@@ -138,6 +139,10 @@ class Aligner:
     name: str
     language: str | None = None
     autocast: Any = None
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device.split(":")[0] == "cpu"
 
 
 @dataclass(frozen=True)
@@ -329,12 +334,12 @@ def _logits(
     """(B, T, C) float32 logits of a batch, run under autocast in `dtype` (None: float32), and
     each segment's frame count."""
     w2v, device = aligner.model.wav2vec2, aligner.device
-    kind = torch.device(device).type
     samples = torch.tensor([len(a) for a in audios])
     lengths = aligner.model._get_feat_extract_output_lengths(samples).to(device)
+    kind = torch.device(device).type
     with torch.inference_mode(), torch.autocast(kind, dtype=dtype, enabled=dtype is not None):
         inputs = [torch.from_numpy(_prepare(a, aligner.normalize)) for a in audios]
-        x = _feature_frames(torch, w2v.feature_extractor, inputs, lengths, kind == "cpu")
+        x = _feature_frames(torch, w2v.feature_extractor, inputs, lengths, aligner.on_cpu)
         mask = torch.arange(x.shape[1], device=device)[None] < lengths[:, None]
         hidden, _ = w2v.feature_projection(x)
         hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
@@ -398,16 +403,17 @@ def _timed(
 ) -> dict[int, list[TokenSpan] | None]:
     """Token spans of each segment that has tokens and frames enough for them, batched by
     length (`batches`); one batch's emissions in memory at a time."""
-    counts = frame_counts(aligner, [len(audio) for audio, _, _ in segments])
+    samples = [len(audio) for audio, _, _ in segments]
+    counts = frame_counts(aligner, samples)
     fits = []
     for i, (tokens, _) in enumerate(encoded):
         if tokens and counts[i] >= min_frames(tokens):
             fits.append(i)
         elif tokens:
             logger.warning("segment at %.2f s too short to align its text", segments[i][1])
-    size = batch_size or BATCH_SIZE["cpu" if aligner.device.split(":")[0] == "cpu" else "gpu"]
+    size = batch_size or BATCH_SIZE["cpu" if aligner.on_cpu else "gpu"]
     out: dict[int, list[TokenSpan] | None] = {}
-    for batch in batches(fits, [len(audio) for audio, _, _ in segments], size):
+    for batch in batches(fits, samples, size):
         logps = emissions(aligner, [segments[i][0] for i in batch])
         spans = forced_align_batch(logps, [encoded[i][0] for i in batch], aligner.blank)
         out.update(zip(batch, spans, strict=True))

@@ -333,7 +333,7 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
     """`mlxwx run` as a user types it (base, English, txt output), timed as a whole process:
     startup, model and VAD loading, audio decoding, transcription, alignment and writing.
     run-beam5 is its defaults; -greedy: --beam-size 1; -nofb: --no-temperature-fallback;
-    -noalign: --no-align (no word timestamps); -wN: --workers N."""
+    -noalign: --no-align (no word timestamps); -nots: --without-timestamps; -wN: --workers N."""
     import soundfile
 
     parts = system.split("-")[1:]
@@ -344,6 +344,8 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
         flags += ["--no-temperature-fallback"]
     if "noalign" in parts:
         flags += ["--no-align"]
+    if "nots" in parts:
+        flags += ["--without-timestamps"]
     flags += [f"--workers={p[1:]}" for p in parts if p[:1] == "w" and p[1:].isdigit()]
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "input.wav"

@@ -221,6 +221,8 @@ def test_words_from_chars() -> None:
     assert chars[1].char == "A" and chars[1].start == pytest.approx(10.02)
     assert chars[3].char == " " and chars[3].end == pytest.approx(10.12)  # the delimiter
     assert chars[5].char == "1" and chars[5].start == pytest.approx(10.14)  # wildcard, timed
+    alone = words_from_chars(text, tokens, positions, spans, 0.02, offset=10.0, with_chars=False)
+    assert alone == (words, [])
 
 
 def test_words_from_chars_failed_alignment() -> None:

@@ -4,9 +4,14 @@ wildcards, too-short audio, interpolation, and the one-line errors."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,10 +65,14 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def aligner(tmp_path_factory: pytest.TempPathFactory) -> Aligner:
+def group_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A base-like model (group-normalised first conv), the English default's kind."""
-    folder = save_tiny_model(tmp_path_factory.mktemp("w2v") / "group", "group")
-    return load_aligner("en", str(folder), device="cpu")
+    return save_tiny_model(tmp_path_factory.mktemp("w2v") / "group", "group")
+
+
+@pytest.fixture(scope="module")
+def aligner(group_folder: Path) -> Aligner:
+    return load_aligner("en", str(group_folder), device="cpu")
 
 
 @pytest.fixture(scope="module", params=["group", "layer"])
@@ -204,25 +213,172 @@ def test_padding_invariance(any_aligner: Aligner) -> None:
         np.testing.assert_allclose(emission, alone, atol=1e-4)
 
 
+@pytest.fixture(
+    params=[("group", False), ("group", True), ("layer", False), ("layer", True)],
+    ids=["group", "group-bias", "layer", "layer-bias"],
+)
+def feature_encoder(request: pytest.FixtureRequest) -> Any:
+    """A `Wav2Vec2FeatureEncoder` (base models' group norm on the first conv, or large models'
+    layer norm on every conv; conv biases or none) of random weights, norm scales and biases,
+    its channel count changing from layer to layer."""
+    import torch
+    import transformers
+
+    norm, bias = request.param
+    config = transformers.Wav2Vec2Config(
+        conv_dim=(8, 12, 12, 16, 16, 8, 8), feat_extract_norm=norm, conv_bias=bias
+    )
+    torch.manual_seed(0)
+    encoder = transformers.models.wav2vec2.modeling_wav2vec2.Wav2Vec2FeatureEncoder(config)
+    with torch.no_grad():
+        for name, param in encoder.named_parameters():
+            if param.dim() == 3:  # conv weights: values of order 1 through every layer
+                param.normal_(0.0, 2 / math.sqrt(param[0].numel()))
+            else:  # conv biases, norm shifts and norm scales (around 1)
+                param.normal_(1.0 if name.endswith("norm.weight") else 0.0, 1.0)
+    return encoder.eval()
+
+
+def encoder_frames(samples: int) -> int:
+    """Frames of the default conv stack (kernels 10, 3, 3, 3, 3, 2, 2; strides 5, 2, ...)."""
+    return (samples - 400) // 320 + 1
+
+
 def test_the_feature_encoder_gives_each_input_of_a_batch_its_frames_alone(
-    any_aligner: Aligner,
+    feature_encoder: Any,
 ) -> None:
-    """The GPU's path: the convolutional feature encoder over a zero-padded batch (the first
-    layer's group norm masked) gives every input the frames it gets alone (the CPU's path),
-    and zeros past them."""
+    """The GPU's path: the convolutional feature encoder as matmuls over a zero-padded batch
+    (the first layer's group norm masked) gives every input the frames the model's own encoder
+    gives it alone (the CPU's path), and zeros past them."""
     import torch
 
-    encoder = any_aligner.model.wav2vec2.feature_extractor
+    encoder = feature_encoder
     inputs = [torch.from_numpy(a) for a, _, _ in SEGMENTS]
-    lengths = torch.tensor(frame_counts(any_aligner, [len(a) for a in inputs]))
+    lengths = torch.tensor([encoder_frames(len(a)) for a in inputs])
     with torch.inference_mode():
         batched = _feature_frames(torch, encoder, inputs, lengths, one_by_one=False)
         alone = _feature_frames(torch, encoder, inputs, lengths, one_by_one=True)
+        assert batched.shape == alone.shape == (4, 75, 8)
         for x, n, frames in zip(inputs, lengths.tolist(), batched, strict=True):
-            own = encoder(x[None])[0].T  # the model's own encoder on the input alone
-            np.testing.assert_allclose(frames[:n], own, rtol=1e-4, atol=1e-5)
+            own = encoder(x[None])[0].T.numpy()  # the model's own encoder on the input alone
+            assert np.abs(own).max() > 0.5  # not vanished through the layers
+            atol = 1e-5 * np.abs(own).max()
+            np.testing.assert_allclose(frames[:n], own, rtol=1e-5, atol=atol)
             assert not frames[n:].any()
-    np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_windows_copied_in_autocasts_dtype_hold_the_values_autocast_would_give(
+    feature_encoder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under autocast each matmul's input is cast before its windows are copied: the same
+    values as copying them in float32 and letting autocast cast the copy."""
+    import torch
+
+    inputs = [torch.from_numpy(a) for a, _, _ in SEGMENTS]
+    lengths = torch.tensor([encoder_frames(len(a)) for a in inputs])
+    hidden = torch.randn(2, 50, 16)
+    pos_conv = wav2vec2._matmul_pos_conv_type(torch)(positional_conv(40, 16, 2))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert wav2vec2._to_autocast(torch, hidden).dtype == torch.bfloat16
+        cast = _feature_frames(torch, feature_encoder, inputs, lengths, one_by_one=False)
+        cast_pos = pos_conv(hidden)
+        monkeypatch.setattr(wav2vec2, "_to_autocast", lambda torch, x: x)
+        copied = _feature_frames(torch, feature_encoder, inputs, lengths, one_by_one=False)
+        copied_pos = pos_conv(hidden)
+    assert cast_pos.dtype == torch.bfloat16  # as the conv's output under autocast
+    torch.testing.assert_close(cast, copied, rtol=0, atol=0)
+    torch.testing.assert_close(cast_pos, copied_pos, rtol=0, atol=0)
+
+
+def positional_conv(kernel: int, width: int, groups: int) -> Any:
+    """transformers' `Wav2Vec2PositionalConvEmbedding` of random weights (the weight norm's
+    direction and scale, and the bias)."""
+    import torch
+    import transformers
+
+    config = transformers.Wav2Vec2Config(
+        hidden_size=width, num_conv_pos_embeddings=kernel, num_conv_pos_embedding_groups=groups
+    )
+    torch.manual_seed(kernel)
+    module = transformers.models.wav2vec2.modeling_wav2vec2.Wav2Vec2PositionalConvEmbedding(config)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.normal_()
+    return module.eval()
+
+
+# odd and even kernels (the even one's last frame dropped), kernels of one, several and a
+# partial last chunk of POS_CONV_TAPS taps
+@pytest.mark.parametrize("kernel", [7, 16, 40, 128])
+def test_the_positional_conv_as_matmuls_is_the_modules(kernel: int) -> None:
+    import torch
+
+    module = positional_conv(kernel, 32, 4)
+    matmuls = wav2vec2._matmul_pos_conv_type(torch)(module)
+    generator = torch.Generator().manual_seed(1)
+    for frames in (3, 50):  # fewer and more frames than taps
+        hidden = torch.randn(2, frames, 32, generator=generator)
+        with torch.inference_mode():
+            expected, got = module(hidden), matmuls(hidden)
+        assert got.shape == expected.shape == (2, frames, 32)
+        atol = 1e-5 * float(expected.abs().max())
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=atol)
+
+
+def test_an_aligner_for_a_gpu_gets_the_matmul_positional_conv(
+    group_folder: Path, aligner: Aligner
+) -> None:
+    """Loading for any device but the CPU replaces the module (the meta device, which holds no
+    weights, stands in for a GPU); the CPU keeps the model's own. The model's state dict keeps
+    its keys."""
+    import torch
+
+    gpu = load_aligner("en", str(group_folder), device="meta")
+    replaced = gpu.model.wav2vec2.encoder.pos_conv_embed
+    assert type(replaced) is wav2vec2._matmul_pos_conv_type(torch)
+    assert gpu.model.state_dict().keys() == aligner.model.state_dict().keys()
+    own = aligner.model.wav2vec2.encoder.pos_conv_embed
+    assert type(own).__name__ == "Wav2Vec2PositionalConvEmbedding"
+
+
+def test_a_positional_conv_not_replicated_stays(aligner: Aligner) -> None:
+    """A module with more in it (as Hubert's batch norm) or with the legacy weight norm (whose
+    hook computes the weight only when the conv runs) is left in place."""
+    import torch
+
+    model = copy.deepcopy(aligner.model)
+    module = model.wav2vec2.encoder.pos_conv_embed
+    assert wav2vec2._replicable(torch, module)
+    module.add_module("batch_norm", torch.nn.BatchNorm1d(16))
+    assert not wav2vec2._install_matmul_pos_conv(torch, model)
+    assert model.wav2vec2.encoder.pos_conv_embed is module
+
+    legacy = positional_conv(16, 16, 2)
+    assert wav2vec2._replicable(torch, legacy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for the parametrization
+        legacy.conv = torch.nn.utils.weight_norm(torch.nn.Conv1d(16, 16, 16, 1, 8, groups=2), dim=2)
+    assert not wav2vec2._replicable(torch, legacy)
+
+
+def test_the_gpu_path_computes_the_models_forward(
+    any_aligner: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU's path run on the CPU (the feature encoder as matmuls over the batch, the
+    positional conv replaced): each segment's log-probabilities are the model's own forward on
+    the segment alone."""
+    import torch
+
+    model = copy.deepcopy(any_aligner.model)
+    assert wav2vec2._install_matmul_pos_conv(torch, model)
+    monkeypatch.setattr(Aligner, "on_cpu", property(lambda self: False))
+    audios = [a for a, _, _ in SEGMENTS]
+    got = emissions(dataclasses.replace(any_aligner, model=model), audios)
+    for audio, logp in zip(audios, got, strict=True):
+        normalized = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        with torch.inference_mode():
+            logits = any_aligner.model(torch.from_numpy(normalized)[None]).logits
+        np.testing.assert_allclose(logp, torch.log_softmax(logits, dim=-1)[0], atol=5e-5)
 
 
 def test_batches_run_from_shortest_to_longest_within_a_count_and_seconds_of_padding(
@@ -249,6 +405,33 @@ def test_batched_words_equal_one_at_a_time(aligner: Aligner) -> None:
     assert [w.word for s in batched for w in s.words] == [
         *("hello", "world", "Are", "you", "there?", "the", "park", "is", "nice", "ok")
     ]
+
+
+def test_the_next_batchs_model_run_starts_before_this_batch_is_aligned(
+    aligner: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU the model runs while the host finds the paths: the run of batch k + 1 is
+    started (`_logits`, which does not wait for the device) before batch k's paths are found;
+    the words are those of batches aligned one after another."""
+    calls: list[str] = []
+    logits, paths = wav2vec2._logits, wav2vec2.forced_align_batch
+
+    def started(torch: Any, aligner: Aligner, audios: Any, dtype: Any) -> Any:
+        calls.append(f"model {len(audios[0])}")
+        return logits(torch, aligner, audios, dtype)
+
+    def aligned(logps: Any, tokens: Any, blank: int) -> Any:
+        calls.append(f"paths {len(logps[0])}")
+        return paths(logps, tokens, blank)
+
+    expected = align_segments(aligner, SEGMENTS, batch_size=1)
+    monkeypatch.setattr(wav2vec2, "_logits", started)
+    monkeypatch.setattr(wav2vec2, "forced_align_batch", aligned)
+    got = align_segments(aligner, SEGMENTS, batch_size=1)
+    assert got == expected
+    kinds = [c.split()[0] for c in calls]
+    n = len(SEGMENTS)
+    assert kinds == ["model", "model", *["paths", "model"] * (n - 2), "paths", "paths"]
 
 
 def test_words_timed_on_the_file_timeline(aligner: Aligner) -> None:

@@ -68,33 +68,41 @@ def trellis(
     only at s = 0, 1. scores[b]: (T_b, S_b) log-probability of each state's label on each frame.
 
     Returns per alignment its (T_b, S_b) int8 back-steps (0 stay, 1 or 2 states back) and its
-    (S_b,) alpha at its last frame. One numpy step per frame over all states of all the
-    alignments, padded to the longest (padded states are unreachable: paths only move up).
+    (S_b,) alpha at its last frame, in float32 (the GPU kernel's arithmetic, so that both find
+    the same path). One pass of seven numpy operations per frame over all states of all the
+    alignments, padded to the longest (padded states are unreachable: paths only move up), into
+    buffers allocated once: alpha lives behind two columns of -inf that stand for the states
+    before the first, and a state's skip is an additive 0 or -inf.
     """
     n_frames = np.array([len(e) for e in scores])
     size, frames, states = len(scores), int(n_frames.max()), max(e.shape[1] for e in scores)
-    emit = np.full((size, frames, states), -np.inf, np.float32)
-    allow = np.zeros((size, states), dtype=bool)
+    emit = np.full((frames, size, states), -np.inf, np.float32)
+    skip_cost = np.full((size, states), -np.inf, np.float32)
     for b, (e, skip) in enumerate(zip(scores, skips, strict=True)):
-        emit[b, : len(e), : e.shape[1]] = e
-        allow[b, : len(skip)] = skip
-    steps = np.zeros((size, frames, states), dtype=np.int8)
-    alpha = np.full((size, states), -np.inf)
-    alpha[:, :2] = emit[:, 0, :2]
-    final = alpha.copy()
-    back1, back2 = np.full_like(alpha, -np.inf), np.full_like(alpha, -np.inf)
-    for t in range(1, frames):  # ties go to the fewest states back
-        back1[:, 1:] = alpha[:, :-1]
-        np.copyto(back2[:, 2:], alpha[:, :-2], where=allow[:, 2:])
-        best = np.maximum(alpha, back1)
-        step = steps[:, t]
-        np.greater(back1, alpha, out=step, casting="unsafe")
-        step[back2 > best] = 2
-        alpha = np.maximum(best, back2, out=best) + emit[:, t]
-        ending = n_frames == t + 1
-        final[ending] = alpha[ending]
+        emit[: len(e), b, : e.shape[1]] = e
+        skip_cost[b, : len(skip)][skip] = 0.0
+    steps = np.zeros((frames, size, states), dtype=np.int8)
+    alpha = np.full((2, size, states + 2), -np.inf, np.float32)  # [t % 2, b, 2 + s]
+    alpha[0, :, 2:4] = emit[0, :, :2]
+    final = np.empty((size, states), np.float32)
+    ending = {t: np.flatnonzero(n_frames == t + 1) for t in np.unique(n_frames - 1).tolist()}
+    best, back2 = np.empty((size, states), np.float32), np.empty((size, states), np.float32)
+    jump = np.empty((size, states), dtype=bool)
+    for t in range(frames):  # ties go to the fewest states back
+        prev, here = alpha[(t - 1) % 2], alpha[t % 2]
+        if t > 0:
+            stay, back1 = prev[:, 2:], prev[:, 1:-1]
+            np.add(prev[:, :-2], skip_cost, out=back2)
+            np.greater(back1, stay, out=steps[t], casting="unsafe")
+            np.maximum(stay, back1, out=best)
+            np.greater(back2, best, out=jump)
+            np.copyto(steps[t], 2, where=jump)
+            np.maximum(best, back2, out=best)
+            np.add(best, emit[t], out=here[:, 2:])
+        if t in ending:
+            final[ending[t]] = here[ending[t], 2:]
     return [
-        (steps[b, : len(e), : e.shape[1]], final[b, : e.shape[1]]) for b, e in enumerate(scores)
+        (steps[: len(e), b, : e.shape[1]], final[b, : e.shape[1]]) for b, e in enumerate(scores)
     ]
 
 
@@ -239,13 +247,15 @@ def words_from_chars(
     seconds_per_frame: float,
     offset: float = 0.0,
     by_char: bool = False,
+    with_chars: bool = True,
 ) -> tuple[list[Word], list[CharTime]]:
     """Words of `text` (see `word_ranges`) timed by their characters' spans, and every character.
 
     tokens, positions: from `encode_chars`; spans: `forced_align` of those tokens (None: the
     alignment failed, nothing is timed). Seconds = offset + frame * seconds_per_frame. A word's
     wildcard characters do not count toward its times or score; a word with nothing else is
-    untimed (start, end and score None). Characters keep their own span, wildcards included.
+    untimed (start, end and score None). Characters keep their own span, wildcards included;
+    none are listed unless `with_chars`.
     """
     ranges = word_ranges(text, by_char)
     owner = np.full(len(text) + 1, -1, dtype=np.int64)
@@ -262,6 +272,8 @@ def words_from_chars(
         Word(text[a:b], sec(s.start), sec(s.end), s.score) if s else Word(text[a:b], None, None)
         for (a, b), s in zip(ranges, timed, strict=True)
     ]
+    if not with_chars:
+        return words, []
     at = dict(zip(pos.tolist(), spans, strict=True)) if spans is not None else {}
     chars = [
         CharTime(c, sec(at[i].start), sec(at[i].end), at[i].score)

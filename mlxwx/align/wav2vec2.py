@@ -11,10 +11,14 @@ Batching: segments run through the model several at a time, zero-padded, yet eac
 frames it would get alone. The first layer of base models' convolutional feature encoder
 group-normalises over the whole input: on a GPU the encoder runs over the padded batch and that
 norm takes each segment's statistics from its own frames (`_masked_group_norm`); on the CPU
-each segment runs the encoder alone. The transformer runs under an attention mask. Each
-segment has `_get_feat_extract_output_lengths(its samples)` frames; a frame lasts the product of
-the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the segment's start
-(WhisperX instead divides the segment's duration by its frame count, ~0.5% longer frames).
+each segment runs the encoder alone. On a GPU the convolutions (the feature encoder's and the
+transformer's positional one) run as matmuls over copied windows, channels-last, as torch's
+1-D convolutions are slow there (without cuDNN, which MLX's older cuDNN keeps out of the
+process, and in half precision even with it); the CPU runs the model's own. The transformer
+runs under an attention mask. Each segment has `_get_feat_extract_output_lengths(its samples)`
+frames; a frame lasts the product of the conv strides (320 samples, 20 ms) and frame t starts
+at t * 20 ms from the segment's start (WhisperX instead divides the segment's duration by its
+frame count, ~0.5% longer frames).
 
 Precision: on a GPU (cuda, mps) the model runs under torch's autocast in float16 by default (its
 matmuls and convolutions in half precision, normalisations and the log-softmax in float32), on
@@ -24,6 +28,7 @@ logits overflow runs again in float32.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import math
@@ -57,10 +62,13 @@ EXTRA_HINT = "word alignment with wav2vec2 needs the align extra: pip install 'm
 # Segments run through the model together: on a GPU as many as keep it busy (its launches per
 # batch are the same for 8 or 64); on the CPU, which gains nothing from more, few (a batch pads
 # to its longest). A batch also pads to at most BATCH_SECONDS of audio, which bounds the memory
-# of the feature encoder's first layer (512 channels x 3,200 frames a second, on a GPU for the
-# whole batch at once).
+# of the feature encoder's first layers (512 channels x 3,200 frames a second, and the second
+# layer's windows, 1.5 times as many values, on a GPU for the whole batch at once).
 BATCH_SIZE = {"cpu": 8, "gpu": 64}
 BATCH_SECONDS = 120.0
+# Taps of the positional convolution (128 wide) per matmul on a GPU: its window copy holds this
+# many times the transformer's hidden states.
+POS_CONV_TAPS = 16
 NO_SPACES = frozenset({"ja", "zh"})  # WhisperX's LANGUAGES_WITHOUT_SPACES: a word per character
 
 # WhisperX 3.8 (whisperx/alignment.py). Its torchaudio pipelines (DEFAULT_ALIGN_MODELS_TORCH) are
@@ -118,7 +126,8 @@ class Aligner:
     """A loaded wav2vec2 CTC model and what aligning with it needs.
 
     Attributes:
-        model: the `Wav2Vec2ForCTC`, in eval mode on `device`.
+        model: the `Wav2Vec2ForCTC`, in eval mode on `device`; on a GPU its positional
+            convolution computed as matmuls (`_install_matmul_pos_conv`).
         vocab: lower-cased characters -> output columns.
         blank: the CTC blank column (the tokenizer's pad token).
         delimiter: the word delimiter character (`|`), None when the vocabulary has none.
@@ -262,7 +271,7 @@ def load_aligner(
     blank = model.config.pad_token_id
     blank = tokenizer.pad_token_id if blank is None else blank
     delimiter = getattr(tokenizer, "word_delimiter_token", None)
-    return Aligner(
+    aligner = Aligner(
         model=model.float().to(device).eval(),  # float32: some checkpoints are saved in float16
         vocab=_lower_vocab(tokenizer.get_vocab()),
         blank=int(blank or 0),
@@ -274,6 +283,9 @@ def load_aligner(
         language=language,
         autocast=autocast_dtype(torch, device, precision),
     )
+    if not aligner.on_cpu:
+        _install_matmul_pos_conv(torch, aligner.model)
+    return aligner
 
 
 def _from_folder(transformers: Any, folder: Path, name: str) -> tuple[Any, Any]:
@@ -318,7 +330,15 @@ def emissions(aligner: Aligner, audios: Sequence[np.ndarray]) -> list[np.ndarray
     """(T_i, C) float32 log-probabilities of each (samples,) 16 kHz segment, computed as one
     batch; T_i from the segment's own length, and the same frames as the segment alone."""
     torch, _ = _imports()
-    logits, lengths = _logits(torch, aligner, audios, aligner.autocast)
+    return _finish(torch, aligner, audios, _logits(torch, aligner, audios, aligner.autocast))
+
+
+def _finish(
+    torch: Any, aligner: Aligner, audios: Sequence[np.ndarray], started: tuple[Any, list[int]]
+) -> list[np.ndarray]:
+    """`emissions` of a batch whose `_logits` were `started` (on a GPU, maybe still running:
+    this waits for them)."""
+    logits, lengths = started
     if aligner.autocast is not None and not bool(torch.isfinite(logits).all()):
         logger.warning(
             "wav2vec2 overflowed in %s: the batch runs again in float32", aligner.autocast
@@ -332,10 +352,11 @@ def _logits(
     torch: Any, aligner: Aligner, audios: Sequence[np.ndarray], dtype: Any
 ) -> tuple[Any, list[int]]:
     """(B, T, C) float32 logits of a batch, run under autocast in `dtype` (None: float32), and
-    each segment's frame count."""
+    each segment's frame count. Nothing here waits for the device: on a GPU the logits may
+    still be computing when this returns (the frame counts come from the host's lengths)."""
     w2v, device = aligner.model.wav2vec2, aligner.device
-    samples = torch.tensor([len(a) for a in audios])
-    lengths = aligner.model._get_feat_extract_output_lengths(samples).to(device)
+    counts = frame_counts(aligner, [len(a) for a in audios])
+    lengths = torch.tensor(counts).to(device)
     kind = torch.device(device).type
     with torch.inference_mode(), torch.autocast(kind, dtype=dtype, enabled=dtype is not None):
         inputs = [torch.from_numpy(_prepare(a, aligner.normalize)) for a in audios]
@@ -344,55 +365,158 @@ def _logits(
         hidden, _ = w2v.feature_projection(x)
         hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
         logits = aligner.model.lm_head(hidden).float()
-    return logits, lengths.tolist()
+    return logits, counts
 
 
 def _feature_frames(
     torch: Any, encoder: Any, inputs: list[Any], lengths: Any, one_by_one: bool
 ) -> Any:
     """The feature encoder's frames of each input, (B, T, C), zero past its own `lengths`
-    (B,): for the batch at once (`_features`; on a GPU, where each layer is then one launch),
-    or `one_by_one`, the encoder itself on each input (on the CPU, where a batch's first-layer
-    output, 512 channels x 3,200 frames a second, falls out of the caches and runs slower)."""
+    (B,): for the batch at once (`_features`, its convolutions as matmuls; on a GPU, where each
+    layer is then a few launches), or `one_by_one`, the encoder itself on each input (on the
+    CPU, where a batch's first-layer output, 512 channels x 3,200 frames a second, falls out of
+    the caches and runs slower)."""
     pad, device = torch.nn.utils.rnn.pad_sequence, lengths.device
     if one_by_one:
         return pad([encoder(x[None].to(device))[0].T for x in inputs], batch_first=True)
     batch = pad(inputs, batch_first=True).to(device)
-    feats = _features(torch, encoder, batch, [len(x) for x in inputs]).transpose(1, 2)
+    feats = _features(torch, encoder, batch, [len(x) for x in inputs])
     return feats * (torch.arange(feats.shape[1], device=device)[None] < lengths[:, None])[..., None]
 
 
 def _features(torch: Any, encoder: Any, batch: Any, samples: list[int]) -> Any:
-    """The convolutional feature encoder's (B, C, T) output for a zero-padded batch (B, S) of
-    inputs `samples` long, each input's frames as it gets them alone: base models' first layer
-    group-normalises over the whole input, so its statistics come from each input's own frames
-    here; every other layer computes a frame from its own window of the layer below, and the
-    frames an input has alone never reach into its padding."""
-    layers = list(encoder.conv_layers)
-    x = batch[:, None]
-    first = layers[0]
-    norm = getattr(first, "layer_norm", None)
-    if isinstance(norm, torch.nn.GroupNorm):
-        conv = first.conv
-        frames = [(n - conv.kernel_size[0]) // conv.stride[0] + 1 for n in samples]
-        x = first.activation(_masked_group_norm(torch, norm, conv(x), frames))
-        layers = layers[1:]
-    for layer in layers:
-        x = layer(x)
+    """The convolutional feature encoder's (B, T, C) output for a zero-padded batch (B, S) of
+    inputs `samples` long, each input's frames as it gets them alone, channels-last, each conv
+    a matmul over its input's windows (`_conv_matmul`). A group norm (base models' first layer)
+    normalises over the whole input, so its statistics come from each input's own frames here;
+    every other step computes a frame from its own window of the layer below, and the frames an
+    input has alone never reach into its padding."""
+    x, frames = batch[..., None], samples
+    for layer in encoder.conv_layers:
+        conv = layer.conv
+        frames = [(n - conv.kernel_size[0]) // conv.stride[0] + 1 for n in frames]
+        y = _conv_matmul(torch, conv, x)
+        norm = getattr(layer, "layer_norm", None)
+        if isinstance(norm, torch.nn.GroupNorm):
+            y = _masked_group_norm(torch, norm, y, frames)
+        elif norm is not None:
+            y = norm(y)  # a LayerNorm over channels: the last axis here
+        x = layer.activation(y)  # elementwise, as all of transformers' ACT2FN
+    return x
+
+
+def _conv_matmul(torch: Any, conv: Any, x: Any) -> Any:
+    """`conv` (a `Conv1d` without padding, dilation or groups, as the feature encoder's) of
+    channels-last (B, T, C) `x`, as one matmul over its windows: (B, T', O). A window is laid
+    out tap-major, (k, C), a run of `x`: copying the windows moves whole runs, and windows that
+    do not overlap (kernel = stride) are already in place. Copied into one contiguous matrix, as
+    torch's linear adds the bias in the matmul (rounded once) only for a contiguous input."""
+    k, s = conv.kernel_size[0], conv.stride[0]
+    windows = _to_autocast(torch, x).unfold(1, k, s).transpose(2, 3)  # (B, T', k, C), a view
+    weight = conv.weight.transpose(1, 2).reshape(conv.out_channels, -1)  # (O, k * C)
+    return torch.nn.functional.linear(windows.flatten(2).contiguous(), weight, conv.bias)
+
+
+def _to_autocast(torch: Any, x: Any) -> Any:
+    """`x` in the dtype autocast runs matmuls in, where it is on (torch >= 2.4 says which): its
+    windows are then copied in that dtype, not copied in float32 and cast; the same values."""
+    kind = x.device.type
+    if hasattr(torch, "get_autocast_dtype") and torch.is_autocast_enabled(kind):
+        return x.to(torch.get_autocast_dtype(kind))
     return x
 
 
 def _masked_group_norm(torch: Any, norm: Any, x: Any, frames: list[int]) -> Any:
-    """`norm` (a `GroupNorm`) of (B, C, T) `x`, each row's statistics over its first `frames`
-    frames only; in float32, as CUDA's autocast runs group norms. The statistics one row at a
-    time (a pass over its frames each), the normalisation in one pass over the batch."""
-    c, groups = x.shape[1], norm.num_groups
-    rows = [x[i, :, :n].float().reshape(groups, c // groups, n) for i, n in enumerate(frames)]
-    stats = [torch.var_mean(r, dim=(1, 2), unbiased=False) for r in rows]
+    """`norm` (a `GroupNorm`) of channels-last (B, T, C) `x`, each row's statistics over its
+    first `frames` frames only; in float32, as CUDA's autocast runs group norms. The statistics
+    one row at a time (a pass over its frames each), the normalisation in one pass over the
+    batch."""
+    c, groups = x.shape[-1], norm.num_groups
+    rows = [x[i, :n].float().reshape(n, groups, c // groups) for i, n in enumerate(frames)]
+    stats = [torch.var_mean(r, dim=(0, 2), unbiased=False) for r in rows]
     var, mean = torch.stack([v for v, _ in stats]), torch.stack([m for _, m in stats])
     scale = torch.rsqrt(var + norm.eps).repeat_interleave(c // groups, dim=1) * norm.weight
     shift = norm.bias - mean.repeat_interleave(c // groups, dim=1) * scale
-    return torch.addcmul(shift[..., None], x, scale[..., None])  # float32 out, no float copy of x
+    return torch.addcmul(shift[:, None], x, scale[:, None])  # float32 out, no float copy of x
+
+
+def _install_matmul_pos_conv(torch: Any, model: Any) -> bool:
+    """Replaces the positional convolution of `model`'s transformer (a `Wav2Vec2ForCTC`'s) by
+    the same computed as matmuls (`_pos_conv`), where that replicates it exactly
+    (`_replicable`); whether it did. For a GPU: on the CPU torch's conv is as fast."""
+    encoder = model.wav2vec2.encoder
+    if not _replicable(torch, encoder.pos_conv_embed):
+        logger.info("the aligner's positional convolution stays torch's: a variant not replicated")
+        return False
+    encoder.pos_conv_embed = _matmul_pos_conv_type(torch)(encoder.pos_conv_embed)
+    return True
+
+
+def _replicable(torch: Any, module: Any) -> bool:
+    """Whether `_pos_conv` computes `module` exactly: transformers' own
+    `Wav2Vec2PositionalConvEmbedding` (not, e.g., Hubert's with `conv_pos_batch_norm`), nothing
+    added to it, its conv's weight norm a parametrization (as transformers builds it with torch
+    >= 2.1: the weight is computed where it is read; the legacy `weight_norm` hook computes it
+    only when the conv itself runs)."""
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as hf
+
+    conv = getattr(module, "conv", None)
+    return (
+        type(module) is hf.Wav2Vec2PositionalConvEmbedding
+        and set(dict(module.named_children())) == {"conv", "padding", "activation"}
+        and type(module.padding) is hf.Wav2Vec2SamePadLayer
+        and isinstance(conv, torch.nn.Conv1d)
+        and torch.nn.utils.parametrize.is_parametrized(conv, "weight")
+        and (conv.stride, conv.dilation, conv.padding_mode) == ((1,), (1,), "zeros")
+        and isinstance(conv.padding, tuple)
+    )
+
+
+@functools.cache
+def _matmul_pos_conv_type(torch: Any) -> Any:
+    """The module class that replaces the positional convolution (made here, as torch is
+    imported only when the aligner is used)."""
+
+    class MatmulPositionalConv(torch.nn.Module):
+        """`Wav2Vec2PositionalConvEmbedding`'s forward with its conv as matmuls. It holds the
+        same submodules under the same names: the model's state dict keeps its keys."""
+
+        def __init__(self, module: Any) -> None:
+            super().__init__()
+            self.conv = module.conv
+            self.padding = module.padding
+            self.activation = module.activation
+
+        def forward(self, hidden: Any) -> Any:
+            """(B, T, D) -> (B, T, D), as the replaced module's."""
+            y = _pos_conv(torch, self.conv, self.padding.num_pad_remove, hidden)
+            return self.activation(y)  # elementwise, as all of transformers' ACT2FN
+
+    return MatmulPositionalConv
+
+
+def _pos_conv(torch: Any, conv: Any, drop: int, hidden: Any) -> Any:
+    """`conv` (a grouped, zero-padded, stride-1 `Conv1d`) of channels-last (B, T, D) `hidden`,
+    less its last `drop` output frames (those the same-pad layer drops), as batched matmuls over
+    POS_CONV_TAPS taps at a time: each group's windows of those taps, copied tap-major, times
+    its weights; the parts summed in float32 and rounded once, as the conv rounds its sum."""
+    weight = conv.weight  # (D, D / G, K): the weight norm computed once a call, as the conv does
+    out_ch, per_group, k = weight.shape
+    groups, (pad,) = conv.groups, conv.padding
+    b, t, _ = hidden.shape
+    frames = t + 2 * pad - k + 1 - drop
+    x = torch.nn.functional.pad(_to_autocast(torch, hidden), (0, 0, pad, pad))
+    x = x.unflatten(2, (groups, per_group))  # (B, T + 2 pad, G, D / G)
+    w = weight.unflatten(0, (groups, -1)).permute(0, 3, 2, 1)  # (G, K, D / G in, D / G out)
+    total = hidden.new_zeros((groups, b * frames, out_ch // groups), dtype=torch.float32)
+    for j in range(0, k, POS_CONV_TAPS):
+        taps = min(POS_CONV_TAPS, k - j)
+        windows = x[:, j : j + frames + taps - 1].unfold(1, taps, 1)  # (B, T', G, D/G, taps)
+        windows = windows.permute(2, 0, 1, 4, 3).reshape(groups, b * frames, -1)
+        part = torch.bmm(windows, w[:, j : j + taps].flatten(1, 2))  # (G, B T', D / G)
+        total += part
+    y = total.unflatten(1, (b, frames)).permute(1, 2, 0, 3).flatten(2)  # (B, T', D)
+    return (y if conv.bias is None else y + conv.bias).to(part.dtype)
 
 
 def _timed(
@@ -402,7 +526,9 @@ def _timed(
     batch_size: int | None,
 ) -> dict[int, list[TokenSpan] | None]:
     """Token spans of each segment that has tokens and frames enough for them, batched by
-    length (`batches`); one batch's emissions in memory at a time."""
+    length (`batches`). The next batch's model run is started before this batch's paths are
+    found, so that a GPU computes it while the host aligns; at most two batches' emissions in
+    memory."""
     samples = [len(audio) for audio, _, _ in segments]
     counts = frame_counts(aligner, samples)
     fits = []
@@ -413,8 +539,16 @@ def _timed(
             logger.warning("segment at %.2f s too short to align its text", segments[i][1])
     size = batch_size or BATCH_SIZE["cpu" if aligner.on_cpu else "gpu"]
     out: dict[int, list[TokenSpan] | None] = {}
-    for batch in batches(fits, samples, size):
-        logps = emissions(aligner, [segments[i][0] for i in batch])
+    todo = batches(fits, samples, size)
+    if not todo:
+        return out
+    torch, _ = _imports()
+    audios = [[segments[i][0] for i in batch] for batch in todo]
+    started = _logits(torch, aligner, audios[0], aligner.autocast)
+    for k, batch in enumerate(todo):
+        logps = _finish(torch, aligner, audios[k], started)
+        if k + 1 < len(todo):
+            started = _logits(torch, aligner, audios[k + 1], aligner.autocast)
         spans = forced_align_batch(logps, [encoded[i][0] for i in batch], aligner.blank)
         out.update(zip(batch, spans, strict=True))
     return out
@@ -458,7 +592,14 @@ def align_segments(
     for i, (audio, start, text) in enumerate(segments):
         tokens, positions = encoded[i]
         words, chars = words_from_chars(
-            text, tokens, positions, spans.get(i), aligner.seconds_per_frame, start, by_char
+            text,
+            tokens,
+            positions,
+            spans.get(i),
+            aligner.seconds_per_frame,
+            start,
+            by_char,
+            with_chars=return_char_alignments,
         )
         if interpolate != "ignore" and any(w.start is None for w in words):
             if any(w.start is not None for w in words):

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import math
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -407,31 +408,52 @@ def test_batched_words_equal_one_at_a_time(aligner: Aligner) -> None:
     ]
 
 
-def test_the_next_batchs_model_run_starts_before_this_batch_is_aligned(
+def test_rows_normalised_over_their_own_samples() -> None:
+    """Each row of a padded batch at zero mean and unit variance over its own samples (the
+    feature extractor's formula, computed alone), zeros past them."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    rows = [
+        (rng.standard_normal(n) * s + m).astype(np.float32)
+        for n, s, m in [(50, 0.1, 0.3), (7, 2.0, -1), (33, 1e-3, 0)]
+    ]
+    batch = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(r) for r in rows], batch_first=True)
+    got = wav2vec2._normalized(torch, batch, [len(r) for r in rows]).numpy()
+    for row, out in zip(rows, got, strict=True):
+        alone = (row - row.mean()) / np.sqrt(row.var() + 1e-7)
+        np.testing.assert_allclose(out[: len(row)], alone, rtol=1e-5, atol=1e-5)
+        assert not out[len(row) :].any()
+
+
+def test_the_model_runs_while_another_thread_finds_the_paths(
     aligner: Aligner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a GPU the model runs while the host finds the paths: the run of batch k + 1 is
-    started (`_logits`, which does not wait for the device) before batch k's paths are found;
-    the words are those of batches aligned one after another."""
-    calls: list[str] = []
-    logits, paths = wav2vec2._logits, wav2vec2.forced_align_batch
+    """The host finds batch k's paths while the model's runs go on: each paths call waits (at
+    most 10 s) until the model's output for batch k + 1 has been waited for (`_finish`), which
+    only a second thread lets happen; the words are those of batches aligned one by one."""
+    n, done, changed = len(SEGMENTS), {"finish": 0, "paths": 0}, threading.Condition()
+    finish, paths = wav2vec2._finish, wav2vec2.forced_align_batch
 
-    def started(torch: Any, aligner: Aligner, audios: Any, dtype: Any) -> Any:
-        calls.append(f"model {len(audios[0])}")
-        return logits(torch, aligner, audios, dtype)
+    def waited(*args: Any) -> Any:
+        out = finish(*args)
+        with changed:
+            done["finish"] += 1
+            changed.notify_all()
+        return out
 
     def aligned(logps: Any, tokens: Any, blank: int) -> Any:
-        calls.append(f"paths {len(logps[0])}")
+        with changed:
+            k = done["paths"]
+            done["paths"] += 1
+            assert changed.wait_for(lambda: done["finish"] >= min(k + 2, n), timeout=10)
         return paths(logps, tokens, blank)
 
     expected = align_segments(aligner, SEGMENTS, batch_size=1)
-    monkeypatch.setattr(wav2vec2, "_logits", started)
+    monkeypatch.setattr(wav2vec2, "_finish", waited)
     monkeypatch.setattr(wav2vec2, "forced_align_batch", aligned)
-    got = align_segments(aligner, SEGMENTS, batch_size=1)
-    assert got == expected
-    kinds = [c.split()[0] for c in calls]
-    n = len(SEGMENTS)
-    assert kinds == ["model", "model", *["paths", "model"] * (n - 2), "paths", "paths"]
+    assert align_segments(aligner, SEGMENTS, batch_size=1) == expected
+    assert done == {"finish": n, "paths": n}
 
 
 def test_words_timed_on_the_file_timeline(aligner: Aligner) -> None:

@@ -34,6 +34,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -317,13 +318,14 @@ def frame_counts(aligner: Aligner, lengths: Sequence[int]) -> list[int]:
     return [max(0, int(k)) for k in n]
 
 
-def _prepare(audio: np.ndarray, normalize: bool) -> np.ndarray:
-    """(samples,) float32 model input: zero mean, unit variance when the model wants it (as
-    `Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`)."""
-    x = np.asarray(audio, dtype=np.float32)
-    if normalize:
-        x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
-    return x
+def _normalized(torch: Any, batch: Any, samples: list[int]) -> Any:
+    """Each row of a zero-padded (B, S) float32 batch at zero mean and unit variance over its
+    own `samples` (as `Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`), zeros past them; on
+    the batch's device (a GPU normalises a whole batch in a few launches)."""
+    n = torch.tensor(samples, dtype=batch.dtype)[:, None].to(batch.device)
+    valid = torch.arange(batch.shape[1], device=batch.device)[None] < n
+    centred = (batch - batch.sum(dim=1, keepdim=True) / n) * valid
+    return centred * torch.rsqrt(centred.square().sum(dim=1, keepdim=True) / n + 1e-7)
 
 
 def emissions(aligner: Aligner, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -359,8 +361,10 @@ def _logits(
     lengths = torch.tensor(counts).to(device)
     kind = torch.device(device).type
     with torch.inference_mode(), torch.autocast(kind, dtype=dtype, enabled=dtype is not None):
-        inputs = [torch.from_numpy(_prepare(a, aligner.normalize)) for a in audios]
-        x = _feature_frames(torch, w2v.feature_extractor, inputs, lengths, aligner.on_cpu)
+        inputs = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in audios]
+        x = _feature_frames(
+            torch, w2v.feature_extractor, inputs, lengths, aligner.on_cpu, aligner.normalize
+        )
         mask = torch.arange(x.shape[1], device=device)[None] < lengths[:, None]
         hidden, _ = w2v.feature_projection(x)
         hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
@@ -369,18 +373,30 @@ def _logits(
 
 
 def _feature_frames(
-    torch: Any, encoder: Any, inputs: list[Any], lengths: Any, one_by_one: bool
+    torch: Any,
+    encoder: Any,
+    inputs: list[Any],
+    lengths: Any,
+    one_by_one: bool,
+    normalize: bool = False,
 ) -> Any:
-    """The feature encoder's frames of each input, (B, T, C), zero past its own `lengths`
-    (B,): for the batch at once (`_features`, its convolutions as matmuls; on a GPU, where each
-    layer is then a few launches), or `one_by_one`, the encoder itself on each input (on the
-    CPU, where a batch's first-layer output, 512 channels x 3,200 frames a second, falls out of
-    the caches and runs slower)."""
+    """The feature encoder's frames of each (samples,) float32 input, (B, T, C), zero past its
+    own `lengths` (B,), the inputs first `_normalized` when the model wants it: for the batch at
+    once (`_features`, its convolutions as matmuls; on a GPU, where each layer is then a few
+    launches), or `one_by_one`, the encoder itself on each input (on the CPU, where a batch's
+    first-layer output, 512 channels x 3,200 frames a second, falls out of the caches and runs
+    slower)."""
     pad, device = torch.nn.utils.rnn.pad_sequence, lengths.device
+    samples = [len(x) for x in inputs]
     if one_by_one:
-        return pad([encoder(x[None].to(device))[0].T for x in inputs], batch_first=True)
+        rows = [x[None].to(device) for x in inputs]
+        if normalize:
+            rows = [_normalized(torch, r, [n]) for r, n in zip(rows, samples, strict=True)]
+        return pad([encoder(r)[0].T for r in rows], batch_first=True)
     batch = pad(inputs, batch_first=True).to(device)
-    feats = _features(torch, encoder, batch, [len(x) for x in inputs])
+    if normalize:
+        batch = _normalized(torch, batch, samples)
+    feats = _features(torch, encoder, batch, samples)
     return feats * (torch.arange(feats.shape[1], device=device)[None] < lengths[:, None])[..., None]
 
 
@@ -526,10 +542,41 @@ def _timed(
     batch_size: int | None,
 ) -> dict[int, list[TokenSpan] | None]:
     """Token spans of each segment that has tokens and frames enough for them, batched by
-    length (`batches`). The next batch's model run is started before this batch's paths are
-    found, so that a GPU computes it while the host aligns; at most two batches' emissions in
-    memory."""
+    length (`batches`). Two chains run side by side: this thread runs the model on one batch
+    after another (on a GPU it mostly waits for it), a second finds each finished batch's
+    paths on the host (numpy releases the GIL in its loops)."""
     samples = [len(audio) for audio, _, _ in segments]
+    size = batch_size or BATCH_SIZE["cpu" if aligner.on_cpu else "gpu"]
+    todo = batches(_alignable(aligner, segments, encoded, samples), samples, size)
+    if not todo:
+        return {}
+    torch, _ = _imports()
+    audios = [[segments[i][0] for i in batch] for batch in todo]
+    found = []
+    with ThreadPoolExecutor(1, thread_name_prefix="mlxwx-ctc") as host:
+        started = _logits(torch, aligner, audios[0], aligner.autocast)
+        for k, batch in enumerate(todo):
+            logps = _finish(torch, aligner, audios[k], started)
+            tokens = [encoded[i][0] for i in batch]
+            found.append(host.submit(forced_align_batch, logps, tokens, aligner.blank))
+            if k + 1 < len(todo):
+                started = _logits(torch, aligner, audios[k + 1], aligner.autocast)
+    spans = [f.result() for f in found]
+    return {
+        i: s
+        for batch, got in zip(todo, spans, strict=True)
+        for i, s in zip(batch, got, strict=True)
+    }
+
+
+def _alignable(
+    aligner: Aligner,
+    segments: Sequence[tuple[np.ndarray, float, str]],
+    encoded: Sequence[tuple[list[int], list[int]]],
+    samples: list[int],
+) -> list[int]:
+    """The segments with tokens and frames enough for them; a warning for each with tokens
+    and too few frames."""
     counts = frame_counts(aligner, samples)
     fits = []
     for i, (tokens, _) in enumerate(encoded):
@@ -537,21 +584,7 @@ def _timed(
             fits.append(i)
         elif tokens:
             logger.warning("segment at %.2f s too short to align its text", segments[i][1])
-    size = batch_size or BATCH_SIZE["cpu" if aligner.on_cpu else "gpu"]
-    out: dict[int, list[TokenSpan] | None] = {}
-    todo = batches(fits, samples, size)
-    if not todo:
-        return out
-    torch, _ = _imports()
-    audios = [[segments[i][0] for i in batch] for batch in todo]
-    started = _logits(torch, aligner, audios[0], aligner.autocast)
-    for k, batch in enumerate(todo):
-        logps = _finish(torch, aligner, audios[k], started)
-        if k + 1 < len(todo):
-            started = _logits(torch, aligner, audios[k + 1], aligner.autocast)
-        spans = forced_align_batch(logps, [encoded[i][0] for i in batch], aligner.blank)
-        out.update(zip(batch, spans, strict=True))
-    return out
+    return fits
 
 
 def batches(items: Sequence[int], lengths: Sequence[int], size: int) -> list[list[int]]:

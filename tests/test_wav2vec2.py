@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import math
 import sys
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -426,34 +425,31 @@ def test_rows_normalised_over_their_own_samples() -> None:
         assert not out[len(row) :].any()
 
 
-def test_the_model_runs_while_another_thread_finds_the_paths(
+def test_the_next_batchs_model_run_starts_before_this_batch_is_aligned(
     aligner: Aligner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The host finds batch k's paths while the model's runs go on: each paths call waits (at
-    most 10 s) until the model's output for batch k + 1 has been waited for (`_finish`), which
-    only a second thread lets happen; the words are those of batches aligned one by one."""
-    n, done, changed = len(SEGMENTS), {"finish": 0, "paths": 0}, threading.Condition()
-    finish, paths = wav2vec2._finish, wav2vec2.forced_align_batch
+    """On a GPU the model runs while the host finds the paths: the run of batch k + 1 is
+    started (`_logits`, which does not wait for the device) before batch k's paths are found;
+    the words are those of batches aligned one after another."""
+    calls: list[str] = []
+    logits, paths = wav2vec2._logits, wav2vec2.forced_align_batch
 
-    def waited(*args: Any) -> Any:
-        out = finish(*args)
-        with changed:
-            done["finish"] += 1
-            changed.notify_all()
-        return out
+    def started(torch: Any, aligner: Aligner, audios: Any, dtype: Any) -> Any:
+        calls.append(f"model {len(audios[0])}")
+        return logits(torch, aligner, audios, dtype)
 
     def aligned(logps: Any, tokens: Any, blank: int) -> Any:
-        with changed:
-            k = done["paths"]
-            done["paths"] += 1
-            assert changed.wait_for(lambda: done["finish"] >= min(k + 2, n), timeout=10)
+        calls.append(f"paths {len(logps[0])}")
         return paths(logps, tokens, blank)
 
     expected = align_segments(aligner, SEGMENTS, batch_size=1)
-    monkeypatch.setattr(wav2vec2, "_finish", waited)
+    monkeypatch.setattr(wav2vec2, "_logits", started)
     monkeypatch.setattr(wav2vec2, "forced_align_batch", aligned)
-    assert align_segments(aligner, SEGMENTS, batch_size=1) == expected
-    assert done == {"finish": n, "paths": n}
+    got = align_segments(aligner, SEGMENTS, batch_size=1)
+    assert got == expected
+    kinds = [c.split()[0] for c in calls]
+    n = len(SEGMENTS)
+    assert kinds == ["model", "model", *["paths", "model"] * (n - 2), "paths", "paths"]
 
 
 def test_words_timed_on_the_file_timeline(aligner: Aligner) -> None:

@@ -34,7 +34,6 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -542,9 +541,10 @@ def _timed(
     batch_size: int | None,
 ) -> dict[int, list[TokenSpan] | None]:
     """Token spans of each segment that has tokens and frames enough for them, batched by
-    length (`batches`). Two chains run side by side: this thread runs the model on one batch
-    after another (on a GPU it mostly waits for it), a second finds each finished batch's
-    paths on the host (numpy releases the GIL in its loops)."""
+    length (`batches`). The next batch's model run is started before this batch's paths are
+    found, so that a GPU computes it while the host aligns; at most two batches' emissions in
+    memory. (Finding the paths on a second thread instead made the model's launches wait for
+    the GIL: slower.)"""
     samples = [len(audio) for audio, _, _ in segments]
     size = batch_size or BATCH_SIZE["cpu" if aligner.on_cpu else "gpu"]
     todo = batches(_alignable(aligner, segments, encoded, samples), samples, size)
@@ -552,21 +552,15 @@ def _timed(
         return {}
     torch, _ = _imports()
     audios = [[segments[i][0] for i in batch] for batch in todo]
-    found = []
-    with ThreadPoolExecutor(1, thread_name_prefix="mlxwx-ctc") as host:
-        started = _logits(torch, aligner, audios[0], aligner.autocast)
-        for k, batch in enumerate(todo):
-            logps = _finish(torch, aligner, audios[k], started)
-            tokens = [encoded[i][0] for i in batch]
-            found.append(host.submit(forced_align_batch, logps, tokens, aligner.blank))
-            if k + 1 < len(todo):
-                started = _logits(torch, aligner, audios[k + 1], aligner.autocast)
-    spans = [f.result() for f in found]
-    return {
-        i: s
-        for batch, got in zip(todo, spans, strict=True)
-        for i, s in zip(batch, got, strict=True)
-    }
+    out: dict[int, list[TokenSpan] | None] = {}
+    started = _logits(torch, aligner, audios[0], aligner.autocast)
+    for k, batch in enumerate(todo):
+        logps = _finish(torch, aligner, audios[k], started)
+        if k + 1 < len(todo):
+            started = _logits(torch, aligner, audios[k + 1], aligner.autocast)
+        spans = forced_align_batch(logps, [encoded[i][0] for i in batch], aligner.blank)
+        out.update(zip(batch, spans, strict=True))
+    return out
 
 
 def _alignable(

@@ -62,61 +62,66 @@ def _states(tokens: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray]:
 
 def trellis(
     scores: Sequence[np.ndarray], skips: Sequence[np.ndarray]
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Viterbi over the CTC states of several alignments at once: alpha_t(s) = e_t(s) +
     max(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2) if skip[s]), with alpha_0 finite
     only at s = 0, 1. scores[b]: (T_b, S_b) log-probability of each state's label on each frame.
 
-    Returns per alignment its (T_b, S_b) int8 back-steps (0 stay, 1 or 2 states back) and its
-    (S_b,) alpha at its last frame, in float32 (the GPU kernel's arithmetic, so that both find
-    the same path). One pass of seven numpy operations per frame over all states of all the
-    alignments, padded to the longest (padded states are unreachable: paths only move up), into
-    buffers allocated once: alpha lives behind two columns of -inf that stand for the states
-    before the first, and a state's skip is an additive 0 or -inf.
+    Returns per alignment its back-steps, two (T_b, S_b) bool arrays (one state back; two states
+    back, which wins over the first), and its (S_b,) alpha at its last frame, in float32. One
+    pass of six numpy operations per frame, into buffers allocated once, over the alignments
+    still running (rows ordered by frame count, so those are the last rows) and all their
+    states, padded to the most (padded states are unreachable: paths only move up). Alpha lives
+    behind two columns of -inf that stand for the states before the first; a state's skip is
+    an additive 0 or -inf.
     """
     n_frames = np.array([len(e) for e in scores])
+    order = np.argsort(n_frames, kind="stable")  # row r holds alignment order[r]
     size, frames, states = len(scores), int(n_frames.max()), max(e.shape[1] for e in scores)
     emit = np.full((frames, size, states), -np.inf, np.float32)
     skip_cost = np.full((size, states), -np.inf, np.float32)
-    for b, (e, skip) in enumerate(zip(scores, skips, strict=True)):
-        emit[: len(e), b, : e.shape[1]] = e
-        skip_cost[b, : len(skip)][skip] = 0.0
-    steps = np.zeros((frames, size, states), dtype=np.int8)
-    alpha = np.full((2, size, states + 2), -np.inf, np.float32)  # [t % 2, b, 2 + s]
+    for r, b in enumerate(order.tolist()):
+        emit[: len(scores[b]), r, : scores[b].shape[1]] = scores[b]
+        skip_cost[r, : len(skips[b])][skips[b]] = 0.0
+    ones, twos = np.zeros((2, frames, size, states), dtype=bool)
+    alpha = np.full((2, size, states + 2), -np.inf, np.float32)  # [t % 2, row, 2 + s]
     alpha[0, :, 2:4] = emit[0, :, :2]
     final = np.empty((size, states), np.float32)
-    ending = {t: np.flatnonzero(n_frames == t + 1) for t in np.unique(n_frames - 1).tolist()}
+    # rows [first[t], size) have more than t frames; those below first[t + 1] end at frame t
+    first = np.searchsorted(n_frames[order], np.arange(frames + 1), side="right").tolist()
     best, back2 = np.empty((size, states), np.float32), np.empty((size, states), np.float32)
-    jump = np.empty((size, states), dtype=bool)
     for t in range(frames):  # ties go to the fewest states back
-        prev, here = alpha[(t - 1) % 2], alpha[t % 2]
+        lo = first[t]
+        prev, here = alpha[(t - 1) % 2, lo:], alpha[t % 2, lo:]
         if t > 0:
-            stay, back1 = prev[:, 2:], prev[:, 1:-1]
-            np.add(prev[:, :-2], skip_cost, out=back2)
-            np.greater(back1, stay, out=steps[t], casting="unsafe")
-            np.maximum(stay, back1, out=best)
-            np.greater(back2, best, out=jump)
-            np.copyto(steps[t], 2, where=jump)
-            np.maximum(best, back2, out=best)
-            np.add(best, emit[t], out=here[:, 2:])
-        if t in ending:
-            final[ending[t]] = here[ending[t], 2:]
+            stay, back1, b2, m = prev[:, 2:], prev[:, 1:-1], back2[lo:], best[lo:]
+            np.add(prev[:, :-2], skip_cost[lo:], out=b2)
+            np.greater(back1, stay, out=ones[t, lo:])
+            np.maximum(stay, back1, out=m)
+            np.greater(b2, m, out=twos[t, lo:])
+            np.maximum(m, b2, out=m)
+            np.add(m, emit[t, lo:], out=here[:, 2:])
+        final[lo : first[t + 1]] = here[: first[t + 1] - lo, 2:]
+    row = np.empty(size, dtype=np.int64)
+    row[order] = np.arange(size)
     return [
-        (steps[: len(e), b, : e.shape[1]], final[b, : e.shape[1]]) for b, e in enumerate(scores)
+        (ones[: len(e), r, : e.shape[1]], twos[: len(e), r, : e.shape[1]], final[r, : e.shape[1]])
+        for e, r in zip(scores, row.tolist(), strict=True)
     ]
 
 
-def backtrack(steps: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+def backtrack(ones: np.ndarray, twos: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
     """(T,) state of each frame on the best path ending in the last token or the blank after
-    it; None when no path reaches the end (too few frames, or -inf emissions)."""
-    n_frames, n_states = steps.shape
+    it (`trellis`'s back-steps and last alpha); None when no path reaches the end (too few
+    frames, or -inf emissions)."""
+    n_frames, n_states = ones.shape
     state = n_states - 1 if alpha[-1] >= alpha[-2] else n_states - 2
     if not np.isfinite(alpha[state]):
         return None
     path = np.empty(n_frames, dtype=np.int64)
     for t in range(n_frames - 1, 0, -1):
         path[t] = state
-        state -= int(steps[t, state])
+        state -= 2 if twos[t, state] else int(ones[t, state])
     path[0] = state
     return path
 
@@ -161,8 +166,8 @@ def forced_align_batch(
         return out
     scores = [emission[:, labels] for _, emission, labels, _ in todo]
     swept = trellis(scores, [skip for *_, skip in todo])
-    for (k, emission, labels, _), (steps, alpha) in zip(todo, swept, strict=True):
-        path = backtrack(steps, alpha)
+    for (k, emission, labels, _), (ones, twos, alpha) in zip(todo, swept, strict=True):
+        path = backtrack(ones, twos, alpha)
         out[k] = None if path is None else path_spans(path, emission, labels)
     return out
 

@@ -25,6 +25,7 @@ from ..weights.whisper import META_FILE, TOKENIZER_FILE
 from .tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
+COPY_ROWS = 256  # rows of a matrix per block of `column_major`'s copy
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,22 @@ def load_whisper(path: str | Path, dtype: mx.Dtype | None = None) -> Whisper:
 def column_major(w: mx.array) -> mx.array:
     """`w` (out, in), same shape and values, stored column by column: `x @ w.T` then gives the
     BLAS a row-major (in, out) matrix, which a CPU BLAS multiplies by a few rows without first
-    copying the large matrix into a layout of its own."""
-    out = mx.contiguous(w.T).T
-    mx.eval(out)
+    copying the large matrix into a layout of its own.
+
+    The transposed copy is made by numpy in blocks of COPY_ROWS rows, whose columns stay in the
+    cache while they are written: MLX's CPU copy walks the whole matrix by columns, 2-4x slower
+    on the output layer's 51,865 x 512 (numpy has no bfloat16: such a matrix is copied by MLX).
+    """
+    if w.dtype not in (mx.float32, mx.float16):
+        out = mx.contiguous(w.T).T
+        mx.eval(out)
+        return out
+    rows = np.asarray(w)
+    columns = np.empty(rows.shape[::-1], rows.dtype)
+    for i in range(0, rows.shape[0], COPY_ROWS):
+        columns[:, i : i + COPY_ROWS] = rows[i : i + COPY_ROWS].T
+    out = mx.array(columns).T
+    mx.eval(out)  # a view, evaluated here: left lazy it would belong to this thread's stream
     return out
 
 

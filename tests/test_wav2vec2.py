@@ -381,6 +381,42 @@ def test_the_gpu_path_computes_the_models_forward(
         np.testing.assert_allclose(logp, torch.log_softmax(logits, dim=-1)[0], atol=5e-5)
 
 
+def test_the_gpu_paths_transformer_is_the_encoders_without_reading_the_mask(
+    any_aligner: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the CPU the transformer runs from `_encoded`: the encoder's own output for every
+    frame, padded ones included, and transformers' mask function (which reads the mask back
+    to the host) never called. An encoder it does not replicate (eager attention, a module
+    added) runs its own forward."""
+    import torch
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as hf
+
+    encoder = any_aligner.model.wav2vec2.encoder
+    hidden = torch.randn(
+        3, 40, encoder.config.hidden_size, generator=torch.Generator().manual_seed(0)
+    )
+    mask = torch.arange(40)[None] < torch.tensor([40, 17, 29])[:, None]
+    with torch.inference_mode():
+        expected = encoder(hidden.clone(), attention_mask=mask).last_hidden_state
+
+        def no_mask(**_: Any) -> None:
+            raise AssertionError("the mask was built")
+
+        monkeypatch.setattr(hf, "create_bidirectional_mask", no_mask)
+        got = wav2vec2._encoded(torch, encoder, hidden.clone(), mask, on_cpu=False)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+        with pytest.raises(AssertionError, match="mask was built"):
+            wav2vec2._encoded(torch, encoder, hidden, mask, on_cpu=True)
+    assert wav2vec2._own_encoder(encoder)
+    eager = copy.deepcopy(encoder)
+    eager.config = copy.copy(eager.config)
+    eager.config._attn_implementation = "eager"
+    assert not wav2vec2._own_encoder(eager)
+    added = copy.deepcopy(encoder)
+    added.add_module("adapter", torch.nn.Identity())
+    assert not wav2vec2._own_encoder(added)
+
+
 def test_batches_run_from_shortest_to_longest_within_a_count_and_seconds_of_padding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

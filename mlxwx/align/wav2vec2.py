@@ -366,7 +366,7 @@ def _logits(
         )
         mask = torch.arange(x.shape[1], device=device)[None] < lengths[:, None]
         hidden, _ = w2v.feature_projection(x)
-        hidden = w2v.encoder(hidden, attention_mask=mask).last_hidden_state
+        hidden = _encoded(torch, w2v.encoder, hidden, mask, aligner.on_cpu)
         logits = aligner.model.lm_head(hidden).float()
     return logits, counts
 
@@ -418,6 +418,51 @@ def _features(torch: Any, encoder: Any, batch: Any, samples: list[int]) -> Any:
             y = norm(y)  # a LayerNorm over channels: the last axis here
         x = layer.activation(y)  # elementwise, as all of transformers' ACT2FN
     return x
+
+
+def _encoded(torch: Any, encoder: Any, hidden: Any, mask: Any, on_cpu: bool) -> Any:
+    """The transformer's (B, T, D) output for `hidden` (B, T, D) and its frames' (B, T) boolean
+    `mask`. Off the CPU, where `_own_encoder` holds, its forward computed here with the mask
+    made for the keys directly: transformers' own reads the mask back to the host (to skip it
+    where nothing is padded), which stops the host until the GPU has run the batch's feature
+    encoder, instead of queueing the transformer's launches after it."""
+    if on_cpu or not _own_encoder(encoder):
+        return encoder(hidden, attention_mask=mask).last_hidden_state
+    stable = _stable(encoder)
+    hidden = hidden * mask[..., None]  # padded frames at zero, as the encoder sets them
+    hidden = hidden + encoder.pos_conv_embed(hidden)
+    if not stable:
+        hidden = encoder.layer_norm(hidden)
+    keys = mask[:, None, None, :]  # (B, 1, 1, T): every query attends to its row's frames
+    for layer in encoder.layers:
+        out = layer(hidden, attention_mask=keys)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return encoder.layer_norm(hidden) if stable else hidden
+
+
+def _stable(encoder: Any) -> bool:
+    """Whether `encoder` normalises after its layers (large models' "stable layer norm")."""
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as hf
+
+    return type(encoder) is hf.Wav2Vec2EncoderStableLayerNorm
+
+
+def _own_encoder(encoder: Any) -> bool:
+    """Whether `_encoded` computes `encoder`'s forward: transformers' own class of either kind,
+    in eval mode (no dropout, no layer drop), attending through torch's SDPA (which takes a
+    boolean mask that broadcasts), its layers transformers' own."""
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as hf
+
+    kinds = (hf.Wav2Vec2Encoder, hf.Wav2Vec2EncoderStableLayerNorm)
+    layers = (hf.Wav2Vec2EncoderLayer, hf.Wav2Vec2EncoderLayerStableLayerNorm)
+    return (
+        type(encoder) in kinds
+        and not encoder.training
+        and getattr(encoder.config, "_attn_implementation", None) == "sdpa"
+        and all(type(layer) in layers for layer in encoder.layers)
+        and set(dict(encoder.named_children()))
+        == {"pos_conv_embed", "layer_norm", "dropout", "layers"}
+    )
 
 
 def _conv_matmul(torch: Any, conv: Any, x: Any) -> Any:

@@ -37,6 +37,14 @@ def _looks_like_repo(name: str) -> bool:
     return name.count("/") == 1 and all(name.split("/"))
 
 
+def _in_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds anything of model repo `repo_id` (its folder
+    there); what it holds is for `snapshot_download` to check."""
+    from huggingface_hub import constants
+
+    return (Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}").is_dir()
+
+
 def download(
     repo_id: str,
     hint: str = "",
@@ -47,15 +55,17 @@ def download(
     """Local snapshot of a model repo (its files matching `patterns`; None: all of them): the
     cache first, then the hub unless `local_only`. `token`: for a gated repo not yet cached
     (None: huggingface_hub's own, e.g. `HF_TOKEN`)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
     if not _looks_like_repo(repo_id):
         known = ", ".join(REPOS)
         raise ModelError(
             f"unknown model {repo_id!r}: not a folder, a known name ({known}) "
             "or a Hugging Face repo id"
         )
+    if local_only and not _in_cache(repo_id):  # without importing the hub client (~0.2 s)
+        raise ModelError(f"{repo_id!r} is not in the Hugging Face cache{hint}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:  # not cached: go online below

@@ -15,10 +15,12 @@ each segment runs the encoder alone. On a GPU the convolutions (the feature enco
 transformer's positional one) run as matmuls over copied windows, channels-last, as torch's
 1-D convolutions are slow there (without cuDNN, which MLX's older cuDNN keeps out of the
 process, and in half precision even with it); the CPU runs the model's own. The transformer
-runs under an attention mask. Each segment has `_get_feat_extract_output_lengths(its samples)`
-frames; a frame lasts the product of the conv strides (320 samples, 20 ms) and frame t starts
-at t * 20 ms from the segment's start (WhisperX instead divides the segment's duration by its
-frame count, ~0.5% longer frames).
+runs under an attention mask over each row's frames; on a GPU that mask is made directly
+(`_encoded`), as transformers' reads it back to the host and so stalls the launches. Each
+segment has `_get_feat_extract_output_lengths(its samples)` frames; a frame lasts the product
+of the conv strides (320 samples, 20 ms) and frame t starts at t * 20 ms from the segment's
+start (WhisperX instead divides the segment's duration by its frame count, ~0.5% longer
+frames).
 
 Precision: on a GPU (cuda, mps) the model runs under torch's autocast in float16 by default (its
 matmuls and convolutions in half precision, normalisations and the log-softmax in float32), on

@@ -488,6 +488,35 @@ def test_the_next_batchs_model_run_starts_before_this_batch_is_aligned(
     assert kinds == ["model", "model", *["paths", "model"] * (n - 2), "paths", "paths"]
 
 
+def test_on_a_gpu_the_shortest_batch_runs_first_then_the_longest_down(
+    aligner: Aligner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off the CPU the first batch's run and the last batch's paths are the ones nothing
+    overlaps: the shortest batch runs first, the others from the longest down; the words are
+    the CPU's, in the segments' own order."""
+    lengths: list[int] = []
+    logits = wav2vec2._logits
+
+    def started(torch: Any, aligner: Aligner, audios: Any, dtype: Any) -> Any:
+        lengths.append(len(audios[0]))
+        return logits(torch, aligner, audios, dtype)
+
+    expected = align_segments(aligner, SEGMENTS, batch_size=1)
+    monkeypatch.setattr(wav2vec2, "_logits", started)
+    assert align_segments(aligner, SEGMENTS, batch_size=1) == expected
+    ascending = sorted(len(a) for a, _, _ in SEGMENTS)
+    assert lengths == ascending
+    lengths.clear()
+    monkeypatch.setattr(Aligner, "on_cpu", property(lambda self: False))
+    got = align_segments(aligner, SEGMENTS, batch_size=1)
+    assert lengths == [ascending[0], *ascending[:0:-1]]
+    # the GPU's path computes the same frames up to rounding (its own test): same times
+    timed = [[(w.word, w.start, w.end) for w in s.words] for s in got]
+    assert timed == [[(w.word, w.start, w.end) for w in s.words] for s in expected]
+    scores = [w.score for s in got for w in s.words]
+    assert scores == pytest.approx([w.score for s in expected for w in s.words], rel=1e-4)
+
+
 def test_words_timed_on_the_file_timeline(aligner: Aligner) -> None:
     for (audio, start, _), seg in zip(SEGMENTS, align_segments(aligner, SEGMENTS), strict=True):
         end = start + len(audio) / 16000

@@ -591,12 +591,16 @@ def _timed(
     length (`batches`). The next batch's model run is started before this batch's paths are
     found, so that a GPU computes it while the host aligns; at most two batches' emissions in
     memory. (Finding the paths on a second thread instead made the model's launches wait for
-    the GIL: slower.)"""
+    the GIL: slower.) The first batch's run and the last batch's paths overlap nothing, so on a
+    GPU the shortest batch runs first and the others from the longest down: the last is the
+    second shortest (a trellis grows with frames times characters)."""
     samples = [len(audio) for audio, _, _ in segments]
     size = batch_size or BATCH_SIZE["cpu" if aligner.on_cpu else "gpu"]
     todo = batches(_alignable(aligner, segments, encoded, samples), samples, size)
     if not todo:
         return {}
+    if not aligner.on_cpu:
+        todo = todo[:1] + todo[:0:-1]
     torch, _ = _imports()
     audios = [[segments[i][0] for i in batch] for batch in todo]
     out: dict[int, list[TokenSpan] | None] = {}

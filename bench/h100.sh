@@ -2,6 +2,8 @@
 # GPU runs for bench/RESULTS.md on the lent H100 (no internet; at most 64 MiB carried per call,
 # so files travel in git-ignored .carry/upN folders over consecutive calls, the machine staying
 # warm between them):
+#   sh bench/h100.sh unpack    join and unpack bench/pack_gpu.sh's parts (copied to /root/stage
+#                              by the calls before): the files `setup` reads
 #   sh bench/h100.sh stage N   copy .carry/upN (this call's carry; a name: .carry/NAME) into
 #                              /root/stage
 #   sh bench/h100.sh setup     unpack the MLX CUDA wheel (mlx-cuda.part.*), join the real base
@@ -51,6 +53,9 @@ random_weights_setup() {  # mlx-cuda (stage 1's part and this call's), the base 
   export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
 }
 case "$1" in
+unpack)  # the tar that bench/pack_gpu.sh split into .carry/b1..b4, its parts in /root/stage
+  cat /root/stage/stage.tar.p* | tar -x -C /root/stage && rm /root/stage/stage.tar.p* &&
+    ls /root/stage | wc -l ;;
 stage)
   case "$2" in [0-9]*) from=".carry/up$2" ;; *) from=".carry/$2" ;; esac
   mkdir -p /root/stage && cp -r "$from/." /root/stage/ && ls /root/stage | wc -l ;;

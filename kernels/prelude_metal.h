@@ -7,3 +7,4 @@
 #define EXP(x) metal::precise::exp(x)
 #define TANH(x) metal::precise::tanh(x)
 #define SYNC_DEVICE() threadgroup_barrier(mem_flags::mem_device)
+#define NEG_INF (-INFINITY)

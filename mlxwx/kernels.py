@@ -8,6 +8,10 @@ only the `h @ w_hh.T` step is sequential.
 DTW of each window's standardised alignment-head scores, down to the frame each token starts at
 (its reference is the numpy path of `mlxwx.asr.timing`, which CPUs run).
 
+`ctc_path` is the CTC forced alignment of the wav2vec2 aligner on a GPU: each segment's Viterbi
+trellis and its best path back (its reference is `mlxwx.align.ctc`'s numpy trellis and
+backtrack, which CPUs run).
+
 Each kernel is one body (`kernels/NAME.body`) written against a few macros; a per-backend prelude
 (`kernels/prelude_{metal,cuda}.h`) spells them for `mx.fast.metal_kernel` or
 `mx.fast.cuda_kernel`. Kernels are built once per backend; the backend is chosen per call from
@@ -87,14 +91,19 @@ def kernel_backend(device: mx.Device | None = None) -> str | None:
 
 
 @functools.cache
-def _lstm_kernel(backend: str) -> Any:
+def _kernel(name: str, inputs: tuple[str, ...], outputs: tuple[str, ...], backend: str) -> Any:
+    """The custom kernel `kernels/NAME.body` for `backend`, built once."""
     build = mx.fast.metal_kernel if backend == "metal" else mx.fast.cuda_kernel
     return build(
-        name="mlxwx_lstm_scan",
-        input_names=["xw", "w_t", "h0", "c0"],
-        output_names=["hs", "h_out", "c_out"],
-        source=kernel_source("lstm_scan", backend),
+        name=f"mlxwx_{name}",
+        input_names=list(inputs),
+        output_names=list(outputs),
+        source=kernel_source(name, backend),
     )
+
+
+def _lstm_kernel(backend: str) -> Any:
+    return _kernel("lstm_scan", ("xw", "w_t", "h0", "c0"), ("hs", "h_out", "c_out"), backend)
 
 
 def lstm_launch(batch: int, hidden: int, backend: str = "cuda") -> tuple[int, int] | None:
@@ -144,24 +153,14 @@ def lstm_scan_kernel(
 DTW_THREADS = 256  # per window: a token row each in the sweep (the body loops over more rows)
 
 
-@functools.cache
-def _dtw_kernel(backend: str) -> Any:
-    build = mx.fast.metal_kernel if backend == "metal" else mx.fast.cuda_kernel
-    return build(
-        name="mlxwx_dtw_starts",
-        input_names=["z", "dims"],
-        output_names=["starts", "cost", "acc", "move"],
-        source=kernel_source("dtw_starts", backend),
-    )
-
-
 def dtw_starts_kernel(z: mx.array, dims: mx.array, width: int, *, backend: str) -> mx.array:
     """Per window, the frame at which each token row starts on the DTW path (`kernels/
     dtw_starts.body`): z (B, heads, L, F) standardised float32 scores; dims (B, 3) int32: the
     first text row, the rows and the frames of each window; width: the median filter's.
     Returns (B, L) int32 (rows past a window's own are 0)."""
     b, _, rows, frames = z.shape
-    outs = _dtw_kernel(backend)(
+    dtw = _kernel("dtw_starts", ("z", "dims"), ("starts", "cost", "acc", "move"), backend)
+    outs = dtw(
         inputs=[z, dims],
         template=[("NT", DTW_THREADS), ("W", width)],
         grid=(b * DTW_THREADS, 1, 1),
@@ -170,3 +169,33 @@ def dtw_starts_kernel(z: mx.array, dims: mx.array, width: int, *, backend: str) 
         output_dtypes=[mx.int32, mx.float32, mx.float32, mx.uint8],
     )
     return outs[0]
+
+
+CTC_THREADS = 256  # per segment: every 256th state each (the body loops over more states)
+CTC_MAX_STATES = SHARED_BYTES // 8  # two frames of float32 alpha in threadgroup memory
+
+
+def ctc_path_kernel(
+    emit: mx.array, labels: mx.array, skips: mx.array, dims: mx.array, *, backend: str
+) -> tuple[mx.array, mx.array]:
+    """Per segment, the CTC state of each frame on its best path and that path's score
+    (`kernels/ctc_path.body`): emit (B, T, C) float32 log-probabilities; labels and skips
+    (B, S) int32, each state's column and whether it may skip the blank before it; dims (B, 2)
+    int32, each segment's frames and states (at most CTC_MAX_STATES). Returns path (B, T) int32
+    (frames past a segment's own are 0) and score (B,) float32 (-inf where no path reaches the
+    end)."""
+    b, frames, _ = emit.shape
+    states = labels.shape[1]
+    if states > CTC_MAX_STATES:
+        raise ValueError(f"{states} CTC states exceed the kernel's {CTC_MAX_STATES}")
+    outputs = ("path", "score", "move")
+    ctc = _kernel("ctc_path", ("emit", "labels", "skips", "dims"), outputs, backend)
+    path, score, _ = ctc(
+        inputs=[emit, labels, skips, dims],
+        template=[("NT", CTC_THREADS), ("MAXS", CTC_MAX_STATES)],
+        grid=(b * CTC_THREADS, 1, 1),
+        threadgroup=(CTC_THREADS, 1, 1),
+        output_shapes=[(b, frames), (b,), (b, frames, states)],
+        output_dtypes=[mx.int32, mx.float32, mx.uint8],
+    )
+    return path, score

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from mlxwx import kernels
+from mlxwx.align import ctc
 from mlxwx.kernels import kernel_backend, kernel_source, lstm_scan, lstm_scan_reference
 
 
@@ -279,7 +280,8 @@ def test_dtw_kernel_on_the_gpu_matches_numpy() -> None:
             np.testing.assert_array_equal(got[k, : dims[k, 1]], expected)
 
 
-DTW_CUDA_STUBS = """
+# What the DTW and CTC kernels' stubs share (the LSTM's above differ a little).
+CUDA_STUBS_HEAD = """
 #include <array>
 #include <cstddef>
 #define __global__
@@ -289,6 +291,10 @@ DTW_CUDA_STUBS = """
 struct Dim3 { unsigned x, y, z; };
 static Dim3 threadIdx, blockIdx;
 using Shape = std::array<int, 8>;
+"""
+DTW_CUDA_STUBS = (
+    CUDA_STUBS_HEAD
+    + """
 __global__ void custom_kernel_mlxwx_dtw_starts(
     const float* z, const __grid_constant__ Shape z_shape, const int* dims, int* starts,
     float* cost, float* acc, unsigned char* move) {
@@ -297,7 +303,8 @@ __global__ void custom_kernel_mlxwx_dtw_starts(
 %s
 }
 """
-DTW_METAL_STUBS = """
+)
+METAL_STUBS_HEAD = """
 #include <cstddef>
 #define device
 #define constant
@@ -305,6 +312,10 @@ DTW_METAL_STUBS = """
 enum class mem_flags { mem_threadgroup, mem_device };
 inline void threadgroup_barrier(mem_flags) {}
 struct uint3 { unsigned x, y, z; };
+"""
+DTW_METAL_STUBS = (
+    METAL_STUBS_HEAD
+    + """
 template <int NT, int W>
 void custom_kernel_mlxwx_dtw_starts(
     const device float* z, const constant int* z_shape, const device int* dims,
@@ -315,25 +326,7 @@ void custom_kernel_mlxwx_dtw_starts(
 template void custom_kernel_mlxwx_dtw_starts<256, 7>(
     const float*, const int*, const int*, int*, float*, float*, unsigned char*, uint3, uint3);
 """
-
-
-@pytest.mark.parametrize(
-    ("backend", "stubs"),
-    [("cuda", DTW_CUDA_STUBS), ("metal", DTW_METAL_STUBS)],
-    ids=["cuda", "metal"],
 )
-def test_dtw_flavours_compile_against_stubs(backend: str, stubs: str, tmp_path: Path) -> None:
-    cxx = shutil.which("g++")
-    if cxx is None:
-        pytest.skip("g++ missing: apt-get install g++")
-    src = tmp_path / f"dtw_{backend}.cpp"
-    src.write_text(stubs % kernel_source("dtw_starts", backend))
-    run = subprocess.run(
-        [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", str(src)],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr
 
 
 def test_standardized_scores_give_the_numpy_window_matrix() -> None:
@@ -372,3 +365,189 @@ def test_group_starts_on_the_gpu_match_the_cpu_path() -> None:
         mx.set_default_device(before)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)
+
+
+# The CTC forced alignment of the wav2vec2 aligner (kernels/ctc_path.body) against its numpy
+# reference (mlxwx.align.ctc's trellis and backtrack): the same path, frame for frame.
+CTC_WRAPPER = """
+#include <cmath>
+#include <cstddef>
+extern "C" void ctc_path(const float* emit, const int* labels, const int* skips, const int* dims,
+                         int* path, float* score, unsigned char* move, int batch, int frames,
+                         int columns, int states) {
+  constexpr int NT = 1;
+  constexpr int MAXS = %(MAXS)d;
+  const int emit_shape[3] = {batch, frames, columns};
+  const int labels_shape[2] = {batch, states};
+  for (int group = 0; group < batch; ++group) {
+%(SOURCE)s
+  }
+}
+"""
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=1, keepdims=True)
+    return (x - np.log(np.exp(x).sum(axis=1, keepdims=True))).astype(np.float32)
+
+
+def ctc_cases(seed: int) -> list[tuple[np.ndarray, list[int]]]:
+    """(emission, tokens) pairs that exercise the path's rules: repeats, exactly the fewest
+    frames, ties everywhere (flat emissions), the wildcard (an extra column), a token no frame
+    can emit (no path), a single frame, and a long segment."""
+    rng = np.random.default_rng(seed)
+    flat = np.full((12, 5), np.log(0.2), np.float32)
+    dead = _log_softmax(rng.standard_normal((20, 6)))
+    dead[:, 4] = -np.inf
+    return [
+        (_log_softmax(2 * rng.standard_normal((40, 8))), [3, 3, 1, 5, 5, 5, 2, 7]),
+        (_log_softmax(rng.standard_normal((9, 6))), [2, 2, 4, 4, 1]),  # 5 tokens + 2 repeats
+        (flat, [1, 1, 2, 3]),
+        (_log_softmax(rng.standard_normal((30, 7))), [2, -1, 3, -1, -1, 6]),
+        (dead, [1, 4, 2]),
+        (_log_softmax(rng.standard_normal((1, 4))), [3]),
+        (_log_softmax(3 * rng.standard_normal((400, 33))), rng.integers(1, 33, 120).tolist()),
+    ]
+
+
+def ctc_prepared(cases: list[tuple[np.ndarray, list[int]]]) -> list[ctc.Prepared]:
+    out = []
+    for k, (emission, tokens) in enumerate(cases):
+        prepared = ctc._prepare(emission, np.array(tokens, np.int64), 0)
+        assert isinstance(prepared, tuple)
+        out.append((k, *prepared))
+    return out
+
+
+def ctc_reference(todo: list[ctc.Prepared]) -> list[np.ndarray | None]:
+    """Each alignment's path by numpy, one trellis each."""
+    paths = []
+    for _, emission, labels, skip in todo:
+        ((ones, twos, alpha),) = ctc.trellis([emission[:, labels]], [skip])
+        paths.append(ctc.backtrack(ones, twos, alpha))
+    return paths
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ctc_body_as_cpp_matches_numpy(seed: int, tmp_path: Path) -> None:
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ missing: apt-get install g++")
+    src, lib_path = tmp_path / "ctc.cpp", tmp_path / "ctc.so"
+    source = kernel_source("ctc_path", "cpu")
+    src.write_text(CTC_WRAPPER % {"MAXS": kernels.CTC_MAX_STATES, "SOURCE": source})
+    subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-o", str(lib_path), str(src)], check=True)
+    lib = ctypes.CDLL(str(lib_path))
+    todo = ctc_prepared(ctc_cases(seed))
+    emit, labels, skips, dims = ctc.kernel_inputs(todo)
+    b, frames, columns = emit.shape
+    path = np.full((b, frames), -7, np.int32)
+    score = np.zeros(b, np.float32)
+    move = np.zeros((b, frames, labels.shape[1]), np.uint8)
+    arrays = (emit, labels, skips, dims, path, score, move)
+    lib.ctc_path(
+        *[a.ctypes.data_as(ctypes.c_void_p) for a in arrays],
+        *[ctypes.c_int(v) for v in (b, frames, columns, labels.shape[1])],
+    )
+    expected = ctc_reference(todo)
+    assert expected[4] is None and sum(e is None for e in expected) == 1  # only the dead token
+    for r, e in enumerate(expected):
+        n = dims[r, 0]
+        assert np.isfinite(score[r]) == (e is not None)
+        if e is not None:
+            np.testing.assert_array_equal(path[r, :n], e)
+        assert (path[r, n:] == 0).all()
+
+
+CTC_CUDA_STUBS = (
+    CUDA_STUBS_HEAD
+    + """
+#include <cstdint>
+inline float __int_as_float(int x) { float f; __builtin_memcpy(&f, &x, 4); return f; }
+__global__ void custom_kernel_mlxwx_ctc_path(
+    const float* emit, const __grid_constant__ Shape emit_shape, const int32_t* labels,
+    const __grid_constant__ Shape labels_shape, const int32_t* skips, const int32_t* dims,
+    int32_t* path, float* score, uint8_t* move) {
+  constexpr int NT = 256;
+  constexpr int MAXS = 4096;
+%s
+}
+"""
+)
+CTC_METAL_STUBS = (
+    METAL_STUBS_HEAD
+    + """
+#include <cmath>
+#include <cstdint>
+template <int NT, int MAXS>
+void custom_kernel_mlxwx_ctc_path(
+    const device float* emit, const constant int* emit_shape, const device int32_t* labels,
+    const constant int* labels_shape, const device int32_t* skips, const device int32_t* dims,
+    device int32_t* path, device float* score, device uint8_t* move,
+    uint3 thread_position_in_threadgroup, uint3 threadgroup_position_in_grid) {
+%s
+}
+template void custom_kernel_mlxwx_ctc_path<256, 4096>(
+    const float*, const int*, const int32_t*, const int*, const int32_t*, const int32_t*,
+    int32_t*, float*, uint8_t*, uint3, uint3);
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "backend", "stubs"),
+    [
+        ("dtw_starts", "cuda", DTW_CUDA_STUBS),
+        ("dtw_starts", "metal", DTW_METAL_STUBS),
+        ("ctc_path", "cuda", CTC_CUDA_STUBS),
+        ("ctc_path", "metal", CTC_METAL_STUBS),
+    ],
+    ids=["dtw-cuda", "dtw-metal", "ctc-cuda", "ctc-metal"],
+)
+def test_flavours_compile_against_stubs(
+    name: str, backend: str, stubs: str, tmp_path: Path
+) -> None:
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ missing: apt-get install g++")
+    src = tmp_path / f"{name}_{backend}.cpp"
+    src.write_text(stubs % kernel_source(name, backend))
+    run = subprocess.run(
+        [cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_ctc_paths_run_numpy_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_kernel(*_: object, **__: object) -> None:
+        raise AssertionError("the CTC kernel ran on a CPU")
+
+    monkeypatch.setattr(kernels, "ctc_path_kernel", no_kernel)
+    todo = ctc_prepared(ctc_cases(0))
+    before = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    try:
+        got = ctc._paths(todo)
+    finally:
+        mx.set_default_device(before)
+    for g, e in zip(got, ctc_reference(todo), strict=True):
+        assert (g is None) == (e is None)
+        if e is not None:
+            np.testing.assert_array_equal(g, e)
+
+
+@pytest.mark.gpu
+def test_ctc_kernel_on_the_gpu_matches_numpy() -> None:
+    """The kernel on a GPU finds the paths numpy finds, for every case and seed."""
+    backend = kernel_backend(mx.Device(mx.gpu))
+    assert backend is not None
+    for seed in range(3):
+        todo = ctc_prepared(ctc_cases(seed))
+        with mx.stream(mx.gpu):
+            got = ctc._paths_kernel(todo, backend)
+        for g, e in zip(got, ctc_reference(todo), strict=True):
+            assert (g is None) == (e is None)
+            if e is not None:
+                np.testing.assert_array_equal(g, e)

@@ -19,14 +19,20 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import mlx.core as mx
 import numpy as np
 
+from .. import kernels
 from ..types import CharTime, Word
 
 WILDCARD = -1  # token id of a character outside the vocabulary
 INTERPOLATIONS = ("nearest", "linear", "ignore")
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")  # of the model run (wav2vec2)
 Ids = Sequence[int] | np.ndarray  # token, position or word ids
+Prepared = tuple[int, np.ndarray, np.ndarray, np.ndarray]  # index, emission, labels, skips
+# Paths on a GPU by `mlxwx.kernels.ctc_path_kernel`: off until the kernel has run on a GPU
+# against numpy (tests/test_kernels.py there; its body runs as C++ on any CPU in the tests).
+GPU_PATHS = False
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ def forced_align_batch(
 ) -> list[list[TokenSpan] | None]:
     """`forced_align` of each emission with its tokens, the trellises swept together."""
     out: list[list[TokenSpan] | None] = [None] * len(emissions)
-    todo = []
+    todo: list[Prepared] = []
     for k, (emission, ids) in enumerate(zip(emissions, tokens, strict=True)):
         prepared = _prepare(np.asarray(emission), np.asarray(ids, dtype=np.int64), blank)
         if isinstance(prepared, list):
@@ -164,12 +170,49 @@ def forced_align_batch(
             todo.append((k, *prepared))
     if not todo:
         return out
-    scores = [emission[:, labels] for _, emission, labels, _ in todo]
-    swept = trellis(scores, [skip for *_, skip in todo])
-    for (k, emission, labels, _), (ones, twos, alpha) in zip(todo, swept, strict=True):
-        path = backtrack(ones, twos, alpha)
+    for (k, emission, labels, _), path in zip(todo, _paths(todo), strict=True):
         out[k] = None if path is None else path_spans(path, emission, labels)
     return out
+
+
+def _paths(todo: Sequence[Prepared]) -> list[np.ndarray | None]:
+    """Each prepared alignment's best path (`backtrack`): on a GPU by one kernel launch for
+    all of them (`mlxwx.kernels.ctc_path_kernel`, the same path), else by numpy."""
+    backend = kernels.kernel_backend()
+    states = max(len(labels) for _, _, labels, _ in todo)
+    if GPU_PATHS and backend is not None and states <= kernels.CTC_MAX_STATES:
+        return _paths_kernel(todo, backend)
+    scores = [emission[:, labels] for _, emission, labels, _ in todo]
+    swept = trellis(scores, [skip for *_, skip in todo])
+    return [backtrack(ones, twos, alpha) for ones, twos, alpha in swept]
+
+
+def _paths_kernel(todo: Sequence[Prepared], backend: str) -> list[np.ndarray | None]:
+    """`_paths` by the GPU kernel, all alignments in one launch."""
+    arrays = kernel_inputs(todo)
+    path, score = kernels.ctc_path_kernel(*(mx.array(a) for a in arrays), backend=backend)
+    paths, scores = np.array(path), np.array(score)
+    return [
+        paths[r, :n].astype(np.int64) if np.isfinite(scores[r]) else None
+        for r, n in enumerate(arrays[3][:, 0].tolist())
+    ]
+
+
+def kernel_inputs(todo: Sequence[Prepared]) -> tuple[np.ndarray, ...]:
+    """The CTC path kernel's inputs for prepared alignments, padded into one batch: emissions
+    (B, T, C) float32, labels and skips (B, S) int32, dims (B, 2) int32 (frames, states)."""
+    size = len(todo)
+    frames = max(len(emission) for _, emission, _, _ in todo)
+    columns = max(emission.shape[1] for _, emission, _, _ in todo)
+    states = max(len(labels) for _, _, labels, _ in todo)
+    emit = np.zeros((size, frames, columns), np.float32)
+    labels_skips = np.zeros((2, size, states), np.int32)
+    dims = np.zeros((size, 2), np.int32)
+    for r, (_, emission, labels, skip) in enumerate(todo):
+        emit[r, : len(emission), : emission.shape[1]] = emission
+        labels_skips[:, r, : len(labels)] = labels, skip
+        dims[r] = len(emission), len(labels)
+    return emit, labels_skips[0], labels_skips[1], dims
 
 
 def _prepare(

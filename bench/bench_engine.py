@@ -333,7 +333,8 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
     """`mlxwx run` as a user types it (base, English, txt output), timed as a whole process:
     startup, model and VAD loading, audio decoding, transcription, alignment and writing.
     run-beam5 is its defaults; -greedy: --beam-size 1; -nofb: --no-temperature-fallback;
-    -noalign: --no-align (no word timestamps); -nots: --without-timestamps; -wN: --workers N."""
+    -noalign: --no-align (no word timestamps); -nots: --without-timestamps; -wN: --workers N;
+    -mkl / -openblas: that BLAS (MLXWX_BLAS) instead of the one `import mlxwx` picks here."""
     import soundfile
 
     parts = system.split("-")[1:]
@@ -352,11 +353,17 @@ def work_run(system: str, audio: np.ndarray, args: argparse.Namespace) -> dict:
         soundfile.write(wav, audio, SAMPLE_RATE, subtype="FLOAT")
         command = [sys.executable, "-m", "mlxwx", "run", str(wav), "-o", tmp, *flags]
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        blas = {"mkl": mlxwx._blas.mkl_library(), "openblas": mlxwx._blas.CANDIDATES[0]}
+        for name in set(parts) & set(blas):
+            if blas[name] is None:
+                raise SystemExit(f"{system}: the mkl wheel is not installed")
+            env["MLXWX_BLAS"] = str(blas[name])
         start = time.perf_counter()
         subprocess.run(command, check=True, env=env)  # this checkout's mlxwx
         wall = time.perf_counter() - start
         text = (Path(tmp) / "input.txt").read_text()
     note = "whole `mlxwx run` process: " + " ".join(f for f in flags if f != "-q")
+    note += "".join(f"; MLXWX_BLAS={name}" for name in ("mkl", "openblas") if name in parts)
     return {"load_s": None, "wall_s": wall, "text": " ".join(text.split()), "note": note}
 
 

@@ -3,10 +3,12 @@
 The `mlx-cpu` wheel bundles the reference (netlib) BLAS, 15-40x slower than OpenBLAS. `libmlx.so`
 resolves `cblas_sgemm` at load time through the global symbol scope, so loading a BLAS with
 RTLD_GLOBAL before `mlx.core` is first imported makes every matmul and conv use it. This runs on
-`import mlxwx`: Intel's MKL where the `mkl` wheel is installed (the `cpu` extra on x86-64: its
-matmuls of a few rows against a large matrix, a decoder step's, skip OpenBLAS's repacking of the
-large one), else the system OpenBLAS. `MLXWX_BLAS=/path/libblas.so` picks another library and
-`MLXWX_BLAS=none` turns it off.
+`import mlxwx`: on Intel CPUs, Intel's MKL where the `mkl` wheel is installed (the `cpu` extra on
+x86-64: its matmuls of a few rows against a large matrix, a decoder step's, skip OpenBLAS's
+repacking of the large one), else the system OpenBLAS; on other CPUs the system OpenBLAS first
+(MKL runs its AVX2 code on AMD's AVX-512 CPUs, where OpenBLAS runs AVX-512: a whole `mlxwx run`
+8-16% slower with MKL, bench/RESULTS.md), MKL where OpenBLAS is missing.
+`MLXWX_BLAS=/path/libblas.so` picks another library and `MLXWX_BLAS=none` turns it off.
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ def mkl_library() -> str | None:
     return None
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor as Linux reports it ("GenuineIntel", "AuthenticAMD"), else ""."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def candidates(vendor: str | None = None) -> tuple[str | None, ...]:
+    """The libraries `preload` tries, in order: MKL first on Intel CPUs (`vendor`, default
+    this machine's), last elsewhere; None where the `mkl` wheel is not installed."""
+    mkl = mkl_library()
+    intel = (cpu_vendor() if vendor is None else vendor) == "GenuineIntel"
+    return (mkl, *CANDIDATES) if intel else (*CANDIDATES, mkl)
+
+
 def preload() -> str:
     """Load an optimised BLAS globally if MLX's CPU backend is not imported yet."""
     global status
@@ -65,7 +87,7 @@ def preload() -> str:
         status = "too late: mlx.core was imported before mlxwx"
         return status
     override = os.environ.get("MLXWX_BLAS")
-    for path in (override,) if override else (mkl_library(), *CANDIDATES):
+    for path in (override,) if override else candidates():
         if path and Path(path).exists():
             try:
                 ctypes.CDLL(path, mode=os.RTLD_GLOBAL)

@@ -18,11 +18,27 @@ needs_openblas = pytest.mark.skipif(
 
 
 MKL = _blas.mkl_library()  # the `cpu` extra installs it on x86-64 Linux
+# What `import mlxwx` loads here: MKL on Intel CPUs where installed, else Debian's OpenBLAS
+EXPECTED = Path(MKL) if MKL and _blas.cpu_vendor() == "GenuineIntel" else DEBIAN_OPENBLAS
 
 
 @needs_openblas
-def test_import_mlxwx_loads_mkl_where_installed_else_openblas():
-    assert _blas.status == (MKL or str(DEBIAN_OPENBLAS))
+def test_import_mlxwx_loads_mkl_on_intel_where_installed_else_openblas():
+    assert _blas.status == str(EXPECTED)
+
+
+def test_mkl_comes_first_on_intel_and_last_elsewhere(monkeypatch):
+    monkeypatch.setattr(_blas, "mkl_library", lambda: "/x/libmkl_rt.so.2")
+    assert _blas.candidates("GenuineIntel") == ("/x/libmkl_rt.so.2", *_blas.CANDIDATES)
+    assert _blas.candidates("AuthenticAMD") == (*_blas.CANDIDATES, "/x/libmkl_rt.so.2")
+    assert _blas.candidates("") == (*_blas.CANDIDATES, "/x/libmkl_rt.so.2")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's /proc/cpuinfo")
+def test_cpu_vendor_reads_proc_cpuinfo():
+    vendor = _blas.cpu_vendor()
+    if Path("/proc/cpuinfo").read_text().count("vendor_id"):
+        assert vendor and vendor in Path("/proc/cpuinfo").read_text()
 
 
 def sgemm_library(code_before: str, blas: str = "") -> str:
@@ -42,9 +58,8 @@ def sgemm_library(code_before: str, blas: str = "") -> str:
 
 @needs_openblas
 def test_preload_makes_mlx_call_the_fast_blas():
-    chosen = Path(MKL) if MKL else DEBIAN_OPENBLAS
-    assert Path(sgemm_library("import mlxwx")).resolve() == chosen.resolve()
-    assert Path(sgemm_library("")).resolve() != chosen.resolve()  # the bundled one
+    assert Path(sgemm_library("import mlxwx")).resolve() == EXPECTED.resolve()
+    assert Path(sgemm_library("")).resolve() != EXPECTED.resolve()  # the bundled one
     # MLXWX_BLAS picks the library
     openblas = sgemm_library("import mlxwx", blas=str(DEBIAN_OPENBLAS))
     assert Path(openblas).resolve() == DEBIAN_OPENBLAS.resolve()

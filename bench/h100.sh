@@ -36,6 +36,10 @@
 #   sh bench/h100.sh ray       issue 17: bench/bench_ray.py, one GPU actor and CPU tasks against
 #                              `mlxwx run` (Ray, pyarrow, pandas, av and their needs carried as
 #                              rw.part.* in .carry/up5..up8: a tar of wheels)
+#   sh bench/h100.sh ctc       issue 14: the CTC path kernel on the GPU against numpy (its test,
+#                              then bench/gpu_ctc.py), after `stage 1` (.carry/up1:
+#                              mlx-cuda.part.aa); this call carries .carry/up2 (mlx-cuda.part.ab,
+#                              the mlx wheel) and .carry/wheels (pytest's wheels)
 #   sh bench/h100.sh hard      issue 19: the hard input (/root/stage/hard10.npz, made here by
 #                              `python bench/gpu_e2e.py --input hard --minutes 10 --save-input`),
 #                              greedy and beam 5 with and without the fallback ladder
@@ -115,6 +119,17 @@ sys.argv = ['bench/bench_vad.py', '--device', 'gpu', '--minutes', '60', '--metho
             'pyannote torch', '--pyannote-checkpoint', '.carry/up6p/pytorch_model.bin']
 runpy.run_path('bench/bench_vad.py', run_name='__main__')" 2>&1 | grep -v Warning \
     | tee $OUT/vad_pyannote_torch_gpu.txt ;;
+ctc)
+  mkdir -p /root/mlxsite /tmp/site /tmp/stubs && cp .carry/up2/* /root/stage/
+  cat /root/stage/mlx-cuda.part.* | xz -d | tar -x -C /root/mlxsite
+  python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
+  python3 -c 'import pytest' 2>/dev/null ||
+    pip install -q --no-deps --target /tmp/site .carry/wheels/*.whl
+  python3 -c 'import av' 2>/dev/null || { mkdir -p /tmp/stubs/av && touch /tmp/stubs/av/__init__.py; }
+  timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py -k ctc_kernel 2>&1 \
+    | tail -4 | tee $OUT/ctc-kernel.txt
+  timeout 150 python3 bench/gpu_ctc.py 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
+    | tee $OUT/ctc.txt ;;
 hard)
   timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/hard10.npz \
     --devices gpu --batches 16,64 --configs greedy-nofb,greedy,beam5-nofb,beam5 --repeat 3 \

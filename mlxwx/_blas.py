@@ -7,7 +7,7 @@ RTLD_GLOBAL before `mlx.core` is first imported makes every matmul and conv use 
 x86-64: its matmuls of a few rows against a large matrix, a decoder step's, skip OpenBLAS's
 repacking of the large one), else the system OpenBLAS; on other CPUs the system OpenBLAS first
 (MKL runs its AVX2 code on AMD's AVX-512 CPUs, where OpenBLAS runs AVX-512: a whole `mlxwx run`
-8-16% slower with MKL, bench/RESULTS.md), MKL where OpenBLAS is missing.
+as fast or up to 22% faster with OpenBLAS, bench/RESULTS.md), MKL where OpenBLAS is missing.
 `MLXWX_BLAS=/path/libblas.so` picks another library and `MLXWX_BLAS=none` turns it off.
 """
 

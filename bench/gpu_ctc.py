@@ -1,0 +1,102 @@
+"""The wav2vec2 aligner's CTC paths by the GPU kernel (`mlxwx.align.ctc.GPU_PATHS`) against
+numpy's, on the GPU machine (MLX CUDA or Metal, torch with cuda or mps):
+
+1. the same spans from the same emissions (a random base-sized wav2vec2 of
+   tests/speech.py, noise segments of 0.3-28 s with texts holding digits and symbols);
+2. `align_segments` over ~10 minutes of such segments (150, lengths log-normal around 3.5 s),
+   paths by the kernel and by numpy in alternating runs after a warm-up: the align stage's
+   time each way and whether every word is the same.
+
+    python bench/gpu_ctc.py [--device cuda] [--segments 150] [--rounds 4]
+
+Speed does not depend on the weights' values (random weights, peaky emissions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mlxwx  # noqa: F401  (first: a fast BLAS before mlx.core on Linux CPUs)
+
+# isort: split
+import mlx.core as mx
+
+from mlxwx.align import ctc
+from mlxwx.align import wav2vec2 as w
+from tests.speech import save_random_wav2vec2
+
+VOCAB = "the quick brown fox jumps over a lazy dog 42 times at $5 mail@x.org".split()
+
+
+def segments(seconds: list[float], seed: int) -> list[tuple[np.ndarray, float, str]]:
+    """(audio, start, text) noise segments, 2.5 words a second of text."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, s in enumerate(seconds):
+        audio = (0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32)
+        out.append((audio, float(i), " ".join(rng.choice(VOCAB, max(1, int(s * 2.5))))))
+    return out
+
+
+def same_spans(aligner: w.Aligner) -> None:
+    segs = segments([0.7, 2.5, 7.3, 12.0, 28.0, 1.1, 4.4, 19.5, 0.3], seed=0)
+    encoded = [ctc.encode_chars(t, aligner.vocab, aligner.delimiter) for _, _, t in segs]
+    logps = w.emissions(aligner, [a for a, _, _ in segs])
+    spans = {}
+    for on in (True, False):
+        ctc.GPU_PATHS = on
+        spans[on] = ctc.forced_align_batch(logps, [e[0] for e in encoded], aligner.blank)
+    same = sum(a == b for a, b in zip(spans[True], spans[False], strict=True))
+    print(f"same emissions: spans identical for {same} of {len(segs)} segments")
+
+
+def timed(aligner: w.Aligner, count: int, rounds: int) -> None:
+    rng = np.random.default_rng(1)
+    seconds = np.clip(rng.lognormal(np.log(3.5), 0.7, count), 0.5, 28.0).tolist()
+    segs = segments(seconds, seed=2)
+    print(f"align_segments: {len(segs)} segments, {sum(seconds):.0f} s of audio")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    words = {}
+    for k in range(rounds + 1):  # the first round warms up
+        for on in (True, False):
+            ctc.GPU_PATHS = on
+            start = time.perf_counter()
+            out = w.align_segments(aligner, segs)
+            if k:
+                times[on].append(time.perf_counter() - start)
+            words[on] = [a.words for a in out]
+    for on in (True, False):
+        runs = " ".join(f"{t:.3f}" for t in times[on])
+        name = "kernel" if on else "numpy"
+        print(f"paths by {name}: median {statistics.median(times[on]):.3f} s ({runs})")
+    same = sum(a == b for a, b in zip(words[True], words[False], strict=True))
+    total = sum(len(x) for x in words[False])
+    print(f"segments with identical words: {same} of {len(segs)} ({total} words)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="torch device of the aligner")
+    parser.add_argument("--segments", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    if not (mx.metal.is_available() or mx.cuda.is_available()):
+        sys.exit("no MLX GPU backend here: the kernel runs on Metal or CUDA")
+    mx.set_default_device(mx.gpu)
+    folder = save_random_wav2vec2(Path(tempfile.mkdtemp()))
+    aligner = w.load_aligner("en", str(folder), args.device)
+    same_spans(aligner)
+    timed(aligner, args.segments, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

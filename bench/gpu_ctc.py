@@ -5,9 +5,11 @@ numpy's, on the GPU machine (MLX CUDA or Metal, torch with cuda or mps):
    tests/speech.py, noise segments of 0.3-28 s with texts holding digits and symbols);
 2. `align_segments` over ~10 minutes of such segments (150, lengths log-normal around 3.5 s),
    paths by the kernel and by numpy in alternating runs after a warm-up: the align stage's
-   time each way and whether every word is the same.
+   time each way and whether every word is the same;
+3. with --profile, one more `align_segments` each way under cProfile: the time inside the
+   model's launches, the wait for its output, the paths, and the words.
 
-    python bench/gpu_ctc.py [--device cuda] [--segments 150] [--rounds 4]
+    python bench/gpu_ctc.py [--device cuda] [--segments 150] [--rounds 4] [--profile]
 
 Speed does not depend on the weights' values (random weights, peaky emissions).
 """
@@ -15,6 +17,8 @@ Speed does not depend on the weights' values (random weights, peaky emissions).
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import tempfile
@@ -83,11 +87,42 @@ def timed(aligner: w.Aligner, count: int, rounds: int) -> None:
     print(f"segments with identical words: {same} of {len(segs)} ({total} words)")
 
 
+PHASES = {  # (file name ends, function): what the align stage spends its time on
+    "model launches (_logits)": ("wav2vec2.py", "_logits"),
+    "model wait + copy (_finish)": ("wav2vec2.py", "_finish"),
+    "paths (_paths)": ("ctc.py", "_paths"),
+    "spans from paths (path_spans)": ("ctc.py", "path_spans"),
+    "prepare (_prepare)": ("ctc.py", "_prepare"),
+    "words (words_from_chars)": ("ctc.py", "words_from_chars"),
+    "encode texts (encode_chars)": ("ctc.py", "encode_chars"),
+    "whole (align_segments)": ("wav2vec2.py", "align_segments"),
+}
+
+
+def profiled(aligner: w.Aligner, count: int) -> None:
+    """One `align_segments` each way under cProfile: cumulative seconds per phase."""
+    rng = np.random.default_rng(1)
+    seconds = np.clip(rng.lognormal(np.log(3.5), 0.7, count), 0.5, 28.0).tolist()
+    segs = segments(seconds, seed=2)
+    for on in (True, False):
+        ctc.GPU_PATHS = on
+        profile = cProfile.Profile()
+        profile.runcall(w.align_segments, aligner, segs)
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        name = "kernel" if on else "numpy"
+        for phase, (file, function) in PHASES.items():
+            total = sum(
+                v[3] for (f, _, fn), v in stats.items() if f.endswith(file) and fn == function
+            )
+            print(f"profile, paths by {name}: {phase} {total:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="torch device of the aligner")
     parser.add_argument("--segments", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--profile", action="store_true", help="also the phases under cProfile")
     args = parser.parse_args()
     if not (mx.metal.is_available() or mx.cuda.is_available()):
         sys.exit("no MLX GPU backend here: the kernel runs on Metal or CUDA")
@@ -96,6 +131,8 @@ def main() -> None:
     aligner = w.load_aligner("en", str(folder), args.device)
     same_spans(aligner)
     timed(aligner, args.segments, args.rounds)
+    if args.profile:
+        profiled(aligner, args.segments)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fa
 8 bits, `DecodingOptions.cross_kv_bits=8`; "-w2v" / "-w2v32": `--align wav2vec2` with a
 base-sized wav2vec2 of random weights (tests/speech.py's; speed does not depend on the values)
 at its default precision (float16 on a GPU) / in float32; "-ab<N>": the wav2vec2 aligner's batch
-size N instead of its default for the device; flags combine, e.g. greedy-nofb-noalign),
+size N instead of its default for the device; "-kp": its CTC paths by the GPU kernel
+(`mlxwx.align.ctc.GPU_PATHS` set for the config's runs); flags combine, e.g. greedy-nofb-noalign),
 and prints the median wall time of --repeat runs (VAD included, audio already in memory), the
 seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls) or in
 the wav2vec2 align stage (`align_result`, and of it the host's time in the model: its runs
@@ -60,7 +61,7 @@ from bench.bench_engine import (
     build_input,
     wer,
 )
-from mlxwx.align import wav2vec2
+from mlxwx.align import ctc, wav2vec2
 from mlxwx.asr import engine
 from mlxwx.asr.decoding import DecodingOptions
 from mlxwx.asr.engine import TranscribeOptions
@@ -87,7 +88,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-FLAGS = {"nofb", "noalign", "kv8", "w2v", "w2v32"}
+FLAGS = {"nofb", "noalign", "kv8", "w2v", "w2v32", "kp"}
 
 
 def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptions:
@@ -214,10 +215,12 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
     warm, _ = long.excerpt(1.0)
     batches = args.batches if device == "gpu" else args.cpu_batches
     for config in args.configs.split(","):  # warm-up: kernels compile on first use
+        ctc.GPU_PATHS = "kp" in config.split("-")
         run_once(pipeline, audio[:warm], options_for(config, 16, method))
     for batch in [int(b) for b in batches.split(",")]:
         for config in args.configs.split(","):
             options = options_for(config, batch, method)
+            ctc.GPU_PATHS = "kp" in config.split("-")
             mx.reset_peak_memory()
             CLOCK.seconds = W2V.seconds = FORWARD.seconds = WAIT.seconds = 0.0
             walls, text = [], ""

@@ -40,6 +40,10 @@
 #                              then bench/gpu_ctc.py), after `stage 1` (.carry/up1:
 #                              mlx-cuda.part.aa); this call carries .carry/up2 (mlx-cuda.part.ab,
 #                              the mlx wheel) and .carry/wheels (pytest's wheels)
+#   sh bench/h100.sh ctce2e    issue 14: bench/gpu_ctc.py --profile, then bench/gpu_e2e.py on the
+#                              10-minute corpus input with the wav2vec2 aligner, its CTC paths
+#                              by numpy and by the GPU kernel (-kp), against no alignment (after
+#                              `stage b1` .. `stage b3`, bench/pack_gpu.sh's parts; carries b4)
 #   sh bench/h100.sh hard      issue 19: the hard input (/root/stage/hard10.npz, made here by
 #                              `python bench/gpu_e2e.py --input hard --minutes 10 --save-input`),
 #                              greedy and beam 5 with and without the fallback ladder
@@ -55,6 +59,12 @@ random_weights_setup() {  # mlx-cuda (stage 1's part and this call's), the base 
   python3 -m zipfile -e /root/stage/mlx-0.32.4-*.whl /root/mlxsite
   cp .carry/up2/config.json .carry/up2/mlxwx.json .carry/up2/tokenizer.json $BASE/
   export PYTHONPATH=$PYTHONPATH:$PWD/.carry/up2/stubs  # an empty av
+}
+mlx_whisper_stub() {  # bench_engine imports bench_steps, which imports mlx_whisper (not used
+  python3 -c 'import mlx_whisper' 2>/dev/null || { mkdir -p /tmp/stubs/mlx_whisper &&  # here)
+    touch /tmp/stubs/mlx_whisper/__init__.py /tmp/stubs/mlx_whisper/decoding.py \
+      /tmp/stubs/mlx_whisper/whisper.py &&
+    echo 'load_model = None' > /tmp/stubs/mlx_whisper/load_models.py; }
 }
 case "$1" in
 unpack)  # the tar that bench/pack_gpu.sh split into .carry/b1..b4, its parts in /root/stage
@@ -130,6 +140,16 @@ ctc)
     | tail -4 | tee $OUT/ctc-kernel.txt
   timeout 150 python3 bench/gpu_ctc.py 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
     | tee $OUT/ctc.txt ;;
+ctce2e)  # after `stage b1` .. `stage b3` (bench/pack_gpu.sh's parts), this call carrying .carry/b4
+  cp .carry/b4/* /root/stage/ && sh bench/h100.sh unpack && sh bench/h100.sh setup
+  export PYTHONPATH=$PYTHONPATH:/root/stage/stubs
+  mlx_whisper_stub
+  timeout 120 python3 bench/gpu_ctc.py --profile 2>&1 \
+    | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/ctc.txt
+  timeout 420 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
+    --devices gpu --batches 16,64 --repeat 3 \
+    --configs beam5-noalign,beam5-w2v,beam5-w2v-kp,greedy-nofb-noalign,greedy-nofb-w2v,greedy-nofb-w2v-kp \
+    2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/e2e-kp.txt ;;
 hard)
   timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/hard10.npz \
     --devices gpu --batches 16,64 --configs greedy-nofb,greedy,beam5-nofb,beam5 --repeat 3 \
@@ -176,11 +196,7 @@ timing)
   done ;;
 w2v)
   export PYTHONPATH=$PYTHONPATH:/root/stage/stubs
-  # bench_engine imports bench_steps, which imports mlx_whisper (not used here, not carried)
-  python3 -c 'import mlx_whisper' 2>/dev/null || { mkdir -p /tmp/stubs/mlx_whisper &&
-    touch /tmp/stubs/mlx_whisper/__init__.py /tmp/stubs/mlx_whisper/decoding.py \
-      /tmp/stubs/mlx_whisper/whisper.py &&
-    echo 'load_model = None' > /tmp/stubs/mlx_whisper/load_models.py; }
+  mlx_whisper_stub
   # the GPU's batched feature encoder against each segment alone (float32, cuda)
   timeout 120 python3 -c "
 import tempfile; from pathlib import Path; import numpy as np

@@ -214,8 +214,8 @@ def dtw_reference(z: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
 
     costs = []
     for k, (begin, n, m) in enumerate(dims.tolist()):
-        heads = [median_filter(h[begin : begin + n, :m], MEDFILT_WIDTH) for h in z[k]]
-        costs.append(-(sum(heads) / len(heads)))
+        heads = np.stack([median_filter(h[begin : begin + n, :m], MEDFILT_WIDTH) for h in z[k]])
+        costs.append(-heads.mean(axis=0))
     out = []
     for rows, frames in dtw_batch(costs):
         out.append(frames[np.diff(rows, prepend=-1).astype(bool)])

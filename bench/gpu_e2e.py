@@ -11,7 +11,8 @@ size and each --configs entry (beam5, greedy; "-nofb": temperature 0 only, no fa
 base-sized wav2vec2 of random weights (tests/speech.py's; speed does not depend on the values)
 at its default precision (float16 on a GPU) / in float32; "-ab<N>": the wav2vec2 aligner's batch
 size N instead of its default for the device; "-kp": its CTC paths by the GPU kernel
-(`mlxwx.align.ctc.GPU_PATHS` set for the config's runs); flags combine, e.g. greedy-nofb-noalign),
+(`mlxwx.align.ctc.GPU_PATHS` set for the config's runs); "-as<N>": its batches pad to at most N
+seconds of audio (`wav2vec2.BATCH_SECONDS`, default 120); flags combine, e.g. greedy-nofb-noalign),
 and prints the median wall time of --repeat runs (VAD included, audio already in memory), the
 seconds per run in Whisper's token timing (`annotate`, clocked around the engine's calls) or in
 the wav2vec2 align stage (`align_result`, and of it the host's time in the model: its runs
@@ -97,7 +98,7 @@ def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptio
     cross-attention keys and values."""
     name, *flags = config.split("-")
     sizes = [int(f[2:]) for f in flags if re.fullmatch(r"ab\d+", f)]
-    flags = [f for f in flags if not re.fullmatch(r"ab\d+", f)]
+    flags = [f for f in flags if not re.fullmatch(r"(ab|as)\d+", f)]
     if name not in ("beam5", "greedy") or not set(flags) <= FLAGS:
         raise SystemExit(f"unknown config {config!r}")
     beam = 5 if name == "beam5" else 1
@@ -121,6 +122,14 @@ def options_for(config: str, batch: int, vad: str | None) -> mlxwx.PipelineOptio
         )
         options = replace(options, align=align)
     return replace(options, align=None) if "noalign" in flags else options
+
+
+def set_globals(config: str) -> None:
+    """The module settings a config's -kp and -as<N> flags stand for (else their defaults)."""
+    flags = config.split("-")
+    ctc.GPU_PATHS = "kp" in flags
+    seconds = [float(f[2:]) for f in flags if re.fullmatch(r"as\d+", f)]
+    wav2vec2.BATCH_SECONDS = max(seconds, default=DEFAULT_BATCH_SECONDS)
 
 
 @functools.cache
@@ -215,12 +224,12 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
     warm, _ = long.excerpt(1.0)
     batches = args.batches if device == "gpu" else args.cpu_batches
     for config in args.configs.split(","):  # warm-up: kernels compile on first use
-        ctc.GPU_PATHS = "kp" in config.split("-")
+        set_globals(config)
         run_once(pipeline, audio[:warm], options_for(config, 16, method))
     for batch in [int(b) for b in batches.split(",")]:
         for config in args.configs.split(","):
             options = options_for(config, batch, method)
-            ctc.GPU_PATHS = "kp" in config.split("-")
+            set_globals(config)
             mx.reset_peak_memory()
             CLOCK.seconds = W2V.seconds = FORWARD.seconds = WAIT.seconds = 0.0
             walls, text = [], ""
@@ -243,6 +252,7 @@ def bench_device(device: str, args: argparse.Namespace, long) -> None:  # type: 
 
 CLOCK = Clock(engine, "annotate")
 W2V = Clock(wav2vec2, "align_result")
+DEFAULT_BATCH_SECONDS = wav2vec2.BATCH_SECONDS
 # the model: its run started (on a GPU, queued) and waited for
 FORWARD, WAIT = Clock(wav2vec2, "_logits"), Clock(wav2vec2, "_finish")
 

@@ -42,7 +42,8 @@
 #                              the mlx wheel) and .carry/wheels (pytest's wheels)
 #   sh bench/h100.sh ctce2e    issue 14: bench/gpu_ctc.py --profile, then bench/gpu_e2e.py on the
 #                              10-minute corpus input with the wav2vec2 aligner, its CTC paths
-#                              by numpy and by the GPU kernel (-kp), against no alignment (after
+#                              by numpy and by the GPU kernel (-kp), in batches of up to 256
+#                              segments / 600 s (-ab256-as600), against no alignment (after
 #                              `stage b1` .. `stage b3`, bench/pack_gpu.sh's parts; carries b4)
 #   sh bench/h100.sh hard      issue 19: the hard input (/root/stage/hard10.npz, made here by
 #                              `python bench/gpu_e2e.py --input hard --minutes 10 --save-input`),
@@ -148,7 +149,7 @@ ctce2e)  # after `stage b1` .. `stage b3` (bench/pack_gpu.sh's parts), this call
     | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/ctc.txt
   timeout 420 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
     --devices gpu --batches 16,64 --repeat 3 \
-    --configs beam5-noalign,beam5-w2v,beam5-w2v-kp,greedy-nofb-noalign,greedy-nofb-w2v,greedy-nofb-w2v-kp \
+    --configs beam5-noalign,beam5-w2v,beam5-w2v-kp,beam5-w2v-ab256-as600,greedy-nofb-noalign,greedy-nofb-w2v,greedy-nofb-w2v-kp,greedy-nofb-w2v-ab256-as600 \
     2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/e2e-kp.txt ;;
 hard)
   timeout 500 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/hard10.npz \

@@ -4,12 +4,14 @@ numpy's, on the GPU machine (MLX CUDA or Metal, torch with cuda or mps):
 1. the same spans from the same emissions (a random base-sized wav2vec2 of
    tests/speech.py, noise segments of 0.3-28 s with texts holding digits and symbols);
 2. `align_segments` over ~10 minutes of such segments (150, lengths log-normal around 3.5 s),
-   paths by the kernel and by numpy in alternating runs after a warm-up: the align stage's
-   time each way and whether every word is the same;
+   paths by the kernel and by numpy, in the aligner's batches (64 segments / 120 s of padded
+   audio) and in larger ones (256 / 600 s), in alternating runs after a warm-up: the align
+   stage's time each way and whether every word is the same;
 3. with --profile, one more `align_segments` each way under cProfile: the time inside the
    model's launches, the wait for its output, the paths, and the words.
 
-    python bench/gpu_ctc.py [--device cuda] [--segments 150] [--rounds 4] [--profile]
+    python bench/gpu_ctc.py [--device cuda] [--segments 150] [--rounds 4] [--variants ...]
+        [--profile]
 
 Speed does not depend on the weights' values (random weights, peaky emissions).
 """
@@ -63,28 +65,39 @@ def same_spans(aligner: w.Aligner) -> None:
     print(f"same emissions: spans identical for {same} of {len(segs)} segments")
 
 
-def timed(aligner: w.Aligner, count: int, rounds: int) -> None:
+def timed(aligner: w.Aligner, count: int, rounds: int, variants: list[str]) -> None:
+    """`align_segments` over `count` segments in each variant ("kernel" or "numpy" paths, then
+    "/SIZE/SECONDS": the aligner's batches of at most SIZE segments and SECONDS of padded
+    audio), in alternating runs after a warm-up; the word times of every variant compared (the
+    scores may differ in the last bits: batched matmuls of other shapes)."""
     rng = np.random.default_rng(1)
     seconds = np.clip(rng.lognormal(np.log(3.5), 0.7, count), 0.5, 28.0).tolist()
     segs = segments(seconds, seed=2)
     print(f"align_segments: {len(segs)} segments, {sum(seconds):.0f} s of audio")
-    times: dict[bool, list[float]] = {True: [], False: []}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     words = {}
+    default_seconds = w.BATCH_SECONDS
     for k in range(rounds + 1):  # the first round warms up
-        for on in (True, False):
-            ctc.GPU_PATHS = on
+        for variant in variants:
+            paths, size, batch_seconds = variant.split("/")
+            ctc.GPU_PATHS = paths == "kernel"
+            w.BATCH_SECONDS = float(batch_seconds)
             start = time.perf_counter()
-            out = w.align_segments(aligner, segs)
+            out = w.align_segments(aligner, segs, batch_size=int(size))
             if k:
-                times[on].append(time.perf_counter() - start)
-            words[on] = [a.words for a in out]
-    for on in (True, False):
-        runs = " ".join(f"{t:.3f}" for t in times[on])
-        name = "kernel" if on else "numpy"
-        print(f"paths by {name}: median {statistics.median(times[on]):.3f} s ({runs})")
-    same = sum(a == b for a, b in zip(words[True], words[False], strict=True))
-    total = sum(len(x) for x in words[False])
-    print(f"segments with identical words: {same} of {len(segs)} ({total} words)")
+                times[variant].append(time.perf_counter() - start)
+            words[variant] = [[(x.word, x.start, x.end) for x in a.words] for a in out]
+    w.BATCH_SECONDS = default_seconds
+    for variant in variants:
+        runs = " ".join(f"{t:.3f}" for t in times[variant])
+        print(f"paths by {variant}: median {statistics.median(times[variant]):.3f} s ({runs})")
+    total = sum(len(x) for x in words[variants[0]])
+    for variant in variants[1:]:
+        same = sum(a == b for a, b in zip(words[variants[0]], words[variant], strict=True))
+        print(
+            f"{variant} against {variants[0]}: {same} of {len(segs)} segments with identical "
+            f"word times ({total} words)"
+        )
 
 
 PHASES = {  # (file name ends, function): what the align stage spends its time on
@@ -122,6 +135,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="torch device of the aligner")
     parser.add_argument("--segments", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--variants",
+        default="kernel/64/120,numpy/64/120,numpy/256/600,kernel/256/600",
+        help="PATHS/SIZE/SECONDS: paths by kernel or numpy, batches of SIZE segments, SECONDS",
+    )
     parser.add_argument("--profile", action="store_true", help="also the phases under cProfile")
     args = parser.parse_args()
     if not (mx.metal.is_available() or mx.cuda.is_available()):
@@ -130,7 +148,7 @@ def main() -> None:
     folder = save_random_wav2vec2(Path(tempfile.mkdtemp()))
     aligner = w.load_aligner("en", str(folder), args.device)
     same_spans(aligner)
-    timed(aligner, args.segments, args.rounds)
+    timed(aligner, args.segments, args.rounds, args.variants.split(","))
     if args.profile:
         profiled(aligner, args.segments)
 

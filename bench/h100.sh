@@ -139,7 +139,7 @@ ctc)
   python3 -c 'import av' 2>/dev/null || { mkdir -p /tmp/stubs/av && touch /tmp/stubs/av/__init__.py; }
   timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py -k ctc_kernel 2>&1 \
     | tail -4 | tee $OUT/ctc-kernel.txt
-  timeout 150 python3 bench/gpu_ctc.py 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
+  timeout 200 python3 bench/gpu_ctc.py --profile 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
     | tee $OUT/ctc.txt ;;
 ctce2e)  # after `stage b1` .. `stage b3` (bench/pack_gpu.sh's parts), this call carrying .carry/b4
   cp .carry/b4/* /root/stage/ && sh bench/h100.sh unpack && sh bench/h100.sh setup

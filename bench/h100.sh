@@ -139,13 +139,13 @@ ctc)
   python3 -c 'import av' 2>/dev/null || { mkdir -p /tmp/stubs/av && touch /tmp/stubs/av/__init__.py; }
   timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py -k ctc_kernel 2>&1 \
     | tail -4 | tee $OUT/ctc-kernel.txt
-  timeout 200 python3 bench/gpu_ctc.py --profile 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
+  timeout 200 python3 bench/gpu_ctc.py --rounds 8 --profile 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
     | tee $OUT/ctc.txt ;;
 ctce2e)  # after `stage b1` .. `stage b3` (bench/pack_gpu.sh's parts), this call carrying .carry/b4
   cp .carry/b4/* /root/stage/ && sh bench/h100.sh unpack && sh bench/h100.sh setup
   export PYTHONPATH=$PYTHONPATH:/root/stage/stubs
   mlx_whisper_stub
-  timeout 120 python3 bench/gpu_ctc.py --profile 2>&1 \
+  timeout 120 python3 bench/gpu_ctc.py --rounds 8 --profile 2>&1 \
     | grep -v -e 'Writing model shards' -e 'Loading weights' | tee $OUT/ctc.txt
   timeout 420 python3 bench/gpu_e2e.py --model $BASE --input-file /root/stage/corpus10.npz \
     --devices gpu --batches 16,64 --repeat 3 \

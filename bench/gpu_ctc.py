@@ -65,15 +65,21 @@ def same_spans(aligner: w.Aligner) -> None:
     print(f"same emissions: spans identical for {same} of {len(segs)} segments")
 
 
+def timing_segments(count: int) -> list[tuple[np.ndarray, float, str]]:
+    """The timed runs' `count` segments: lengths log-normal around 3.5 s, within 0.5-28 s."""
+    rng = np.random.default_rng(1)
+    seconds = np.clip(rng.lognormal(np.log(3.5), 0.7, count), 0.5, 28.0).tolist()
+    return segments(seconds, seed=2)
+
+
 def timed(aligner: w.Aligner, count: int, rounds: int, variants: list[str]) -> None:
     """`align_segments` over `count` segments in each variant ("kernel" or "numpy" paths, then
     "/SIZE/SECONDS": the aligner's batches of at most SIZE segments and SECONDS of padded
     audio), in alternating runs after a warm-up; the word times of every variant compared (the
     scores may differ in the last bits: batched matmuls of other shapes)."""
-    rng = np.random.default_rng(1)
-    seconds = np.clip(rng.lognormal(np.log(3.5), 0.7, count), 0.5, 28.0).tolist()
-    segs = segments(seconds, seed=2)
-    print(f"align_segments: {len(segs)} segments, {sum(seconds):.0f} s of audio")
+    segs = timing_segments(count)
+    seconds = sum(len(audio) for audio, _, _ in segs) / 16000
+    print(f"align_segments: {len(segs)} segments, {seconds:.0f} s of audio")
     times: dict[str, list[float]] = {v: [] for v in variants}
     words = {}
     default_seconds = w.BATCH_SECONDS
@@ -114,9 +120,7 @@ PHASES = {  # (file name ends, function): what the align stage spends its time o
 
 def profiled(aligner: w.Aligner, count: int) -> None:
     """One `align_segments` each way under cProfile: cumulative seconds per phase."""
-    rng = np.random.default_rng(1)
-    seconds = np.clip(rng.lognormal(np.log(3.5), 0.7, count), 0.5, 28.0).tolist()
-    segs = segments(seconds, seed=2)
+    segs = timing_segments(count)
     for on in (True, False):
         ctc.GPU_PATHS = on
         profile = cProfile.Profile()

@@ -179,7 +179,7 @@ def _paths(todo: Sequence[Prepared]) -> list[np.ndarray | None]:
     """Each prepared alignment's best path (`backtrack`): on a GPU by one kernel launch for
     all of them (`mlxwx.kernels.ctc_path_kernel`, the same path), else by numpy."""
     backend = kernels.kernel_backend() if GPU_PATHS else None
-    states = max(len(labels) for _, _, labels, _ in todo)
+    states = max(len(labels) for _, _, labels, _ in todo) if backend else 0
     if backend is not None and states <= kernels.CTC_MAX_STATES:
         return _paths_kernel(todo, backend)
     scores = [emission[:, labels] for _, emission, labels, _ in todo]
